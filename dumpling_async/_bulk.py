@@ -1,0 +1,186 @@
+"""The bulk engine behind ``gather_profiles`` and ``iter_profiles``.
+
+Input is consumed lazily, at most ``concurrency`` lookups run at once, and each unique
+normalised handle is requested once: repeats wait for (or reuse) its outcome. Memory is
+O(concurrency) plus a set of the handles seen. An account-level error (401, 403) stops
+new requests at once; positions not attempted get ``BatchAbortedError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from typing import TYPE_CHECKING
+
+from ._errors import (
+    AuthenticationError,
+    BatchAbortedError,
+    DumplingError,
+    DuplicateHandleError,
+    InsufficientCreditsError,
+    InvalidHandleError,
+)
+from ._handles import normalize_handle
+from ._models import ProfileResult, TikTokProfile
+
+if TYPE_CHECKING:
+    from ._client import AsyncDumplingClient
+
+__all__ = ["gather_results", "iter_results"]
+
+# Outcomes kept for repeats that arrive after their handle finished; beyond this a
+# repeat gets DuplicateHandleError (never a second request).
+_RECENT_OUTCOMES = 4096
+_ACCOUNT_ERRORS = (AuthenticationError, InsufficientCreditsError)
+
+Outcome = TikTokProfile | DumplingError
+ResultHook = Callable[[ProfileResult], None]
+
+
+async def _aiter(items: Iterable[object] | AsyncIterable[object]) -> AsyncIterator[object]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
+
+
+def _result(index: int, given: object, handle: str, outcome: Outcome) -> ProfileResult:
+    if isinstance(outcome, TikTokProfile):
+        return ProfileResult(index=index, input=given, handle=handle, profile=outcome)
+    return ProfileResult(index=index, input=given, handle=handle, error=outcome)
+
+
+class _Job:
+    """State of one bulk run."""
+
+    def __init__(self, client: AsyncDumplingClient, keep_all: bool) -> None:
+        self.client = client
+        self.abort: DumplingError | None = None
+        self.waiting: dict[str, list[tuple[int, object]]] = {}  # handle -> positions
+        self.first_index: dict[str, int] = {}
+        self.seen: set[str] = set()
+        self.kept: OrderedDict[str, Outcome] = OrderedDict()
+        self.keep_all = keep_all
+
+    def stop_reason(self) -> DumplingError | None:
+        if self.abort is None:
+            return None
+        return BatchAbortedError(f"batch stopped: {self.abort}", cause=self.abort)
+
+    def remember(self, handle: str, outcome: Outcome) -> None:
+        self.kept[handle] = outcome
+        if not self.keep_all and len(self.kept) > _RECENT_OUTCOMES:
+            self.kept.popitem(last=False)
+
+    def repeat_outcome(self, handle: str) -> Outcome:
+        outcome = self.kept.get(handle)
+        if outcome is not None:
+            return outcome
+        first = self.first_index[handle]
+        return DuplicateHandleError(
+            f"handle {handle!r} was answered at position {first}", handle=handle, first_index=first
+        )
+
+    async def fetch(self, handle: str) -> Outcome:
+        try:
+            return await self.client._lookup(handle, should_stop=self.stop_reason)
+        except BatchAbortedError as error:
+            error.handle = handle
+            return error
+        except DumplingError as error:
+            if isinstance(error, _ACCOUNT_ERRORS) and self.abort is None:
+                self.abort = error
+            return error
+
+
+async def iter_results(
+    client: AsyncDumplingClient,
+    handles: Iterable[object] | AsyncIterable[object],
+    *,
+    concurrency: int | None = None,
+    on_result: ResultHook | None = None,
+    keep_all: bool = False,
+) -> AsyncIterator[ProfileResult]:
+    """Yield one ProfileResult per input position, in completion order."""
+    width = concurrency or client.max_concurrency
+    if width < 1:
+        raise ValueError("concurrency must be >= 1")
+    client._check_open()
+    job = _Job(client, keep_all)
+    source = _aiter(handles)
+    ready: deque[ProfileResult] = deque()
+    tasks: dict[asyncio.Task[Outcome], str] = {}
+    index = 0
+    exhausted = False
+    try:
+        while True:
+            # Read input while there is room; never more than the window ahead.
+            while not exhausted and len(tasks) < width and len(ready) < width:
+                try:
+                    given = await anext(source)
+                except StopAsyncIteration:
+                    exhausted = True
+                    break
+                position, index = index, index + 1
+                try:
+                    handle = normalize_handle(given)
+                except InvalidHandleError as error:
+                    ready.append(_result(position, given, str(given)[:200], error))
+                    continue
+                if handle in job.waiting:
+                    job.waiting[handle].append((position, given))
+                elif handle in job.seen:
+                    ready.append(_result(position, given, handle, job.repeat_outcome(handle)))
+                elif job.abort is not None:
+                    reason = job.stop_reason()
+                    assert reason is not None
+                    reason.handle = handle
+                    ready.append(_result(position, given, handle, reason))
+                else:
+                    job.seen.add(handle)
+                    job.first_index[handle] = position
+                    job.waiting[handle] = [(position, given)]
+                    tasks[asyncio.ensure_future(job.fetch(handle))] = handle
+            while ready:
+                result = ready.popleft()
+                if on_result is not None:
+                    on_result(result)
+                yield result
+            if not tasks:
+                if exhausted:
+                    return
+                continue
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                handle = tasks.pop(task)
+                outcome = task.result()
+                job.remember(handle, outcome)
+                for position, given in job.waiting.pop(handle):
+                    ready.append(_result(position, given, handle, outcome))
+    finally:
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        aclose = getattr(source, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def gather_results(
+    client: AsyncDumplingClient,
+    handles: Iterable[object] | AsyncIterable[object],
+    *,
+    concurrency: int | None = None,
+) -> list[ProfileResult]:
+    """All results, in input order; repeats share their handle's outcome."""
+    results: list[ProfileResult | None] = []
+    async for result in iter_results(client, handles, concurrency=concurrency, keep_all=True):
+        if result.index >= len(results):
+            results.extend([None] * (result.index + 1 - len(results)))
+        results[result.index] = result
+    assert all(r is not None for r in results)
+    return [r for r in results if r is not None]

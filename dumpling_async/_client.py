@@ -1,0 +1,463 @@
+"""``AsyncDumplingClient``: lifecycle, connection pool and the request pipeline.
+
+limiter -> send -> classify -> retry -> structure. Transport errors are mapped to this
+library's exceptions in one place (``_transport_error``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from ._budget import CreditBudget, LocalCreditBudget
+from ._converter import parse_profile
+from ._errors import (
+    APIConnectionError,
+    APITimeoutError,
+    ClientClosedError,
+    ConfigurationError,
+    DumplingError,
+    InvalidResponseError,
+    error_for_status,
+)
+from ._handles import normalize_handle
+from ._log import LOGGER_NAME, get_logger
+from ._models import ProfileResult, RateLimitState, TikTokProfile
+from ._ratelimit import AdaptiveRateLimiter, RateLimiter, ResponseInfo, parse_rate_limit_headers
+from ._retry import RetryPolicy, parse_retry_after
+from ._secret import Secret
+
+__all__ = ["DEFAULT_BASE_URL", "PROFILE_COST", "REQUEST_SOURCES", "AsyncDumplingClient"]
+
+DEFAULT_BASE_URL = "https://app.dumplingai.com"
+PROFILE_PATH = "/api/v1/get-tiktok-profile"
+PROFILE_COST = 10  # credits per profile received
+KEY_ENV_VARS = ("DUMPLINGAI_API_KEY", "DUMPLING_API_KEY")
+URL_ENV_VAR = "DUMPLINGAI_API_URL"
+REQUEST_SOURCES = frozenset(
+    {
+        "API",
+        "WEB",
+        "MAKE_DOT_COM",
+        "ZAPIER",
+        "N8N",
+        "PLAYGROUND",
+        "DEFAULT_AUTOMATION",
+        "AGENT_PREVIEW",
+        "AGENT_LIVE",
+        "AUTOPILOT",
+        "STUDIO",
+    }
+)
+_LOOPBACK_NAMES = frozenset({"localhost"})
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _resolve_key(api_key: str | None) -> Secret:
+    if api_key is None:
+        for name in KEY_ENV_VARS:
+            value = os.environ.get(name, "").strip()
+            if value:
+                api_key = value
+                break
+    if api_key is None or not api_key.strip():
+        raise ConfigurationError(
+            "no DumplingAI API key: pass api_key= or set DUMPLINGAI_API_KEY (or DUMPLING_API_KEY)"
+        )
+    if not isinstance(api_key, str) or any(ch in api_key for ch in "\r\n\0"):
+        raise ConfigurationError("the API key must be a single-line string")
+    return Secret(api_key.strip())
+
+
+def _resolve_base_url(base_url: str | None, *, allow_insecure_http: bool) -> URL:
+    text = base_url or os.environ.get(URL_ENV_VAR, "").strip() or DEFAULT_BASE_URL
+    try:
+        url = URL(text)
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError(f"invalid base_url {text!r}: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigurationError(f"base_url must be an http(s) URL with a host, got {text!r}")
+    if url.user or url.password or url.query_string or url.fragment:
+        raise ConfigurationError("base_url must not carry credentials, a query or a fragment")
+    if url.scheme == "http" and not _is_loopback(url.host) and not allow_insecure_http:
+        raise ConfigurationError(
+            f"refusing plain http:// to {url.host}: the API key would travel in clear text "
+            "(pass allow_insecure_http=True to accept that)"
+        )
+    return url
+
+
+class AsyncDumplingClient:
+    """An asyncio client for the DumplingAI API, safe to share between tasks.
+
+    Use one client per application (or per API key) and share it: it owns one
+    connection pool, one rate limiter and one credit budget. Configuration is
+    keyword-only; the key comes from *api_key* or the environment
+    (``DUMPLINGAI_API_KEY``, then ``DUMPLING_API_KEY``).
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        max_concurrency: int = 16,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        rate_limiter: RateLimiter | None = None,
+        session: aiohttp.ClientSession | None = None,
+        max_credits: int | None = None,
+        credit_budget: CreditBudget | None = None,
+        request_source: str | None = None,
+        allow_insecure_http: bool = False,
+        max_response_bytes: int = 4 * 1024 * 1024,
+    ) -> None:
+        self._key = _resolve_key(api_key)
+        self._headers = _Headers(self._key)
+        self._log = get_logger(self._key)
+        self._base_url = _resolve_base_url(base_url, allow_insecure_http=allow_insecure_http)
+        if self._base_url.scheme == "http" and not _is_loopback(self._base_url.host):
+            self._log.warning("insecure_base_url", host=self._base_url.host)
+        if max_concurrency < 1:
+            raise ConfigurationError("max_concurrency must be >= 1")
+        if not timeout > 0:
+            raise ConfigurationError("timeout must be > 0 seconds")
+        if request_source is not None and request_source not in REQUEST_SOURCES:
+            raise ConfigurationError(
+                f"request_source must be one of {sorted(REQUEST_SOURCES)}, got {request_source!r}"
+            )
+        if max_credits is not None and credit_budget is not None:
+            raise ConfigurationError("pass max_credits or credit_budget, not both")
+        self._profile_url = self._base_url.with_path(self._base_url.path.rstrip("/") + PROFILE_PATH)
+        self._max_concurrency = max_concurrency
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout_s = timeout
+        self._retry = retry or RetryPolicy()
+        self._limiter: RateLimiter = rate_limiter or AdaptiveRateLimiter()
+        self._budget: CreditBudget = credit_budget or LocalCreditBudget(max_credits)
+        self._request_source = request_source
+        self._max_body = max_response_bytes
+        self._session = session
+        self._owns_session = session is None
+        self._slots: asyncio.Semaphore | None = None
+        self._closed = False
+        self._single_flight: dict[str, _Flight] = {}
+        self._debug = logging.getLogger(LOGGER_NAME).isEnabledFor
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def __repr__(self) -> str:
+        return (
+            f"AsyncDumplingClient(base_url={str(self._base_url)!r}, "
+            f"max_concurrency={self._max_concurrency}, timeout={self._timeout_s}, "
+            f"retry={self._retry!r}, max_credits={self._budget.max_credits}, "
+            f"credits_spent={self._budget.spent}, closed={self._closed})"
+        )
+
+    async def __aenter__(self) -> Self:
+        self._check_open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the owned connection pool (a borrowed session is left open). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for flight in list(self._single_flight.values()):
+            flight.task.cancel()
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+        self._session = None
+
+    @property
+    def closed(self) -> bool:
+        """True once ``aclose()`` was called."""
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosedError("this AsyncDumplingClient is closed; create a new one")
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        self._check_open()
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._max_concurrency, limit_per_host=self._max_concurrency
+            )
+            self._session = aiohttp.ClientSession(connector=connector)
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._max_concurrency)
+        return self._session
+
+    # -- state ----------------------------------------------------------------------------
+    @property
+    def rate_limit(self) -> RateLimitState:
+        """The account's rate limit as last seen, and what the limiter learned."""
+        return self._limiter.snapshot()
+
+    @property
+    def credits_spent(self) -> int:
+        """Credits the server charged, as far as this client knows (10 per profile)."""
+        return self._budget.spent
+
+    @property
+    def rate_limiter(self) -> RateLimiter:
+        """The limiter in use; pass it to another client to share one quota."""
+        return self._limiter
+
+    @property
+    def max_concurrency(self) -> int:
+        """The most requests this client has in flight at once."""
+        return self._max_concurrency
+
+    # -- public lookups -------------------------------------------------------------------
+    async def get_tiktok_profile(self, handle: str) -> TikTokProfile:
+        """Look up one profile by handle or profile URL.
+
+        Concurrent calls for the same handle share one request (and one charge).
+        """
+        normalized = normalize_handle(handle)
+        self._check_open()
+        flight = self._single_flight.get(normalized)
+        if flight is None:
+            flight = _Flight(asyncio.ensure_future(self._lookup(normalized)))
+            self._single_flight[normalized] = flight
+            flight.task.add_done_callback(lambda _: self._single_flight.pop(normalized, None))
+        flight.waiters += 1
+        try:
+            return await asyncio.shield(flight.task)
+        finally:
+            flight.waiters -= 1
+            if flight.waiters == 0 and not flight.task.done():
+                flight.task.cancel()  # every caller gave up: stop paying for it
+
+    async def gather_profiles(
+        self,
+        handles: Iterable[object] | AsyncIterable[object],
+        *,
+        concurrency: int | None = None,
+    ) -> list[ProfileResult]:
+        """Look up many handles; one result per input position, in input order."""
+        from ._bulk import gather_results
+
+        return await gather_results(self, handles, concurrency=concurrency)
+
+    def iter_profiles(
+        self,
+        handles: Iterable[object] | AsyncIterable[object],
+        *,
+        concurrency: int | None = None,
+        on_result: Any = None,
+    ) -> AsyncIterator[ProfileResult]:
+        """Yield one result per input position as lookups complete (bounded memory)."""
+        from ._bulk import iter_results
+
+        return iter_results(self, handles, concurrency=concurrency, on_result=on_result)
+
+    # -- the pipeline ---------------------------------------------------------------------
+    def _body(self, handle: str) -> bytes:
+        payload: dict[str, str] = {"handle": handle}
+        if self._request_source is not None:
+            payload["requestSource"] = self._request_source
+        return orjson.dumps(payload)
+
+    async def _lookup(self, handle: str, *, should_stop: Any = None) -> TikTokProfile:
+        """Fetch one normalised handle with retries; raises a DumplingError on failure.
+
+        *should_stop* (bulk jobs) returns an exception to raise instead of (re)trying.
+        """
+        body = self._body(handle)
+        attempt = 0
+        while True:
+            attempt += 1
+            if should_stop is not None and (stop := should_stop()) is not None:
+                raise stop
+            await self._budget.reserve(PROFILE_COST)
+            charged = False
+            try:
+                profile = await self._attempt(handle, body, attempt, should_stop)
+                charged = True
+                return profile
+            except DumplingError as error:
+                charged = _was_charged(error)
+                delay = self._retry.delay(error, attempt)
+                if delay is None:
+                    raise
+                self._log.info(
+                    "retry",
+                    handle=handle,
+                    attempt=attempt,
+                    delay=round(delay, 3),
+                    error=type(error).__name__,
+                    status=getattr(error, "status", None),
+                )
+            finally:
+                await self._budget.settle(PROFILE_COST, charged=charged)
+            await asyncio.sleep(delay)
+
+    async def _attempt(
+        self, handle: str, body: bytes, attempt: int, should_stop: Any = None
+    ) -> TikTokProfile:
+        session = self._get_session()
+        assert self._slots is not None
+        async with self._slots:
+            permit = await self._limiter.acquire()
+            if should_stop is not None and (stop := should_stop()) is not None:
+                await self._limiter.settle(permit, None)
+                raise stop
+            info: ResponseInfo | None = None
+            started = time.monotonic()
+            status = 0
+            try:
+                async with session.post(
+                    self._profile_url,
+                    data=body,
+                    headers=self._headers,
+                    timeout=self._timeout,
+                    allow_redirects=False,
+                ) as resp:
+                    status = resp.status
+                    headers = resp.headers
+                    limit, remaining = parse_rate_limit_headers(headers)
+                    retry_after = parse_retry_after(headers) if status in (429, 503) else None
+                    info = ResponseInfo(
+                        status=status, limit=limit, remaining=remaining, retry_after=retry_after
+                    )
+                    if status == 200:
+                        data = await self._read(resp, handle)
+                    else:
+                        data = await self._read_error(resp)
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                # The cause keeps its type and message but not its frames, whose locals
+                # hold the request headers.
+                raise _transport_error(
+                    exc, handle, response_received=status == 200
+                ) from exc.with_traceback(None)
+            finally:
+                await self._limiter.settle(permit, info)
+                if self._debug(logging.DEBUG):
+                    self._log.debug(
+                        "attempt",
+                        handle=handle,
+                        attempt=attempt,
+                        status=status or None,
+                        elapsed=round(time.monotonic() - started, 4),
+                        limit=info.limit if info else None,
+                        remaining=info.remaining if info else None,
+                    )
+        if status == 200:
+            # Received and charged: whatever the body holds, it is never sent again.
+            return parse_profile(data, handle=handle)
+        raise error_for_status(
+            status,
+            data,
+            reason=resp.reason,
+            handle=handle,
+            headers=dict(headers),
+            retry_after=info.retry_after if info else None,
+            rate_limit=self._limiter.snapshot(),
+        )
+
+    async def _read(self, resp: aiohttp.ClientResponse, handle: str) -> bytes:
+        length = resp.content_length
+        if length is not None and length > self._max_body:
+            raise _Oversized(f"response body of {length} bytes exceeds the {self._max_body} cap")
+        if length is not None:
+            return await resp.read()
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_any():
+            size += len(chunk)
+            if size > self._max_body:
+                raise _Oversized(f"response body exceeds the {self._max_body} byte cap")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _read_error(self, resp: aiohttp.ClientResponse) -> bytes:
+        # Error bodies are small; read a bounded prefix and drop the rest with the connection.
+        try:
+            return await resp.content.read(64 * 1024)
+        except (aiohttp.ClientError, TimeoutError):
+            return b""
+
+
+class _Oversized(InvalidResponseError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=200)
+
+
+class _Headers(dict[str, str]):
+    """Request headers built at send time; their repr hides the Authorization value."""
+
+    def __init__(self, key: Secret) -> None:
+        super().__init__(
+            {
+                "Authorization": f"Bearer {key.get()}",
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+            }
+        )
+
+    def __repr__(self) -> str:
+        return "{'Authorization': '[REDACTED]', ...}"
+
+
+class _Flight:
+    """One lookup in progress and how many callers await it."""
+
+    __slots__ = ("task", "waiters")
+
+    def __init__(self, task: asyncio.Task[TikTokProfile]) -> None:
+        self.task = task
+        self.waiters = 0
+
+
+def _was_charged(error: DumplingError) -> bool:
+    if isinstance(error, InvalidResponseError):
+        return error.status == 200
+    return isinstance(error, APIConnectionError) and error.response_received
+
+
+def _transport_error(
+    exc: BaseException, handle: str, *, response_received: bool
+) -> APIConnectionError:
+    """The one place transport failures become library errors (tracebacks scrubbed)."""
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    cls = (
+        APITimeoutError
+        if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError)
+        else APIConnectionError
+    )
+    verb = "timed out" if cls is APITimeoutError else "failed"
+    return cls(
+        f"request for {handle!r} {verb} ({detail[:200]})",
+        handle=handle,
+        response_received=response_received,
+    )

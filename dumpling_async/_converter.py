@@ -1,0 +1,169 @@
+"""The one cattrs converter of the library (never cattrs' global one).
+
+JSON keys are camelCase, fields snake_case; unknown keys are ignored but kept in ``raw``;
+scalars are coerced only where the coercion cannot lose meaning (``"12"`` -> ``12``), so a
+wrong type becomes :class:`InvalidResponseError` instead of a silently wrong value.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import attrs
+import orjson
+from cattrs.gen import make_dict_structure_fn, override
+from cattrs.preconf.orjson import OrjsonConverter, make_converter
+
+from ._errors import InvalidResponseError
+from ._models import (
+    BioLink,
+    CommerceUserInfo,
+    ProfileTab,
+    TikTokProfile,
+    TikTokStats,
+    TikTokUser,
+)
+
+__all__ = ["parse_profile", "structure_profile"]
+
+T = TypeVar("T")
+
+# Keys whose camelCase spelling is not the mechanical one.
+_SPECIAL = {"is_ad_virtual": "isADVirtual"}
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def _as_str(value: Any, _: type) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # ids sometimes arrive as numbers
+    raise TypeError(f"expected a string, got {type(value).__name__}")
+
+
+def _as_int(value: Any, _: type) -> int:
+    if isinstance(value, bool):
+        raise TypeError("expected an integer, got a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) < 40:
+        return int(value)
+    raise TypeError(f"expected an integer, got {type(value).__name__}")
+
+
+def _as_bool(value: Any, _: type) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise TypeError(f"expected a boolean, got {type(value).__name__}")
+
+
+def _as_object(value: Any, _: type) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    raise TypeError(f"expected an object, got {type(value).__name__}")
+
+
+def _object_list(value: Any, _: type) -> tuple[dict[str, Any], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise TypeError(f"expected a list, got {type(value).__name__}")
+    if not all(isinstance(item, dict) for item in value):
+        raise TypeError("expected a list of objects")
+    return tuple(value)
+
+
+def _any_list(value: Any, _: type) -> tuple[Any, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise TypeError(f"expected a list, got {type(value).__name__}")
+    return tuple(value)
+
+
+def _register_model(converter: OrjsonConverter, cls: type[Any]) -> None:
+    renames = {
+        a.name: override(rename=_SPECIAL.get(a.name, _camel(a.name)))
+        for a in attrs.fields(cls)
+        if a.name != "raw"
+    }
+    build = make_dict_structure_fn(cls, converter, raw=override(omit=True), **renames)
+
+    def structure(value: Any, cl: type[Any]) -> Any:
+        if not isinstance(value, dict):
+            raise TypeError(f"expected an object for {cl.__name__}, got {type(value).__name__}")
+        instance = build(value, cl)
+        # Frozen classes allow this one write; it keeps the source object reachable.
+        object.__setattr__(instance, "raw", value)
+        return instance
+
+    converter.register_structure_hook(cls, structure)
+
+
+def _make_converter() -> OrjsonConverter:
+    converter = make_converter(detailed_validation=False, forbid_extra_keys=False)
+    converter.register_structure_hook(str, _as_str)
+    converter.register_structure_hook(int, _as_int)
+    converter.register_structure_hook(bool, _as_bool)
+    # Generic aliases cannot go through singledispatch; match them by identity.
+    converter.register_structure_hook_func(lambda t: t == dict[str, Any], _as_object)
+    converter.register_structure_hook_func(lambda t: t == tuple[dict[str, Any], ...], _object_list)
+    converter.register_structure_hook_func(lambda t: t == tuple[Any, ...], _any_list)
+    for cls in (BioLink, CommerceUserInfo, ProfileTab, TikTokUser, TikTokStats, TikTokProfile):
+        _register_model(converter, cls)
+    return converter
+
+
+class _Structurer:
+    """Builds the converter on first use: importing the package does no work."""
+
+    __slots__ = ("_converter",)
+
+    def __init__(self) -> None:
+        self._converter: OrjsonConverter | None = None
+
+    def __call__(self, data: Any, cls: type[T]) -> T:
+        converter = self._converter
+        if converter is None:
+            converter = self._converter = _make_converter()
+        return converter.structure(data, cls)
+
+
+_structure = _Structurer()
+
+
+def structure_profile(data: Any, *, handle: str | None = None) -> TikTokProfile:
+    """Structure a decoded JSON value into a profile or raise InvalidResponseError."""
+    if not isinstance(data, dict):
+        raise InvalidResponseError(
+            f"expected a JSON object, got {type(data).__name__}", handle=handle, status=200
+        )
+    try:
+        return _structure(data, TikTokProfile)
+    except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as exc:
+        raise InvalidResponseError(
+            f"response is not a TikTok profile: {exc}", handle=handle, status=200
+        ) from None
+    except Exception as exc:  # cattrs wraps failures in its own exception types
+        raise InvalidResponseError(
+            f"response is not a TikTok profile: {type(exc).__name__}", handle=handle, status=200
+        ) from None
+
+
+def parse_profile(body: bytes, *, handle: str | None = None) -> TikTokProfile:
+    """Decode and structure a 200 body."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidResponseError(
+            f"response body is not JSON ({exc.msg})", handle=handle, status=200
+        ) from None
+    return structure_profile(data, handle=handle)

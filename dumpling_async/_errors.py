@@ -1,0 +1,262 @@
+"""The exception hierarchy, and the one place an HTTP error response becomes an exception.
+
+DumplingError
+├── ConfigurationError          (also ValueError)
+├── ClientClosedError           (also RuntimeError)
+├── InvalidHandleError          (also ValueError)
+├── APIStatusError              .status .message .code .handle .headers .retry_after .rate_limit
+│   ├── BadRequestError            400
+│   ├── AuthenticationError        401
+│   ├── InsufficientCreditsError   403
+│   ├── ProfileNotFoundError       404
+│   ├── RateLimitError             429
+│   ├── ServerError                500 and other 5xx
+│   └── UpstreamError              502, 503, 504
+├── APIConnectionError
+│   └── APITimeoutError
+├── InvalidResponseError
+├── BudgetExceededError
+├── BatchAbortedError           .cause
+└── DuplicateHandleError        .first_index
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import orjson
+
+if TYPE_CHECKING:
+    from ._models import RateLimitState
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BatchAbortedError",
+    "BudgetExceededError",
+    "ClientClosedError",
+    "ConfigurationError",
+    "DumplingError",
+    "DuplicateHandleError",
+    "InsufficientCreditsError",
+    "InvalidHandleError",
+    "InvalidResponseError",
+    "ProfileNotFoundError",
+    "RateLimitError",
+    "ServerError",
+    "UpstreamError",
+    "error_for_status",
+]
+
+
+class DumplingError(Exception):
+    """Base class of every error this library raises."""
+
+    handle: str | None
+
+    def __init__(self, message: str, *, handle: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.handle = handle
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only constructors do not survive pickle's default protocol.
+        return (_rebuild, (type(self), self.__dict__.copy()))
+
+
+def _rebuild(cls: type[DumplingError], state: dict[str, object]) -> DumplingError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, state.get("message", ""))
+    err.__dict__.update(state)
+    return err
+
+
+class ConfigurationError(DumplingError, ValueError):
+    """The client was configured in a way that cannot work (no key, unsafe URL, bad option)."""
+
+
+class ClientClosedError(DumplingError, RuntimeError):
+    """The client was used after ``aclose()``."""
+
+
+class InvalidHandleError(DumplingError, ValueError):
+    """The input is not a TikTok handle or profile URL; no request was made."""
+
+
+class APIStatusError(DumplingError):
+    """The API answered with an error status."""
+
+    status: int
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        handle: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        retry_after: float | None = None,
+        rate_limit: RateLimitState | None = None,
+    ) -> None:
+        super().__init__(message, handle=handle)
+        self.status = status
+        self.code = code
+        self.headers: dict[str, str] = dict(headers or {})
+        self.retry_after = retry_after
+        self.rate_limit = rate_limit
+
+    def __str__(self) -> str:
+        where = f" for handle {self.handle!r}" if self.handle else ""
+        return f"{self.status}{where}: {self.message}"
+
+
+class BadRequestError(APIStatusError):
+    """400: the API rejected the request parameters."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the API key is missing, invalid or inactive. Stops a bulk job."""
+
+
+class InsufficientCreditsError(APIStatusError):
+    """403: the account is out of credits. Stops a bulk job."""
+
+
+class ProfileNotFoundError(APIStatusError):
+    """404: no TikTok profile has this handle. Not charged, not retried."""
+
+
+class RateLimitError(APIStatusError):
+    """429: the account's request quota is exhausted for now."""
+
+
+class ServerError(APIStatusError):
+    """500 (and other unexpected 5xx): the API failed."""
+
+
+class UpstreamError(APIStatusError):
+    """502/503/504: the vendor's upstream profile service failed or rate-limited it."""
+
+
+class APIConnectionError(DumplingError):
+    """The request did not complete: connection refused, reset or dropped.
+
+    ``response_received`` is true when a 200 status arrived before the failure: the
+    lookup may have been charged, so it is never retried.
+    """
+
+    def __init__(
+        self, message: str, *, handle: str | None = None, response_received: bool = False
+    ) -> None:
+        super().__init__(message, handle=handle)
+        self.response_received = response_received
+
+
+class APITimeoutError(APIConnectionError):
+    """An attempt took longer than the client's ``timeout``."""
+
+
+class InvalidResponseError(DumplingError):
+    """A 200 response whose body is not a profile (not JSON, truncated, wrong shape)."""
+
+    def __init__(
+        self, message: str, *, handle: str | None = None, status: int | None = None
+    ) -> None:
+        super().__init__(message, handle=handle)
+        self.status = status
+
+
+class BudgetExceededError(DumplingError):
+    """Not attempted: the client's credit budget (``max_credits``) was reached."""
+
+
+class BatchAbortedError(DumplingError):
+    """Not attempted: an account-level error stopped the batch; it is ``.cause``."""
+
+    def __init__(
+        self, message: str, *, handle: str | None = None, cause: BaseException | None = None
+    ) -> None:
+        super().__init__(message, handle=handle)
+        self.cause = cause
+
+
+class DuplicateHandleError(DumplingError):
+    """A repeat of a handle answered earlier in the same stream whose outcome was not kept.
+
+    Only ``iter_profiles`` over very large inputs yields it, to keep memory bounded; the
+    handle was not paid for twice. ``first_index`` is the position that has its outcome.
+    """
+
+    def __init__(self, message: str, *, handle: str | None = None, first_index: int) -> None:
+        super().__init__(message, handle=handle)
+        self.first_index = first_index
+
+
+_BY_STATUS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: InsufficientCreditsError,
+    404: ProfileNotFoundError,
+    429: RateLimitError,
+    500: ServerError,
+    502: UpstreamError,
+    503: UpstreamError,
+    504: UpstreamError,
+}
+
+
+def _parse_body(body: bytes) -> tuple[str | None, str | None]:
+    """Return (message, code) from either vendor error shape, or (None, None)."""
+    try:
+        data = orjson.loads(body)
+    except (orjson.JSONDecodeError, TypeError):
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    error = data.get("error")
+    if isinstance(error, str):
+        return error, None
+    if isinstance(error, dict):
+        message, code = error.get("message"), error.get("code")
+        return (
+            message if isinstance(message, str) else None,
+            code if isinstance(code, str) else None,
+        )
+    message = data.get("message")
+    return (message if isinstance(message, str) else None), None
+
+
+def error_for_status(
+    status: int,
+    body: bytes,
+    *,
+    reason: str | None,
+    handle: str | None,
+    headers: Mapping[str, str],
+    retry_after: float | None,
+    rate_limit: RateLimitState | None,
+) -> APIStatusError:
+    """Map an error response to its exception class, parsing both vendor body shapes."""
+    cls = _BY_STATUS.get(status)
+    if cls is None:
+        cls = ServerError if status >= 500 else APIStatusError
+    message, code = _parse_body(body)
+    if not message:
+        message = reason or f"HTTP {status}"
+    return cls(
+        message[:1000],
+        status=status,
+        handle=handle,
+        code=code,
+        headers=headers,
+        retry_after=retry_after,
+        rate_limit=rate_limit,
+    )

@@ -1,0 +1,95 @@
+"""What is retried, and how long to wait: capped exponential backoff with full jitter."""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from collections.abc import Mapping
+
+import attrs
+
+from ._errors import (
+    APIConnectionError,
+    APIStatusError,
+    DumplingError,
+)
+
+__all__ = ["RetryPolicy", "parse_retry_after"]
+
+_RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must be >= 0, got {value}")
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How a failed attempt is retried.
+
+    ``max_attempts`` counts the first try: the default 3 is two retries, as in the
+    OpenAI and Anthropic SDKs. Waits grow as ``backoff_base * 2**n`` up to
+    ``backoff_max`` with full jitter. A server-requested wait (``Retry-After``) is
+    honoured up to ``max_retry_after`` seconds; a longer one is not waited out: the
+    error is returned so the caller can decide.
+    """
+
+    max_attempts: int = attrs.field(default=3, validator=attrs.validators.ge(1))
+    backoff_base: float = attrs.field(default=0.5, validator=_positive)
+    backoff_max: float = attrs.field(default=8.0, validator=_positive)
+    max_retry_after: float = attrs.field(default=60.0, validator=_positive)
+
+    def is_retryable(self, error: DumplingError) -> bool:
+        """True for 429, 5xx and transport failures that never delivered a 200."""
+        if isinstance(error, APIStatusError):
+            return error.status in _RETRYABLE_STATUS
+        # A transport failure after a 200 arrived may have been charged: never retried.
+        return isinstance(error, APIConnectionError) and not error.response_received
+
+    def backoff(self, retry: int, *, rng: random.Random | None = None) -> float:
+        """Full-jitter wait before retry number *retry* (1 for the first retry)."""
+        ceiling = min(self.backoff_max, self.backoff_base * 2 ** (retry - 1))
+        return (rng or random).uniform(0.0, ceiling)
+
+    def delay(self, error: DumplingError, retry: int) -> float | None:
+        """Seconds to wait before *retry*, or None when the error must not be retried."""
+        if retry >= self.max_attempts or not self.is_retryable(error):
+            return None
+        server_wait = error.retry_after if isinstance(error, APIStatusError) else None
+        if server_wait is not None:
+            # A wait longer than we are willing to honour is the caller's decision.
+            return server_wait if server_wait <= self.max_retry_after else None
+        return self.backoff(retry)
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds the server asks to wait: ``retry-after-ms``, or ``Retry-After`` as
+    seconds or an HTTP date. None when absent or unparseable."""
+    value = headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            ms = float(value)
+        except ValueError:
+            ms = -1.0
+        if ms >= 0 and ms == ms and ms != float("inf"):
+            return ms / 1000.0
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+        return max(0.0, seconds)
+    if seconds != seconds or seconds == float("inf"):
+        return None
+    return max(0.0, seconds)
