@@ -90,12 +90,13 @@ def _any_list(value: Any, _: type) -> tuple[Any, ...]:
 
 
 def _register_model(converter: OrjsonConverter, cls: type[Any]) -> None:
-    renames = {
+    overrides: dict[str, Any] = {
         a.name: override(rename=_SPECIAL.get(a.name, _camel(a.name)))
         for a in attrs.fields(cls)
         if a.name != "raw"
     }
-    build = make_dict_structure_fn(cls, converter, raw=override(omit=True), **renames)
+    overrides["raw"] = override(omit=True)
+    build = make_dict_structure_fn(cls, converter, **overrides)
 
     def structure(value: Any, cl: type[Any]) -> Any:
         if not isinstance(value, dict):

@@ -25,11 +25,8 @@ __all__ = [
 ]
 
 JSONObject = dict[str, Any]
-
-
-def _raw() -> Any:
-    # Filled in by the converter with the source object; excluded from eq and repr.
-    return attrs.field(factory=dict, eq=False, repr=False)
+# Each model's ``raw`` is filled in by the converter with the source object; it is kept
+# out of eq and repr.
 
 
 @attrs.frozen(kw_only=True)
@@ -38,7 +35,7 @@ class BioLink:
 
     link: str | None = None
     risk: int | None = None
-    raw: JSONObject = _raw()
+    raw: JSONObject = attrs.field(factory=dict, eq=False, repr=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -46,7 +43,7 @@ class CommerceUserInfo:
     """Commerce flags of an account."""
 
     commerce_user: bool | None = None
-    raw: JSONObject = _raw()
+    raw: JSONObject = attrs.field(factory=dict, eq=False, repr=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -56,7 +53,7 @@ class ProfileTab:
     show_music_tab: bool | None = None
     show_question_tab: bool | None = None
     show_play_list_tab: bool | None = None
-    raw: JSONObject = _raw()
+    raw: JSONObject = attrs.field(factory=dict, eq=False, repr=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -102,7 +99,7 @@ class TikTokUser:
     event_list: tuple[Any, ...] = ()
     suggest_account_bind: bool | None = None
     is_organization: int | None = None
-    raw: JSONObject = _raw()
+    raw: JSONObject = attrs.field(factory=dict, eq=False, repr=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -116,7 +113,7 @@ class TikTokStats:
     video_count: int | None = None
     digg_count: int | None = None
     friend_count: int | None = None
-    raw: JSONObject = _raw()
+    raw: JSONObject = attrs.field(factory=dict, eq=False, repr=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -126,7 +123,7 @@ class TikTokProfile:
     user: TikTokUser | None = None
     stats: TikTokStats | None = None
     item_list: tuple[JSONObject, ...] = ()
-    raw: JSONObject = _raw()
+    raw: JSONObject = attrs.field(factory=dict, eq=False, repr=False)
 
 
 @attrs.frozen(kw_only=True)

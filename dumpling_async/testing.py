@@ -54,6 +54,8 @@ FAULT_KINDS = (
     "html_200",
     "oversized",
 )
+# Faults only a test asks for by name (FakeDumplingServer.inject), never drawn at random.
+SCRIPTED_ONLY = ("400", "html_500", "latency")
 PROFILE_PATH = "/api/v1/get-tiktok-profile"
 
 
@@ -214,12 +216,15 @@ def fake_profile(handle: str) -> dict[str, Any]:
     }
 
 
-def _error(status: int, message: str, headers: dict[str, str]) -> web.Response:
+def _error(
+    status: int, message: str, headers: dict[str, str], *, nested: bool = False
+) -> web.Response:
+    # The vendor uses two shapes: {"error": "..."} and {"status": "error", "error": {...}}.
+    body: dict[str, Any] = {"error": message}
+    if nested:
+        body = {"status": "error", "error": {"code": f"E{status}", "message": message}}
     return web.Response(
-        status=status,
-        body=orjson.dumps({"error": message}),
-        content_type="application/json",
-        headers=headers,
+        status=status, body=orjson.dumps(body), content_type="application/json", headers=headers
     )
 
 
@@ -241,6 +246,7 @@ class FakeDumplingServer:
         faults: FaultPlan | None = None,
         latency: float = 0.0,
         retry_after_ms: bool = True,
+        nested_errors: bool = False,
         redirect_to: str | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -252,6 +258,7 @@ class FakeDumplingServer:
         self.faults = faults
         self.latency = latency
         self.retry_after_ms = retry_after_ms
+        self.nested_errors = nested_errors
         self.redirect_to = redirect_to
         self.records: list[RequestRecord] = []
         self.charged: Counter[str] = Counter()
@@ -292,8 +299,10 @@ class FakeDumplingServer:
 
     @property
     def port(self) -> int:
-        assert self._server is not None and self._server.port is not None
-        return self._server.port
+        assert self._server is not None, "start the server first"
+        port = self._server.port
+        assert port is not None
+        return port
 
     # -- control --------------------------------------------------------------------------
     def set_rate_limit(self, limit: int) -> None:
@@ -307,7 +316,7 @@ class FakeDumplingServer:
     def inject(self, *kinds: str, handle: str | None = None) -> None:
         """Make the next requests (for *handle*, or any) fail with *kinds*, in order."""
         for kind in kinds:
-            if kind not in FAULT_KINDS and kind != "latency":
+            if kind not in FAULT_KINDS and kind not in SCRIPTED_ONLY:
                 raise ValueError(f"unknown fault {kind!r}")
         self._scripted.setdefault(handle, deque()).extend(kinds)
 
@@ -346,6 +355,9 @@ class FakeDumplingServer:
                 authorized=authorized,
             )
         )
+
+    def _error(self, status: int, message: str, headers: dict[str, str]) -> web.Response:
+        return _error(status, message, headers, nested=self.nested_errors)
 
     def _rate_headers(self, key: str, now: float) -> dict[str, str]:
         if self.rate_limit is None:
@@ -387,7 +399,7 @@ class FakeDumplingServer:
         key = auth[7:] if auth.startswith("Bearer ") else ""
         if not key or (self.api_keys is not None and key not in self.api_keys):
             self._record(None, 401, authorized=False)
-            return _error(401, "API key is invalid or missing.", {})
+            return self._error(401, "API key is invalid or missing.", {})
         now = time.monotonic()
         headers: dict[str, str] = {}
         if self.rate_limit is not None:
@@ -399,21 +411,23 @@ class FakeDumplingServer:
             if wait is not None:
                 self.rate_limited += 1
                 self._record(None, 429)
-                return _error(429, "Too many requests.", {**headers, **self._retry_after(wait)})
+                return self._error(
+                    429, "Too many requests.", {**headers, **self._retry_after(wait)}
+                )
         try:
             body = orjson.loads(await request.read())
         except orjson.JSONDecodeError:
             self._record(None, 400)
-            return _error(400, "Invalid JSON in request body", headers)
+            return self._error(400, "Invalid JSON in request body", headers)
         handle = body.get("handle") if isinstance(body, dict) else None
         if not isinstance(handle, str) or not handle:
             self._record(None, 400)
-            return _error(
+            return self._error(
                 400, "'handle' parameter is required and must be a non-empty string.", headers
             )
         if self.credits is not None and self.credits < 10:
             self._record(handle, 403)
-            return _error(403, "Insufficient credits. Please top up your account.", headers)
+            return self._error(403, "Insufficient credits. Please top up your account.", headers)
         if self.latency:
             await asyncio.sleep(self.latency)
         fault = self._next_fault(handle)
@@ -421,7 +435,7 @@ class FakeDumplingServer:
             return await self._fault(request, fault, handle, headers)
         if handle in self.unknown_handles or handle.startswith("unknown"):
             self._record(handle, 404)
-            return _error(404, f"TikTok profile not found for handle: {handle}", headers)
+            return self._error(404, f"TikTok profile not found for handle: {handle}", headers)
         return self._profile(handle, headers)
 
     def _profile(self, handle: str, headers: dict[str, str]) -> web.Response:
@@ -443,25 +457,34 @@ class FakeDumplingServer:
         if fault == "latency":
             await asyncio.sleep(plan.slow_seconds / 4)
             return self._profile(handle, headers)
-        status = {"500": 500, "502": 502, "503": 503, "429": 429}.get(fault)
-        self._record(handle, status or 200, fault=fault)
+        status = {"400": 400, "500": 500, "502": 502, "503": 503, "429": 429}.get(fault)
+        self._record(handle, status or (500 if fault == "html_500" else 200), fault=fault)
+        if fault == "400":
+            return self._error(400, "The profile service could not process the handle.", headers)
+        if fault == "html_500":
+            return web.Response(
+                status=500,
+                text="<html>Internal Server Error</html>",
+                content_type="text/html",
+                headers=headers,
+            )
         if fault == "500":
-            return _error(500, "An unexpected server error occurred.", headers)
+            return self._error(500, "An unexpected server error occurred.", headers)
         if fault == "502":
-            return _error(502, "The profile service is currently unavailable.", headers)
+            return self._error(502, "The profile service is currently unavailable.", headers)
         if fault == "503":
-            return _error(
+            return self._error(
                 503,
                 "Rate limit exceeded with the profile service. Please try again later.",
                 {**headers, **self._retry_after(plan.retry_after)},
             )
         if fault == "429":
-            return _error(
+            return self._error(
                 429, "Too many requests.", {**headers, **self._retry_after(plan.retry_after)}
             )
         if fault == "slow":
             await asyncio.sleep(plan.slow_seconds)
-            return _error(500, "slow answer", headers)
+            return self._error(500, "slow answer", headers)
         if fault == "html_200":
             return web.Response(
                 text="<html><body>Bad gateway</body></html>",
