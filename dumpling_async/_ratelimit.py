@@ -208,7 +208,9 @@ class AdaptiveRateLimiter:
     # -- the protocol --------------------------------------------------------------------
     async def acquire(self) -> Permit:
         if self._answered and not self._headers_seen and self._ceiling is None:
-            return self._grant(self._clock())  # the server does not limit: no waiting
+            now = self._clock()
+            if now >= self._paused_until:
+                return self._grant(now)  # the server sends no limit: nothing to wait for
         if self._lock is None:
             self._lock = asyncio.Lock()
             self._changed = asyncio.Event()
