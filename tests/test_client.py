@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import aiohttp
 import pytest
-
 from conftest import KEY
+
 from dumpling_async import (
     APIConnectionError,
     APIStatusError,

@@ -6,17 +6,17 @@ import asyncio
 import time
 
 import pytest
-
 from conftest import KEY
+
 from dumpling_async import AdaptiveRateLimiter, AsyncDumplingClient, ResponseInfo
 from dumpling_async.testing import FakeDumplingServer, FaultPlan, RateLimitRule
 
 LIMIT, WINDOW = 20, 0.2  # 100 requests/s: ten windows take about two seconds
 
 
-async def _run(rule: RateLimitRule, n: int, halve_at: float | None = None) -> tuple[
-    FakeDumplingServer, AsyncDumplingClient, float
-]:
+async def _run(
+    rule: RateLimitRule, n: int, halve_at: float | None = None
+) -> tuple[FakeDumplingServer, AsyncDumplingClient, float]:
     async with FakeDumplingServer(rate_limit=rule) as server:
         async with AsyncDumplingClient(KEY, base_url=server.url) as client:
             if halve_at is not None:
@@ -120,8 +120,7 @@ async def test_retry_after_without_ms_is_honoured() -> None:
     """With only an integer Retry-After, the client waits it out and succeeds."""
     async with FakeDumplingServer(
         rate_limit=RateLimitRule(5, 1.0, "fixed"), retry_after_ms=False
-    ) as server:
-        async with AsyncDumplingClient(KEY, base_url=server.url) as client:
-            results = await client.gather_profiles(f"user{i}" for i in range(8))
+    ) as server, AsyncDumplingClient(KEY, base_url=server.url) as client:
+        results = await client.gather_profiles(f"user{i}" for i in range(8))
     assert all(r.ok for r in results)
     assert server.rate_limited <= 1

@@ -1,0 +1,198 @@
+"""The bulk engine: order, de-duplication, laziness, aborts, budget, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+from conftest import KEY
+
+from dumpling_async import (
+    AsyncDumplingClient,
+    AuthenticationError,
+    BatchAbortedError,
+    BudgetExceededError,
+    InsufficientCreditsError,
+    InvalidHandleError,
+    ProfileNotFoundError,
+    ProfileResult,
+)
+from dumpling_async.testing import FakeDumplingServer
+
+MakeClient = Callable[..., AsyncDumplingClient]
+
+
+def client_tasks() -> set[asyncio.Task[object]]:
+    """Tasks other than this test's and the in-process fake server's request handlers."""
+    return {
+        t
+        for t in asyncio.all_tasks()
+        if t is not asyncio.current_task() and "aiohttp/web_" not in repr(t)
+    }
+
+
+async def test_gather_keeps_input_order_and_dedupes(
+    client: AsyncDumplingClient, server: FakeDumplingServer
+) -> None:
+    """One result per input position, in order; repeats cost one request and share it."""
+    handles = ["alice", "@Alice", "bob", "not valid!", "unknown_zed", "https://tiktok.com/@bob", 7]
+    results = await client.gather_profiles(handles)
+    assert [r.index for r in results] == list(range(len(handles)))
+    assert [r.input for r in results] == handles
+    assert [r.handle for r in results][:3] == ["alice", "alice", "bob"]
+    assert results[0].ok and results[1].profile is results[0].profile
+    assert results[5].profile is results[2].profile
+    assert isinstance(results[3].error, InvalidHandleError)
+    assert isinstance(results[4].error, ProfileNotFoundError)
+    assert isinstance(results[6].error, InvalidHandleError)
+    assert server.charged == {"alice": 1, "bob": 1}
+    assert len(server.records) == 3  # alice, bob, unknown_zed
+    with pytest.raises(ProfileNotFoundError):
+        results[4].unwrap()
+    assert results[0].unwrap() is results[0].profile
+
+
+async def test_iter_profiles_yields_every_position(
+    client: AsyncDumplingClient, server: FakeDumplingServer
+) -> None:
+    """iter_profiles yields each position once, with its index and input."""
+    handles = [f"user{i % 40}" for i in range(100)]
+    seen: list[ProfileResult] = []
+    async for result in client.iter_profiles(handles, concurrency=5, on_result=seen.append):
+        assert result.input == handles[result.index]
+        assert result.ok
+    assert sorted(r.index for r in seen) == list(range(100))
+    assert len(server.records) == 40
+
+
+async def test_input_is_consumed_lazily(client: AsyncDumplingClient) -> None:
+    """A huge generator is read only a window ahead of the results."""
+    pulled = 0
+
+    def handles() -> Iterator[str]:
+        nonlocal pulled
+        for i in range(10**9):
+            pulled += 1
+            yield f"user{i}"
+
+    count = 0
+    async with contextlib.aclosing(client.iter_profiles(handles(), concurrency=4)) as results:
+        async for _ in results:
+            count += 1
+            assert pulled <= count + 4 + 4
+            if count == 50:
+                break
+    assert pulled < 60
+
+
+async def test_async_iterable_input(client: AsyncDumplingClient) -> None:
+    """An async generator works as input."""
+
+    async def handles() -> AsyncIterator[str]:
+        for i in range(20):
+            yield f"user{i}"
+
+    results = await client.gather_profiles(handles())
+    assert len(results) == 20 and all(r.ok for r in results)
+
+
+async def test_authentication_error_aborts_batch() -> None:
+    """A 401 stops new requests; every other handle gets BatchAbortedError with the cause."""
+    async with (
+        FakeDumplingServer(api_keys={"the-right-key"}) as server,
+        AsyncDumplingClient(KEY, base_url=server.url, max_concurrency=4) as client,
+    ):
+        results = await client.gather_profiles(f"user{i}" for i in range(200))
+    assert len(results) == 200
+    auth = [r for r in results if isinstance(r.error, AuthenticationError)]
+    aborted = [r for r in results if isinstance(r.error, BatchAbortedError)]
+    assert auth and len(auth) + len(aborted) == 200
+    assert all(isinstance(r.error.cause, AuthenticationError) for r in aborted)  # type: ignore[union-attr]
+    assert len(server.records) <= 4
+
+
+async def test_out_of_credits_aborts_batch() -> None:
+    """A 403 stops the batch; what was charged before it is kept and counted."""
+    async with (
+        FakeDumplingServer(credits=50) as server,
+        AsyncDumplingClient(KEY, base_url=server.url, max_concurrency=1) as client,
+    ):
+        results = await client.gather_profiles(f"user{i}" for i in range(30))
+    ok = [r for r in results if r.ok]
+    assert len(ok) == 5
+    assert sum(isinstance(r.error, InsufficientCreditsError) for r in results) == 1
+    assert sum(isinstance(r.error, BatchAbortedError) for r in results) == 24
+    assert client.credits_spent == server.credits_charged == 50
+
+
+async def test_budget_is_never_exceeded_under_concurrency() -> None:
+    """max_credits holds exactly with many requests in flight; 404s give credits back."""
+    handles = [f"unknown{i}" if i % 3 == 0 else f"user{i}" for i in range(300)]
+    async with (
+        FakeDumplingServer(latency=0.005) as server,
+        AsyncDumplingClient(KEY, base_url=server.url, max_concurrency=32, max_credits=500) as c,
+    ):
+        results = await c.gather_profiles(handles, concurrency=32)
+    assert server.credits_charged == 500 == c.credits_spent
+    assert sum(r.ok for r in results) == 50
+    assert all(
+        isinstance(r.error, BudgetExceededError | ProfileNotFoundError) for r in results if not r.ok
+    )
+    assert any(isinstance(r.error, BudgetExceededError) for r in results)
+
+
+async def test_cancelling_gather_leaves_nothing_behind(
+    make_client: MakeClient, server: FakeDumplingServer
+) -> None:
+    """Cancelling gather_profiles cancels requests in flight and returns every slot."""
+    server.latency = 0.5
+    client = make_client(max_credits=10_000)
+    job = asyncio.ensure_future(client.gather_profiles(f"user{i}" for i in range(100)))
+    await asyncio.sleep(0.1)
+    job.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    await asyncio.sleep(0)
+    assert client_tasks() == set()
+    assert client.rate_limit.in_flight == 0
+    assert client._budget._reserved == 0  # type: ignore[attr-defined]
+    assert client.credits_spent == 0
+    await client.aclose()
+    gc.collect()
+
+
+async def test_leaving_iteration_early_cancels_requests(
+    client: AsyncDumplingClient, server: FakeDumplingServer
+) -> None:
+    """Breaking out of iter_profiles cancels what is in flight; no task is left."""
+    server.latency = 0.05
+    async for result in client.iter_profiles((f"user{i}" for i in range(100)), concurrency=8):
+        assert result.ok
+        break
+    for _ in range(5):  # the generator is finalised by the event loop's asyncgen hook
+        await asyncio.sleep(0.01)
+    assert client_tasks() == set()
+    assert client.rate_limit.in_flight == 0
+    assert len(server.records) < 20
+
+
+async def test_closed_client_refuses_bulk(client: AsyncDumplingClient) -> None:
+    """Bulk calls on a closed client raise ClientClosedError."""
+    await client.aclose()
+    with pytest.raises(RuntimeError):
+        await client.gather_profiles(["alice"])
+
+
+async def test_duplicates_beyond_memory_are_not_paid_twice(
+    client: AsyncDumplingClient, server: FakeDumplingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A repeat whose outcome was evicted is reported as a duplicate, never re-requested."""
+    monkeypatch.setattr("dumpling_async._bulk._RECENT_OUTCOMES", 2)
+    handles = ["a1", "b1", "c1", "d1", "a1"]
+    results = [r async for r in client.iter_profiles(handles, concurrency=1)]
+    last = next(r for r in results if r.index == 4)
+    assert last.error is not None and type(last.error).__name__ == "DuplicateHandleError"
+    assert server.charged["a1"] == 1
