@@ -224,7 +224,7 @@ async def test_structuring_tolerates_missing_and_unknown_fields() -> None:
 
 def test_missing_key_names_env_vars() -> None:
     """No key at all is a ConfigurationError naming the environment variables."""
-    with pytest.raises(ConfigurationError, match="DUMPLINGAI_API_KEY.*DUMPLING_API_KEY"):
+    with pytest.raises(ConfigurationError, match=r"DUMPLINGAI_API_KEY.*DUMPLING_API_KEY"):
         AsyncDumplingClient()
 
 

@@ -67,7 +67,7 @@ async def test_rate_limit_pause_holds_everyone() -> None:
         async with AsyncDumplingClient(KEY, base_url=server.url) as client:
             await client.get_tiktok_profile("warmup")  # first contact: the server sets no limit
             first = asyncio.ensure_future(client.get_tiktok_profile("first"))
-            while not server.requests_for("first"):
+            while not server.requests_for("first"):  # noqa: ASYNC110 - polling the record
                 await asyncio.sleep(0.001)
             await asyncio.sleep(0.01)  # the 429 has reached the client
             await asyncio.gather(first, *(client.get_tiktok_profile(f"u{i}") for i in range(9)))
@@ -80,15 +80,15 @@ async def test_rate_limit_pause_holds_everyone() -> None:
 async def test_two_clients_share_one_limiter() -> None:
     """Two clients given one limiter stay within one key's quota together."""
     limiter = AdaptiveRateLimiter()
-    async with FakeDumplingServer(rate_limit=RateLimitRule(LIMIT, WINDOW, "fixed")) as server:
-        async with (
-            AsyncDumplingClient(KEY, base_url=server.url, rate_limiter=limiter) as a,
-            AsyncDumplingClient(KEY, base_url=server.url, rate_limiter=limiter) as b,
-        ):
-            await asyncio.gather(
-                a.gather_profiles(f"a{i}" for i in range(100)),
-                b.gather_profiles(f"b{i}" for i in range(100)),
-            )
+    async with (
+        FakeDumplingServer(rate_limit=RateLimitRule(LIMIT, WINDOW, "fixed")) as server,
+        AsyncDumplingClient(KEY, base_url=server.url, rate_limiter=limiter) as a,
+        AsyncDumplingClient(KEY, base_url=server.url, rate_limiter=limiter) as b,
+    ):
+        await asyncio.gather(
+            a.gather_profiles(f"a{i}" for i in range(100)),
+            b.gather_profiles(f"b{i}" for i in range(100)),
+        )
     assert server.rate_limited <= 3
     assert a.rate_limit == b.rate_limit
 
@@ -118,9 +118,12 @@ async def test_no_headers_means_no_throttling(server: FakeDumplingServer) -> Non
 
 async def test_retry_after_without_ms_is_honoured() -> None:
     """With only an integer Retry-After, the client waits it out and succeeds."""
-    async with FakeDumplingServer(
-        rate_limit=RateLimitRule(5, 1.0, "fixed"), retry_after_ms=False
-    ) as server, AsyncDumplingClient(KEY, base_url=server.url) as client:
+    async with (
+        FakeDumplingServer(
+            rate_limit=RateLimitRule(5, 1.0, "fixed"), retry_after_ms=False
+        ) as server,
+        AsyncDumplingClient(KEY, base_url=server.url) as client,
+    ):
         results = await client.gather_profiles(f"user{i}" for i in range(8))
     assert all(r.ok for r in results)
     assert server.rate_limited <= 1
