@@ -458,7 +458,10 @@ class FakeDumplingServer:
             await asyncio.sleep(plan.slow_seconds / 4)
             return self._profile(handle, headers)
         status = {"400": 400, "500": 500, "502": 502, "503": 503, "429": 429}.get(fault)
-        self._record(handle, status or (500 if fault == "html_500" else 200), fault=fault)
+        if status is None:
+            # What the client can see: nothing for a drop, the late 500 for slow.
+            status = {"drop": 0, "slow": 500, "html_500": 500}.get(fault, 200)
+        self._record(handle, status, fault=fault)
         if fault == "400":
             return self._error(400, "The profile service could not process the handle.", headers)
         if fault == "html_500":
