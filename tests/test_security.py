@@ -1,0 +1,169 @@
+"""Hostile input, secrets and transport security."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+
+import pytest
+
+from dumpling_async import (
+    APIStatusError,
+    AsyncDumplingClient,
+    DumplingError,
+    InvalidHandleError,
+    RetryPolicy,
+)
+from dumpling_async.testing import FakeDumplingServer, RateLimitRule
+
+SECRET = "sk-live-RECOGNISABLE-7f3a9c1e5b"
+
+HOSTILE: list[object] = [
+    None,
+    42,
+    3.5,
+    b"bytes",
+    ["list"],
+    {"handle": "x"},
+    "x" * 100_000,
+    "name\r\nAuthorization: Bearer stolen",
+    "na\u202eme",
+    "\u0000\u0001\u0002",
+    "名前",
+    "https://evil.example.com/@name",
+    "https://tiktok.com.evil.example/@name",
+    "javascript:alert(document.cookie)",
+    "file:///etc/passwd",
+    "../../../etc/passwd",
+    "name/../../admin",
+    "name?handle=other",
+    'name", "requestSource": "WEB',
+    "name#fragment",
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=lambda v: repr(v)[:30])
+async def test_hostile_input_is_refused_before_any_request(
+    client: AsyncDumplingClient, server: FakeDumplingServer, value: object
+) -> None:
+    """Hostile input raises InvalidHandleError and never reaches the server."""
+    with pytest.raises(InvalidHandleError):
+        await client.get_tiktok_profile(value)  # type: ignore[arg-type]
+    assert server.records == []
+
+
+async def test_hostile_input_in_bulk(
+    client: AsyncDumplingClient, server: FakeDumplingServer
+) -> None:
+    """In a bulk job, hostile items become InvalidHandleError results without requests."""
+    results = await client.gather_profiles(HOSTILE)
+    assert all(isinstance(r.error, InvalidHandleError) for r in results)
+    assert server.records == []
+
+
+async def test_request_body_is_json_encoded(client: AsyncDumplingClient) -> None:
+    """The request body is built by a JSON encoder from the normalised handle."""
+    import orjson
+
+    assert orjson.loads(client._body("a.b_c")) == {"handle": "a.b_c"}
+
+
+def _texts_of(error: BaseException) -> list[str]:
+    tb = traceback.TracebackException.from_exception(error, capture_locals=True)
+    return [str(error), repr(error), "".join(tb.format()), repr(vars(error))]
+
+
+async def test_secret_never_leaks_on_any_path(capfd: pytest.CaptureFixture[str]) -> None:
+    """Success, every error, retries, timeouts, bulk and cancellation never show the key."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(level=logging.DEBUG)
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("dumpling_async")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    texts: list[str] = []
+    try:
+        async with FakeDumplingServer(rate_limit=RateLimitRule(500, 1.0)) as server:
+            async with AsyncDumplingClient(
+                SECRET,
+                base_url=server.url,
+                timeout=0.2,
+                retry=RetryPolicy(max_attempts=2, backoff_base=0.001),
+            ) as client:
+                texts += [repr(client), str(client)]
+                await client.get_tiktok_profile("someone")
+                for fault in (
+                    "400",
+                    "500",
+                    "502",
+                    "503",
+                    "429",
+                    "drop",
+                    "drop_mid_body",
+                    "slow",
+                    "truncated_json",
+                    "html_200",
+                    "html_500",
+                ):
+                    server.inject(fault, fault, handle="victim")
+                    try:
+                        await client.get_tiktok_profile("victim")
+                    except DumplingError as exc:
+                        texts += _texts_of(exc)
+                for bad in ("unknown_x", "not valid!"):
+                    try:
+                        await client.get_tiktok_profile(bad)
+                    except DumplingError as exc:
+                        texts += _texts_of(exc)
+                results = await client.gather_profiles([f"u{i}" for i in range(30)] + ["bad!"])
+                texts += [repr(r) for r in results]
+                texts += [t for r in results if r.error for t in _texts_of(r.error)]
+                server.latency = 0.5
+                job = asyncio.ensure_future(client.gather_profiles(["slow1", "slow2"]))
+                await asyncio.sleep(0.05)
+                job.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await job
+                server.latency = 0.0
+            async with AsyncDumplingClient("wrong-" + SECRET, base_url=server.url) as other:
+                server.api_keys = frozenset({"nobody"})
+                results = await other.gather_profiles(["a1", "a2"])
+                texts += [t for r in results if r.error for t in _texts_of(r.error)]
+        async with (
+            FakeDumplingServer(credits=0) as broke,
+            AsyncDumplingClient(SECRET, base_url=broke.url) as poor,
+        ):
+            results = await poor.gather_profiles(["a1", "a2"])
+            texts += [t for r in results if r.error for t in _texts_of(r.error)]
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+    formatter = logging.Formatter("%(message)s %(levelname)s")
+    texts += [formatter.format(r) + repr(vars(r)) for r in records]
+    out, err = capfd.readouterr()
+    texts += [out, err]
+    assert len(records) > 50
+    leaks = [t for t in texts if SECRET in t]
+    assert leaks == []
+    assert not any("Bearer" in t for t in texts)
+
+
+async def test_redirects_never_forward_credentials() -> None:
+    """A redirect to another host is not followed, so the key never reaches it."""
+    async with FakeDumplingServer() as elsewhere:
+        async with FakeDumplingServer(redirect_to=elsewhere.url) as server:
+            async with AsyncDumplingClient(SECRET, base_url=server.url) as client:
+                with pytest.raises(APIStatusError) as info:
+                    await client.get_tiktok_profile("someone")
+    assert info.value.status == 307
+    assert len(server.records) == 1
+    assert elsewhere.records == []
+
+
+def test_tls_verification_has_no_off_switch() -> None:
+    """The client has no option that disables certificate checks."""
+    import inspect
+
+    params = inspect.signature(AsyncDumplingClient).parameters
+    assert not {"ssl", "verify", "verify_ssl", "insecure"} & set(params)
