@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install redis-server clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,10 @@ install: $(BIN)/.installed
 demo: install
 	$(BIN)/dumpling-async demo
 
-test: install
+redis-server:
+	./scripts/ensure-redis-server
+
+test: install redis-server
 	$(BIN)/python -m pytest -q
 
 lint: install

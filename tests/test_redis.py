@@ -1,0 +1,179 @@
+"""The Redis-backed limiter and budget, against a real redis-server and worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from conftest import KEY
+from dumpling_async import AsyncDumplingClient, BudgetExceededError
+from dumpling_async.redis import RedisCreditBudget, RedisRateLimiter, key_namespace
+from dumpling_async.testing import FakeDumplingServer, RateLimitRule
+
+WORKER = str(Path(__file__).with_name("_redis_worker.py"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisProcess:
+    """A redis-server on a free loopback port in a temporary directory."""
+
+    def __init__(self, tmp: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not installed: run `make test` (it installs it)")
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(tmp),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        self._proc.terminate()
+        self._proc.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
+    server = RedisProcess(tmp_path)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def redis_client(redis_server: RedisProcess) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_server.url)
+    yield client
+    await client.aclose()
+
+
+async def _workers(
+    url: str, redis_url: str, shares: list[tuple[int, int]], credits: str
+) -> list[dict[str, object]]:
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            WORKER,
+            url,
+            redis_url,
+            str(start),
+            str(count),
+            credits,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for start, count in shares
+    ]
+    outputs = [await p.communicate() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    return [json.loads(out) for out, _ in outputs]
+
+
+async def test_processes_share_one_quota(redis_server: RedisProcess) -> None:
+    """Four worker processes on one key stay within the server's quota together."""
+    rule = RateLimitRule(40, 0.5, "sliding")
+    async with FakeDumplingServer(rate_limit=rule) as server:
+        started = time.monotonic()
+        summaries = await _workers(
+            server.url, redis_server.url, [(i * 100, 100) for i in range(4)], "none"
+        )
+        elapsed = time.monotonic() - started
+    assert sum(int(s["ok"]) for s in summaries) == 400  # type: ignore[call-overload]
+    assert server.rate_limited <= 6, server.rate_limited  # <= 1.5 % of 400
+    assert set(server.charged.values()) == {1} and len(server.charged) == 400
+    assert elapsed < 400 / 80 * 2.0  # not serialised into uselessness
+
+
+async def test_shared_budget_is_exact(redis_server: RedisProcess) -> None:
+    """Four processes under high concurrency spend exactly the shared budget, no more."""
+    async with FakeDumplingServer(latency=0.005) as server:
+        summaries = await _workers(
+            server.url, redis_server.url, [(i * 100, 100) for i in range(4)], "1230"
+        )
+    assert server.credits_charged == 1230
+    assert sum(int(s["ok"]) for s in summaries) == 123  # type: ignore[call-overload]
+    assert all(s["errors"] in ([], ["BudgetExceededError"]) for s in summaries)
+
+
+async def test_redis_keys_never_contain_the_key(
+    redis_server: RedisProcess, redis_client: aioredis.Redis
+) -> None:
+    """Every key written is under a hash of the API key; the key never appears."""
+    async with (
+        RedisRateLimiter(redis_server.url, api_key=KEY) as limiter,
+        RedisCreditBudget(redis_server.url, api_key=KEY, max_credits=100) as budget,
+        FakeDumplingServer(rate_limit=RateLimitRule(10, 1.0)) as server,
+        AsyncDumplingClient(
+            KEY, base_url=server.url, rate_limiter=limiter, credit_budget=budget
+        ) as client,
+    ):
+        await client.gather_profiles(["a1", "a2", "a3"])
+    keys = [k.decode() for k in await redis_client.keys("*")]
+    assert keys and all(k.startswith(key_namespace(KEY)) for k in keys)
+    assert not any(KEY in k for k in keys)
+    for k in keys:
+        assert await redis_client.pttl(k) > 0  # everything expires when idle
+    dump = repr([await redis_client.dump(k) for k in keys])
+    assert KEY not in dump
+
+
+async def test_redis_going_away_is_survived(redis_server: RedisProcess) -> None:
+    """If Redis dies mid-run, limiting falls back to local and no result is lost."""
+    async with (
+        RedisRateLimiter(redis_server.url, api_key=KEY) as limiter,
+        FakeDumplingServer(rate_limit=RateLimitRule(20, 0.2)) as server,
+        AsyncDumplingClient(KEY, base_url=server.url, rate_limiter=limiter) as client,
+    ):
+        asyncio.get_running_loop().call_later(0.3, redis_server.stop)
+        results = await client.gather_profiles(f"user{i}" for i in range(150))
+    assert [r.index for r in results] == list(range(150))
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok][:3]
+    assert limiter._fallback is not None
+    assert server.rate_limited <= 4
+
+
+async def test_budget_fails_closed_without_redis(redis_server: RedisProcess) -> None:
+    """Without Redis the shared budget cannot be checked, so nothing is spent."""
+    redis_server.stop()
+    async with (
+        RedisCreditBudget(redis_server.url, api_key=KEY, max_credits=100) as budget,
+        FakeDumplingServer() as server,
+        AsyncDumplingClient(KEY, base_url=server.url, credit_budget=budget) as client,
+    ):
+        results = await client.gather_profiles(["a1", "a2"])
+    assert all(isinstance(r.error, BudgetExceededError) for r in results)
+    assert server.records == []
