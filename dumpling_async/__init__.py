@@ -7,6 +7,7 @@ async with AsyncDumplingClient() as client:
 import logging
 
 from ._budget import CreditBudget, LocalCreditBudget
+from ._cache import ProfileCache
 from ._client import AsyncDumplingClient
 from ._errors import (
     APIConnectionError,
@@ -65,6 +66,7 @@ __all__ = [
     "InvalidResponseError",
     "LocalCreditBudget",
     "Permit",
+    "ProfileCache",
     "ProfileNotFoundError",
     "ProfileResult",
     "ProfileTab",

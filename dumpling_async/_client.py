@@ -20,6 +20,7 @@ import orjson
 from yarl import URL
 
 from ._budget import CreditBudget, LocalCreditBudget
+from ._cache import ProfileCache
 from ._converter import parse_profile
 from ._errors import (
     APIConnectionError,
@@ -131,6 +132,7 @@ class AsyncDumplingClient:
         request_source: str | None = None,
         allow_insecure_http: bool = False,
         max_response_bytes: int = 4 * 1024 * 1024,
+        cache: ProfileCache | None = None,
     ) -> None:
         self._key = _resolve_key(api_key)
         self._headers = _Headers(self._key)
@@ -157,6 +159,7 @@ class AsyncDumplingClient:
         self._budget: CreditBudget = credit_budget or LocalCreditBudget(max_credits)
         self._request_source = request_source
         self._max_body = max_response_bytes
+        self._cache = cache
         self._session = session
         self._owns_session = session is None
         self._slots: asyncio.Semaphore | None = None
@@ -233,6 +236,11 @@ class AsyncDumplingClient:
         return self._limiter
 
     @property
+    def cache(self) -> ProfileCache | None:
+        """The profile cache, when one was given."""
+        return self._cache
+
+    @property
     def max_concurrency(self) -> int:
         """The most requests this client has in flight at once."""
         return self._max_concurrency
@@ -293,6 +301,8 @@ class AsyncDumplingClient:
 
         *should_stop* (bulk jobs) returns an exception to raise instead of (re)trying.
         """
+        if self._cache is not None and (cached := self._cache.get(handle)) is not None:
+            return cached
         body = self._body(handle)
         attempt = 0
         while True:
@@ -304,6 +314,8 @@ class AsyncDumplingClient:
             try:
                 profile = await self._attempt(handle, body, attempt, should_stop)
                 charged = True
+                if self._cache is not None:
+                    self._cache.put(handle, profile)
                 return profile
             except DumplingError as error:
                 charged = _was_charged(error)

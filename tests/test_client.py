@@ -24,6 +24,7 @@ from dumpling_async import (
     InsufficientCreditsError,
     InvalidHandleError,
     InvalidResponseError,
+    ProfileCache,
     ProfileNotFoundError,
     RateLimitError,
     RetryPolicy,
@@ -344,3 +345,18 @@ async def test_secret_never_shown(make_client: MakeClient, server: FakeDumplingS
     assert records, "debug logging produced no records"
     assert any("retry" in t for t in texts)
     assert all(KEY not in text for text in texts)
+
+
+async def test_cache_reuses_recent_profiles(server: FakeDumplingServer) -> None:
+    """With a cache, a repeat lookup within the TTL costs no request; after it, one."""
+    now = [0.0]
+    cache = ProfileCache(max_entries=2, ttl=10.0, clock=lambda: now[0])
+    async with AsyncDumplingClient(KEY, base_url=server.url, cache=cache) as client:
+        first = await client.get_tiktok_profile("alice")
+        assert await client.get_tiktok_profile("@ALICE") is first
+        await client.gather_profiles(["alice", "bob", "carol"])  # bob, carol evict alice
+        assert server.charged["alice"] == 1
+        now[0] = 11.0
+        await client.get_tiktok_profile("bob")
+    assert server.charged == {"alice": 1, "bob": 2, "carol": 1}
+    assert cache.hits == 2 and len(cache) == 2
