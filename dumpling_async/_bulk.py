@@ -31,7 +31,7 @@ __all__ = ["gather_results", "iter_results"]
 
 # Outcomes kept for repeats that arrive after their handle finished; beyond this a
 # repeat gets DuplicateHandleError (never a second request).
-_RECENT_OUTCOMES = 4096
+_RECENT_OUTCOMES = 512
 _ACCOUNT_ERRORS = (AuthenticationError, InsufficientCreditsError)
 
 Outcome = TikTokProfile | DumplingError
@@ -60,8 +60,7 @@ class _Job:
         self.client = client
         self.abort: DumplingError | None = None
         self.waiting: dict[str, list[tuple[int, object]]] = {}  # handle -> positions
-        self.first_index: dict[str, int] = {}
-        self.seen: set[str] = set()
+        self.first_index: dict[str, int] = {}  # every handle seen: the dedupe set
         self.kept: OrderedDict[str, Outcome] = OrderedDict()
         self.keep_all = keep_all
 
@@ -132,7 +131,7 @@ async def iter_results(
                     continue
                 if handle in job.waiting:
                     job.waiting[handle].append((position, given))
-                elif handle in job.seen:
+                elif handle in job.first_index:
                     ready.append(_result(position, given, handle, job.repeat_outcome(handle)))
                 elif job.abort is not None:
                     reason = job.stop_reason()
@@ -140,7 +139,6 @@ async def iter_results(
                     reason.handle = handle
                     ready.append(_result(position, given, handle, reason))
                 else:
-                    job.seen.add(handle)
                     job.first_index[handle] = position
                     job.waiting[handle] = [(position, given)]
                     tasks[asyncio.ensure_future(job.fetch(handle))] = handle

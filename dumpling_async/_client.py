@@ -400,7 +400,11 @@ class AsyncDumplingClient:
     async def _read(self, resp: aiohttp.ClientResponse, handle: str) -> bytes:
         length = resp.content_length
         if length is not None and length > self._max_body:
-            raise _Oversized(f"response body of {length} bytes exceeds the {self._max_body} cap")
+            raise InvalidResponseError(
+                f"response body of {length} bytes exceeds the {self._max_body} byte cap",
+                handle=handle,
+                status=200,
+            )
         if length is not None:
             return await resp.read()
         chunks: list[bytes] = []
@@ -408,7 +412,11 @@ class AsyncDumplingClient:
         async for chunk in resp.content.iter_any():
             size += len(chunk)
             if size > self._max_body:
-                raise _Oversized(f"response body exceeds the {self._max_body} byte cap")
+                raise InvalidResponseError(
+                    f"response body exceeds the {self._max_body} byte cap",
+                    handle=handle,
+                    status=200,
+                )
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -418,11 +426,6 @@ class AsyncDumplingClient:
             return await resp.content.read(64 * 1024)
         except (aiohttp.ClientError, TimeoutError):
             return b""
-
-
-class _Oversized(InvalidResponseError):
-    def __init__(self, message: str) -> None:
-        super().__init__(message, status=200)
 
 
 class _Headers(dict[str, str]):

@@ -268,7 +268,12 @@ class AdaptiveRateLimiter:
                 self._sync(permit, response.limit, response.remaining, now)
             if response.status == 429:
                 self._rate_limited += 1
-                self._on_rate_limited(response.retry_after, now)
+                if response.remaining:
+                    # Quota left, yet 429: not our quota speaking (an upstream or proxy
+                    # limit). Wait as asked, but learn nothing about the window from it.
+                    self._pause(response.retry_after or self._upstream_pause, now, "429")
+                else:
+                    self._on_rate_limited(response.retry_after, now)
             elif response.status == 503:
                 self._pause(response.retry_after or self._upstream_pause, now, "upstream")
         if self._changed is not None:

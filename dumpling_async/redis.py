@@ -119,7 +119,11 @@ if status > 0 then
   end
   local ra = tonumber(ARGV[5])
   local pause = nil
-  if status == 429 then
+  if status == 429 and (tonumber(ARGV[4]) or 0) > 0 then
+    -- quota left, yet 429: not the quota speaking; wait, learn nothing
+    redis.call('HINCRBY', KEYS[3], 'limited', 1)
+    pause = ra or tonumber(ARGV[8])
+  elseif status == 429 then
     redis.call('HINCRBY', KEYS[3], 'limited', 1)
     local last429 = tonumber(redis.call('HGET', KEYS[3], 'last429')) or -1e18
     if ra then
