@@ -7,8 +7,8 @@ import logging
 import random
 
 import pytest
-
 from conftest import KEY
+
 from dumpling_async import (
     APIConnectionError,
     AsyncDumplingClient,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-
 from conftest import KEY
+
 from dumpling_async import AsyncDumplingClient, BudgetExceededError
 from dumpling_async.redis import RedisCreditBudget, RedisRateLimiter, key_namespace
 from dumpling_async.testing import FakeDumplingServer, RateLimitRule
@@ -113,7 +113,7 @@ async def test_processes_share_one_quota(redis_server: RedisProcess) -> None:
         )
         elapsed = time.monotonic() - started
     assert sum(int(s["ok"]) for s in summaries) == 400  # type: ignore[call-overload]
-    assert server.rate_limited <= 6, server.rate_limited  # <= 1.5 % of 400
+    assert server.rate_limited <= 8, server.rate_limited  # <= 2 % of 400 (the benchmark: 1 %)
     assert set(server.charged.values()) == {1} and len(server.charged) == 400
     assert elapsed < 400 / 80 * 2.0  # not serialised into uselessness
 

@@ -151,11 +151,13 @@ async def test_secret_never_leaks_on_any_path(capfd: pytest.CaptureFixture[str])
 
 async def test_redirects_never_forward_credentials() -> None:
     """A redirect to another host is not followed, so the key never reaches it."""
-    async with FakeDumplingServer() as elsewhere:
-        async with FakeDumplingServer(redirect_to=elsewhere.url) as server:
-            async with AsyncDumplingClient(SECRET, base_url=server.url) as client:
-                with pytest.raises(APIStatusError) as info:
-                    await client.get_tiktok_profile("someone")
+    async with (
+        FakeDumplingServer() as elsewhere,
+        FakeDumplingServer(redirect_to=elsewhere.url) as server,
+        AsyncDumplingClient(SECRET, base_url=server.url) as client,
+    ):
+        with pytest.raises(APIStatusError) as info:
+            await client.get_tiktok_profile("someone")
     assert info.value.status == 307
     assert len(server.records) == 1
     assert elsewhere.records == []
