@@ -17,6 +17,7 @@ import multiprocessing
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from typing import Any
@@ -72,6 +73,7 @@ def _run(
         outs = pool.map(_worker, jobs)
         stats = server.stats()
     elapsed = max(o["done_at"] for o in outs) - start_at
+    print(f"  {mode}: {n} handles in {elapsed:.1f} s", file=sys.stderr, flush=True)
     return {
         "mode": mode,
         "elapsed": elapsed,
