@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING
 
 from ._errors import (
@@ -102,7 +102,7 @@ async def iter_results(
     concurrency: int | None = None,
     on_result: ResultHook | None = None,
     keep_all: bool = False,
-) -> AsyncIterator[ProfileResult]:
+) -> AsyncGenerator[ProfileResult, None]:
     """Yield one ProfileResult per input position, in completion order."""
     width = concurrency or client.max_concurrency
     if width < 1:
@@ -112,8 +112,18 @@ async def iter_results(
     source = _aiter(handles)
     ready: deque[ProfileResult] = deque()
     tasks: dict[asyncio.Task[Outcome], str] = {}
+    # Finished lookups arrive here through done-callbacks: O(1) per completion, where
+    # asyncio.wait() would re-scan every task in flight each time.
+    finished: deque[asyncio.Task[Outcome]] = deque()
+    wake = asyncio.Event()
+
+    def on_done(task: asyncio.Task[Outcome]) -> None:
+        finished.append(task)
+        wake.set()
+
     index = 0
     exhausted = False
+    input_error: BaseException | None = None
     try:
         while True:
             # Read input while there is room; never more than the window ahead.
@@ -122,6 +132,10 @@ async def iter_results(
                     given = await anext(source)
                 except StopAsyncIteration:
                     exhausted = True
+                    break
+                except Exception as exc:
+                    # The input failed: finish (and report) what is in flight, then raise.
+                    input_error, exhausted = exc, True
                     break
                 position, index = index, index + 1
                 try:
@@ -141,7 +155,9 @@ async def iter_results(
                 else:
                     job.first_index[handle] = position
                     job.waiting[handle] = [(position, given)]
-                    tasks[asyncio.ensure_future(job.fetch(handle))] = handle
+                    task = asyncio.ensure_future(job.fetch(handle))
+                    task.add_done_callback(on_done)
+                    tasks[task] = handle
             while ready:
                 result = ready.popleft()
                 if on_result is not None:
@@ -149,10 +165,15 @@ async def iter_results(
                 yield result
             if not tasks:
                 if exhausted:
+                    if input_error is not None:
+                        raise input_error
                     return
                 continue
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
+            if not finished:
+                wake.clear()
+                await wake.wait()
+            while finished:
+                task = finished.popleft()
                 handle = tasks.pop(task)
                 outcome = task.result()
                 job.remember(handle, outcome)
@@ -160,6 +181,7 @@ async def iter_results(
                     ready.append(_result(position, given, handle, outcome))
     finally:
         for task in tasks:
+            task.remove_done_callback(on_done)
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)

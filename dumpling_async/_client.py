@@ -11,7 +11,7 @@ import ipaddress
 import logging
 import os
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from types import TracebackType
 from typing import Any, Self
 
@@ -282,9 +282,15 @@ class AsyncDumplingClient:
         handles: Iterable[object] | AsyncIterable[object],
         *,
         concurrency: int | None = None,
-        on_result: Any = None,
-    ) -> AsyncIterator[ProfileResult]:
-        """Yield one result per input position as lookups complete (bounded memory)."""
+        on_result: Callable[[ProfileResult], None] | None = None,
+    ) -> AsyncGenerator[ProfileResult, None]:
+        """Yield one result per input position as lookups complete (bounded memory).
+
+        *on_result* sees each result as it is produced (e.g. to drive a progress bar).
+        Close the generator (``contextlib.aclosing``) to stop early: lookups in flight are
+        cancelled and their slots and credit reservations given back. If the input
+        raises, the lookups in flight are finished and yielded first, then the error.
+        """
         from ._bulk import iter_results
 
         return iter_results(self, handles, concurrency=concurrency, on_result=on_result)

@@ -89,6 +89,26 @@ def _any_list(value: Any, _: type) -> tuple[Any, ...]:
     return tuple(value)
 
 
+def _is(expected: Any) -> Any:
+    def predicate(t: Any) -> bool:
+        return bool(t == expected)
+
+    return predicate
+
+
+def _optional(check: Any) -> Any:
+    # One hook per optional scalar: None and the exact type pass straight through (the
+    # common case), anything else goes to the coercing check. Faster than cattrs' union.
+    exact = {_as_str: str, _as_int: int, _as_bool: bool}[check]
+
+    def structure(value: Any, _: type) -> Any:
+        if value is None or value.__class__ is exact:
+            return value
+        return check(value, exact)
+
+    return structure
+
+
 def _register_model(converter: OrjsonConverter, cls: type[Any]) -> None:
     overrides: dict[str, Any] = {
         a.name: override(rename=_SPECIAL.get(a.name, _camel(a.name)))
@@ -114,6 +134,8 @@ def _make_converter() -> OrjsonConverter:
     converter.register_structure_hook(str, _as_str)
     converter.register_structure_hook(int, _as_int)
     converter.register_structure_hook(bool, _as_bool)
+    for check, optional in ((_as_str, str | None), (_as_int, int | None), (_as_bool, bool | None)):
+        converter.register_structure_hook_func(_is(optional), _optional(check))
     # Generic aliases cannot go through singledispatch; match them by identity.
     converter.register_structure_hook_func(lambda t: t == dict[str, Any], _as_object)
     converter.register_structure_hook_func(lambda t: t == tuple[dict[str, Any], ...], _object_list)

@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import bisect
 import math
+import statistics
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Protocol, runtime_checkable
 
@@ -115,6 +117,7 @@ class AdaptiveRateLimiter:
         self._headers_seen = False
         self._shrunk = False  # the limit dropped and no positive remaining seen since
         self._answered = False  # any response at all: before it, one probe at a time
+        self._answered_at = 0.0
         # Send times of requests believed to count against the quota, oldest first.
         self._times: list[float] = []
         self._head = 0
@@ -126,6 +129,7 @@ class AdaptiveRateLimiter:
         self._learned = False
         self._decayed_at = 0.0
         self._last_429 = -math.inf
+        self._exacts: deque[float] = deque(maxlen=8)  # recent Retry-After measurements
         self._paused_until = 0.0
         self._throttled = 0.0
         self._throttle_waits = 0
@@ -200,10 +204,15 @@ class AdaptiveRateLimiter:
             return 0.0
         if self._probe_seq:
             return math.inf  # a probe is out; its answer re-syncs us
-        if self._due(now) > excess:
+        predicted = self._times[self._head + excess] + self._window
+        # Someone else on the key can make the model too pessimistic; never go longer
+        # than twice the typical Retry-After without asking the server again.
+        if self._exacts:
+            predicted = min(predicted, self._answered_at + 2 * statistics.median(self._exacts))
+        if now >= predicted or self._due(now) > excess:
             self._probe_seq = self._seq + 1
             return 0.0
-        return max(self._times[self._head + excess] + self.window - now, 1e-3)
+        return max(predicted - now, 1e-3)
 
     # -- the protocol --------------------------------------------------------------------
     async def acquire(self) -> Permit:
@@ -262,6 +271,7 @@ class AdaptiveRateLimiter:
         now = self._clock()
         if response is not None:
             self._answered = True
+            self._answered_at = now
             if probe and response.status != 429:
                 self._decay(now)
             if response.limit is not None and response.remaining is not None:
@@ -313,15 +323,19 @@ class AdaptiveRateLimiter:
 
     def _on_rate_limited(self, retry_after: float | None, now: float) -> None:
         if retry_after is not None:
-            if self._live():
+            live = self._live()
+            if live:
                 # The server says when quota comes back; in our model that is when the
-                # oldest logged request stops counting.
-                exact = now + retry_after - self._times[self._head]
-                window = max(exact, 1e-3) * 1.1  # a margin that spares the next 429
+                # logged request whose expiry makes room for one more stops counting.
+                pivot = self._times[self._head + max(0, min(live - 1, live - (self._limit or 0)))]
+                exact = max(now + retry_after - pivot, 1e-3)
+                self._exacts.append(exact)
+                window = exact * 1.1  # a margin that spares the next 429
                 if now - self._last_429 < self._window:
                     # 429s in a row: the model is early (quota returns gradually, as
-                    # from a token bucket); grow faster than the estimate suggests.
-                    window = max(window, self._window * 1.5)
+                    # from a token bucket, or someone else shares the key); grow faster,
+                    # but never past a few times what the server itself said.
+                    window = max(window, min(self._window * 1.5, 4 * max(self._exacts)))
                 self._window = window
                 self._learned = True
         else:

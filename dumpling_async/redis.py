@@ -228,7 +228,7 @@ class RedisRateLimiter:
         stale_after: float = 120.0,
         idle_ttl: float = 600.0,
         upstream_pause: float = 0.5,
-        poll_interval: float = 0.05,
+        poll_interval: float = 0.005,
         prefix: str = "dumpling",
     ) -> None:
         self._conn = _Connection(redis)
@@ -318,7 +318,9 @@ class RedisRateLimiter:
                     self._waits += 1
                     self._log.debug("throttle", shared=True, wait=float(value))
                 wait = float(value)
-                await asyncio.sleep(self._poll if wait < 0 else min(wait, self._poll))
+                # A probe is out somewhere (wait < 0): its answer may free quota any
+                # moment, so look again soon; otherwise sleep until the predicted time.
+                await asyncio.sleep(self._poll if wait < 0 else min(wait, 10 * self._poll))
             if waited:
                 self._throttled += time.monotonic() - started
             self._in_flight += 1

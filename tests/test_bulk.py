@@ -196,3 +196,21 @@ async def test_duplicates_beyond_memory_are_not_paid_twice(
     last = next(r for r in results if r.index == 4)
     assert last.error is not None and type(last.error).__name__ == "DuplicateHandleError"
     assert server.charged["a1"] == 1
+
+
+async def test_failing_input_finishes_work_in_flight(
+    client: AsyncDumplingClient, server: FakeDumplingServer
+) -> None:
+    """When the input raises, lookups already sent are yielded, then the error."""
+
+    def handles() -> Iterator[str]:
+        yield from ("alice", "bob", "carol")
+        raise OSError("disk gone")
+
+    seen: list[ProfileResult] = []
+    with pytest.raises(OSError, match="disk gone"):
+        async for result in client.iter_profiles(handles()):
+            seen.append(result)
+    assert sorted(r.handle for r in seen) == ["alice", "bob", "carol"]
+    assert all(r.ok for r in seen)
+    assert len(server.charged) == 3
