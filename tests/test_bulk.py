@@ -208,9 +208,13 @@ async def test_failing_input_finishes_work_in_flight(
         raise OSError("disk gone")
 
     seen: list[ProfileResult] = []
-    with pytest.raises(OSError, match="disk gone"):
+
+    async def consume() -> None:
         async for result in client.iter_profiles(handles()):
             seen.append(result)
+
+    with pytest.raises(OSError, match="disk gone"):
+        await consume()
     assert sorted(r.handle for r in seen) == ["alice", "bob", "carol"]
     assert all(r.ok for r in seen)
     assert len(server.charged) == 3
