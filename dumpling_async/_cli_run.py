@@ -1,0 +1,332 @@
+"""The bulk run behind ``profiles`` and ``demo``: read the input (this worker's
+``--shard`` of it), skip what OUTPUT already answers and repeats, look the rest up through
+``iter_profiles`` (with the ``--redis-url`` limiter and budget when given) and write each
+result as it arrives; stop gracefully on SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import signal
+import stat
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any, Final, cast
+
+from rich.console import Console
+
+from ._cli_progress import ProgressMode, Reporter, RunStats, print_resume
+from ._cli_redis import shared_limits
+from ._cli_shard import Shard
+from ._cli_support import (
+    EXIT_FAILED,
+    CLIError,
+    Connection,
+    make_client,
+    resolve_api_key,
+    simulated_server,
+)
+from ._client import AsyncDumplingClient
+from ._errors import (
+    AuthenticationError,
+    BatchAbortedError,
+    BudgetExceededError,
+    InsufficientCreditsError,
+    InvalidHandleError,
+)
+from ._models import ProfileResult
+from ._output import (
+    InputEntry,
+    InputError,
+    OutputError,
+    OutputFile,
+    OutputFormat,
+    async_entries,
+    entry_key,
+    iter_entries,
+    open_output,
+    record_bytes,
+)
+from ._ratelimit import AdaptiveRateLimiter
+
+__all__ = ["BulkJob", "BulkRun", "execute_bulk"]
+
+STOP_GRACE: Final = 10.0  # seconds the lookups in flight get to finish after SIGINT/SIGTERM
+_ABORT_ERRORS = (AuthenticationError, InsufficientCreditsError, BatchAbortedError)
+
+
+@dataclass(slots=True)
+class BulkJob:
+    """One ``profiles`` (or ``demo``) run, as the options describe it."""
+
+    input: str
+    output: str | None
+    fmt: OutputFormat
+    column: str | None
+    concurrency: int
+    max_credits: int | None
+    retry_errors: bool
+    resume: bool
+    progress: ProgressMode
+    limit: int | None = None
+    observe: Callable[[ProfileResult], None] | None = None
+    shard: Shard | None = None  # look up only this share of the input
+    redis_url: str | None = None  # share the limiter and budget through this Redis
+    rate_window: float | None = None  # the limiter's first guess, when the window is known
+
+
+class BulkRun:
+    """Feeds the input through ``iter_profiles`` and writes each result as it arrives."""
+
+    def __init__(
+        self,
+        client: AsyncDumplingClient,
+        job: BulkJob,
+        out: OutputFile,
+        stats: RunStats,
+        done: dict[str, bool],
+    ) -> None:
+        self.client = client
+        self.job = job
+        self.out = out
+        self.stats = stats
+        self.done = done
+        self.pending: dict[int, InputEntry] = {}  # submitted position -> entry
+
+    async def _plan(self, source: AsyncIterator[object]) -> AsyncIterator[str]:
+        """Entries still to look up: skips answered ones and repeats, stops on abort."""
+        seen: set[str] = set()
+        submitted = 0
+        stats = self.stats
+        try:
+            async for item in source:
+                if stats.stop_reason is not None or stats.interrupted is not None:
+                    return
+                entry = cast(InputEntry, item)
+                key = entry_key(entry.text)
+                previous = self.done.get(key)
+                if previous is not None:
+                    if previous:
+                        stats.skipped_ok += 1
+                    else:
+                        stats.skipped_errors += 1
+                    continue
+                if key in seen:
+                    stats.duplicates += 1
+                    continue
+                seen.add(key)
+                self.pending[submitted] = entry
+                submitted += 1
+                yield entry.text
+            stats.input_exhausted = True
+        except InputError as exc:
+            # Met mid-stream (a pipe; files are checked first): end the input here so the
+            # lookups in flight, maybe already charged, are still written.
+            stats.input_error = str(exc)
+        finally:
+            await _aclose(source)
+
+    async def run(self, source: AsyncIterator[object]) -> None:
+        stats = self.stats
+        results = self.client.iter_profiles(self._plan(source), concurrency=self.job.concurrency)
+        try:
+            async for result in results:
+                entry = self.pending.pop(result.index)
+                self.out.write(record_bytes(entry, result, self.job.fmt))
+                stats.written += 1
+                self._count(result)
+                if self.job.observe is not None:
+                    self.job.observe(result)
+        finally:
+            await _aclose(results)
+
+    def _count(self, result: ProfileResult) -> None:
+        stats = self.stats
+        error = result.error
+        if error is None:
+            stats.outcomes["ok"] += 1
+            stats.lookups += 1
+            return
+        stats.outcomes[type(error).__name__] += 1
+        if not isinstance(error, InvalidHandleError):
+            stats.lookups += 1
+        if isinstance(error, _ABORT_ERRORS):
+            stats.aborted = True
+            if stats.stop_reason is None or not stats.stop_reason.startswith("aborted"):
+                cause = error.cause if isinstance(error, BatchAbortedError) else error
+                stats.stop_reason = f"aborted: {cause}"
+        elif isinstance(error, BudgetExceededError) and stats.stop_reason is None:
+            stats.stop_reason = f"stopped: {error}"
+
+
+async def _aclose(iterator: object) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+def _open_input(job: BulkJob) -> tuple[IO[bytes], int | None, bool]:
+    """(stream, total entries or None, read in a thread) for the job's input.
+
+    A regular file is counted (and checked) first in one streaming pass, so the progress
+    has a total; a pipe, FIFO or terminal is read in a thread as it comes.
+    """
+    name = _input_name(job)
+    if job.input == "-":
+        stream = os.fdopen(os.dup(sys.stdin.fileno()), "rb")
+    else:
+        try:
+            stream = open(job.input, "rb")  # noqa: SIM115 - closed by the caller
+        except OSError as exc:
+            raise InputError(f"cannot read {job.input}: {exc.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+            return stream, None, True
+        start = stream.tell()
+        total = sum(1 for _ in _in_shard(iter_entries(stream, name, job.column), job))
+        stream.seek(start)
+    except BaseException:
+        stream.close()
+        raise
+    return stream, total, False
+
+
+def _in_shard(entries: Iterator[InputEntry], job: BulkJob) -> Iterator[InputEntry]:
+    return entries if job.shard is None else job.shard.select(entries)
+
+
+def _selected(entries: Iterator[InputEntry], job: BulkJob) -> Iterator[InputEntry]:
+    """The entries the job looks up: its shard's share, then the first --limit of them."""
+    entries = _in_shard(entries, job)
+    return entries if job.limit is None else itertools.islice(entries, job.limit)
+
+
+def _client_options(job: BulkJob) -> dict[str, Any]:
+    options: dict[str, Any] = {"max_concurrency": job.concurrency}
+    if job.redis_url is None:
+        options["max_credits"] = job.max_credits  # else the shared budget holds the ceiling
+    if job.rate_window is not None:
+        options["rate_limiter"] = AdaptiveRateLimiter(window=job.rate_window)
+    return options
+
+
+async def _run_bulk(conn: Connection, job: BulkJob, stats: RunStats, console: Console) -> None:
+    """The whole bulk job inside the event loop; fills *stats* as it goes."""
+    key = resolve_api_key(conn) if job.redis_url is not None else None
+    async with (
+        simulated_server(conn.simulate) as server,
+        shared_limits(job.redis_url, key, job.max_credits) as shared,
+    ):
+        stats.server = server
+        stats.shard = job.shard
+        options = _client_options(job)
+        if shared is not None:
+            options |= shared.client_options()
+            stats.shared_budget = shared.budget.shared
+        client = make_client(conn, base_url=server.url if server is not None else None, **options)
+        stats.client = client
+        async with client:
+            stream, total, threaded = _open_input(job)
+            try:
+                if total is not None and job.limit is not None:
+                    total = min(total, job.limit)
+                stats.total = total
+                out, resume = open_output(
+                    job.output, job.fmt, resume=job.resume, retry_errors=job.retry_errors
+                )
+                stats.output = out.name
+                stats.resume = resume
+                try:
+                    if resume.resumed and job.progress != "off":
+                        print_resume(console, out.name, resume, job.retry_errors)
+                    entries = _selected(iter_entries(stream, _input_name(job), job.column), job)
+                    source = async_entries(entries, threaded=threaded)
+                    bulk = BulkRun(client, job, out, stats, resume.done)
+                    stats.started = time.monotonic()
+                    with _graceful_stop(stats, console):
+                        async with Reporter(job.progress, console, stats):
+                            await bulk.run(source)
+                finally:
+                    stats.finished = stats.finished or time.monotonic()
+                    out.close()
+            finally:
+                stream.close()
+
+
+@contextlib.contextmanager
+def _graceful_stop(stats: RunStats, console: Console) -> Iterator[None]:
+    """On SIGINT/SIGTERM stop reading input and let the lookups in flight finish (they
+    may already be charged) for up to STOP_GRACE seconds; a second signal stops at once."""
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    timers: list[asyncio.TimerHandle] = []
+    installed: list[int] = []
+
+    def on_signal(name: str) -> None:
+        assert task is not None
+        if stats.interrupted is not None:
+            task.cancel()
+            return
+        stats.interrupted = name
+        console.print(
+            f"{name}: finishing the lookups in flight (up to {STOP_GRACE:g}s), then stopping; "
+            "send it again to stop at once",
+            markup=False,
+        )
+        timers.append(loop.call_later(STOP_GRACE, task.cancel))
+
+    if task is not None:
+        for signum, name in ((int(signal.SIGINT), "SIGINT"), (int(signal.SIGTERM), "SIGTERM")):
+            try:
+                loop.add_signal_handler(signum, on_signal, name)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue  # not the main thread, or no signal support (Windows)
+            installed.append(signum)
+    try:
+        yield
+    finally:
+        for timer in timers:
+            timer.cancel()
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+
+
+def _input_name(job: BulkJob) -> str:
+    return "<stdin>" if job.input == "-" else job.input
+
+
+def execute_bulk(conn: Connection, job: BulkJob, console: Console) -> RunStats:
+    """Run the job; map interruptions and known failures to the stats / CLIError."""
+    stats = RunStats()
+    try:
+        asyncio.run(_run_bulk(conn, job, stats, console))
+    except KeyboardInterrupt:
+        stats.interrupted = stats.interrupted or "SIGINT"
+    except asyncio.CancelledError:
+        stats.interrupted = stats.interrupted or "SIGTERM"
+    except InputError as exc:
+        raise CLIError(f"{exc}{_partial_note(stats)}") from None
+    except OutputError as exc:
+        raise CLIError(str(exc)) from None
+    except BrokenPipeError:
+        # The reader of stdout went away (e.g. `| head`): stop quietly.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise CLIError("output closed by the reader", EXIT_FAILED) from None
+    except OSError as exc:
+        raise CLIError(f"I/O error: {exc}") from None
+    stats.finished = stats.finished or time.monotonic()
+    if stats.input_error is not None:
+        raise CLIError(f"{stats.input_error}{_partial_note(stats)}")
+    return stats
+
+
+def _partial_note(stats: RunStats) -> str:
+    if stats.written:
+        return f" ({stats.written} results before it were written; fix the input and rerun)"
+    return ""

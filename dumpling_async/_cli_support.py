@@ -1,0 +1,302 @@
+"""Shared pieces of the ``dumpling-async`` commands: exit statuses, stderr messages,
+logging configuration, the connection options (key, base URL, ``--simulate``) and the
+in-process fake server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, cast
+
+import click
+import structlog
+from rich.console import Console
+from rich.text import Text
+
+from ._client import AsyncDumplingClient, _resolve_key
+from ._errors import ConfigurationError
+from ._log import LOGGER_NAME
+from ._secret import Secret
+
+if TYPE_CHECKING:  # imported when needed: aiohttp.web is slow to import
+    from .testing import FakeDumplingServer, RateLimitRule
+
+__all__ = [
+    "EXIT_ABORTED",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_SIGINT",
+    "EXIT_SIGTERM",
+    "EXIT_USAGE",
+    "SIMULATED_KEY",
+    "SIMULATED_LIMIT",
+    "CLIError",
+    "Connection",
+    "configure_logging",
+    "connection_options",
+    "fail",
+    "log_options",
+    "make_client",
+    "parse_rate_limit",
+    "resolve_api_key",
+    "resolve_connection",
+    "simulated_rule",
+    "simulated_server",
+    "stderr_console",
+    "warn",
+]
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_ABORTED: Final = 3
+EXIT_SIGINT: Final = 130
+EXIT_SIGTERM: Final = 143
+
+SIMULATED_KEY: Final = "simulated-key"  # any key works against the fake server
+SIMULATED_LIMIT: Final[tuple[int, float, Literal["sliding"]]] = (50, 1.0, "sliding")
+
+
+class CLIError(Exception):
+    """A failure the CLI reports as one message (no traceback) and an exit status."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    stderr_console().print(Text.assemble(("error: ", "bold red"), message))
+    sys.exit(code)
+
+
+def warn(message: str) -> None:
+    stderr_console().print(f"[yellow]warning:[/] {message}")
+
+
+# -- logging -------------------------------------------------------------------------------
+
+
+class _CurrentStderr:
+    """A stream that writes to whatever ``sys.stderr`` is now (rich swaps it while a
+    progress bar is live, so log lines print above the bar)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+class _CLIHandler(logging.StreamHandler[_CurrentStderr]):
+    """Marks the handler the CLI installed, so configuring twice replaces it."""
+
+
+def configure_logging(verbose: int, log_format: str) -> None:
+    """Route the library's log records (stdlib, keys in ``extra``) to stderr via structlog.
+
+    Only the CLI does this; the library itself stays silent until an application
+    configures logging. ``-v`` shows DEBUG, otherwise WARNING and above.
+    """
+    renderer: Any
+    if log_format == "json":
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    formatter = structlog.stdlib.ProcessorFormatter(
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        foreign_pre_chain=[
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.stdlib.ExtraAdder(),
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+        ],
+    )
+    handler = _CLIHandler(_CurrentStderr())
+    handler.setFormatter(formatter)
+    logger = logging.getLogger(LOGGER_NAME)
+    for old in [h for h in logger.handlers if isinstance(h, _CLIHandler)]:
+        logger.removeHandler(old)
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logger.propagate = False
+
+
+# -- connection options ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """Where and how to connect: the key (None: from the environment), the base URL, or
+    the in-process fake server."""
+
+    api_key: str | None
+    base_url: str | None
+    simulate: bool
+
+
+def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--api-key-file",
+            type=click.Path(exists=True, dir_okay=False),
+            default=None,
+            help="Read the API key from this file (its first line).",
+        ),
+        click.option(
+            "--api-key",
+            default=None,
+            help="The API key (visible in the process list; prefer DUMPLINGAI_API_KEY or "
+            "--api-key-file).",
+        ),
+        click.option(
+            "--base-url",
+            default=None,
+            help="API base URL (default https://app.dumplingai.com, or DUMPLINGAI_API_URL).",
+        ),
+        click.option(
+            "--simulate",
+            is_flag=True,
+            default=None,
+            help="Run against an in-process fake server (50 requests/s); no key needed.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def resolve_connection(
+    ctx: click.Context,
+    api_key_file: str | None,
+    api_key: str | None,
+    base_url: str | None,
+    simulate: bool | None,
+) -> Connection:
+    """Merge a command's connection options over the group's."""
+    group: dict[str, Any] = ctx.find_root().obj or {}
+    api_key_file = api_key_file or group.get("api_key_file")
+    api_key = api_key or group.get("api_key")
+    base_url = base_url or group.get("base_url")
+    simulate = bool(simulate or group.get("simulate"))
+    if api_key is not None and api_key_file is not None:
+        raise click.UsageError("pass --api-key or --api-key-file, not both")
+    if api_key is not None:
+        warn(
+            "--api-key shows the key in the process list and shell history; prefer "
+            "DUMPLINGAI_API_KEY or --api-key-file"
+        )
+    if api_key_file is not None:
+        api_key = _read_key_file(api_key_file)
+    if simulate:
+        return Connection(SIMULATED_KEY, None, True)
+    return Connection(api_key, base_url, False)
+
+
+def _read_key_file(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            key = handle.readline(4096).strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CLIError(f"cannot read the API key file {path}: {exc}") from None
+    if not key:
+        raise CLIError(f"the API key file {path} is empty")
+    return key
+
+
+def _config_error(exc: ConfigurationError) -> CLIError:
+    message = str(exc)
+    if message.startswith("no DumplingAI API key"):
+        message = (
+            "no DumplingAI API key: set DUMPLINGAI_API_KEY (or DUMPLING_API_KEY), pass "
+            "--api-key-file PATH, or try --simulate"
+        )
+    return CLIError(message)
+
+
+def resolve_api_key(conn: Connection) -> Secret:
+    """The key the client will use (given, or from the environment), still wrapped."""
+    try:
+        return _resolve_key(conn.api_key)
+    except ConfigurationError as exc:
+        raise _config_error(exc) from None
+
+
+def make_client(
+    conn: Connection, base_url: str | None = None, **options: Any
+) -> AsyncDumplingClient:
+    try:
+        return AsyncDumplingClient(conn.api_key, base_url=base_url or conn.base_url, **options)
+    except ConfigurationError as exc:
+        raise _config_error(exc) from None
+
+
+def simulated_rule() -> RateLimitRule:
+    from .testing import RateLimitRule
+
+    limit, window, algorithm = SIMULATED_LIMIT
+    return RateLimitRule(limit, window, algorithm)
+
+
+@contextlib.asynccontextmanager
+async def simulated_server(enabled: bool) -> AsyncIterator[FakeDumplingServer | None]:
+    if not enabled:
+        yield None
+        return
+    from .testing import FakeDumplingServer
+
+    server = FakeDumplingServer(rate_limit=simulated_rule())
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+def log_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option(
+        "--log-format",
+        type=click.Choice(["console", "json"]),
+        default="console",
+        show_default=True,
+        help="How library log events are written to stderr.",
+    )(func)
+    func = click.option(
+        "-v", "--verbose", count=True, help="Log DEBUG events of the client (each request)."
+    )(func)
+    return func
+
+
+def parse_rate_limit(value: str | None) -> RateLimitRule | None:
+    if value is None or value.lower() == "none":
+        return None
+    text, _, algorithm = value.partition(":")
+    algorithm = algorithm.strip().replace("-", "_") or "fixed"
+    choices = ("fixed", "sliding", "token_bucket")
+    from .testing import RateLimitRule
+
+    try:
+        limit_text, window_text = text.split("/", 1)
+        limit = int(limit_text)
+        window = float(window_text.strip().removesuffix("s"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r}: expected LIMIT/WINDOW[:ALGORITHM], e.g. 50/1 or 100/60:sliding",
+            param_hint="--rate-limit",
+        ) from None
+    if algorithm not in choices:
+        raise click.BadParameter(
+            f"algorithm must be one of {', '.join(choices)}", param_hint="--rate-limit"
+        )
+    if limit < 1 or not window > 0:
+        raise click.BadParameter("LIMIT must be >= 1 and WINDOW > 0", param_hint="--rate-limit")
+    return RateLimitRule(limit, window, cast(Any, algorithm))
