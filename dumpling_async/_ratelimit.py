@@ -118,6 +118,7 @@ class AdaptiveRateLimiter:
         self._shrunk = False  # the limit dropped and no positive remaining seen since
         self._answered = False  # any response at all: before it, one probe at a time
         self._answered_at = 0.0
+        self._latency = 0.0  # moving average of send-to-answer time
         # Send times of requests believed to count against the quota, oldest first.
         self._times: list[float] = []
         self._head = 0
@@ -183,7 +184,8 @@ class AdaptiveRateLimiter:
 
     def _due(self, now: float) -> int:
         """How many logged requests the model says no longer count."""
-        return bisect.bisect_right(self._times, now - self.window, self._head) - self._head
+        horizon = now - self._window - self._latency
+        return bisect.bisect_right(self._times, horizon, self._head) - self._head
 
     def _wait_time(self, now: float) -> float:
         """0 when a request may go now, else how long until the model says one may.
@@ -204,7 +206,9 @@ class AdaptiveRateLimiter:
             return 0.0
         if self._probe_seq:
             return math.inf  # a probe is out; its answer re-syncs us
-        predicted = self._times[self._head + excess] + self._window
+        # The server counts a request from when it arrives, a little after we sent it:
+        # allow the typical latency on top of the window.
+        predicted = self._times[self._head + excess] + self._window + self._latency
         # Someone else on the key can make the model too pessimistic; never go longer
         # than twice the typical Retry-After without asking the server again.
         if self._exacts:
@@ -272,6 +276,7 @@ class AdaptiveRateLimiter:
         if response is not None:
             self._answered = True
             self._answered_at = now
+            self._latency += 0.2 * (now - permit.sent_at - self._latency)
             if probe and response.status != 429:
                 self._decay(now)
             if response.limit is not None and response.remaining is not None:

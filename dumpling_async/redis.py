@@ -38,7 +38,8 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 """
 
-# KEYS: log, inflight, state, probe. ARGV: member, window guess, ttl ms, stale seconds.
+# KEYS: log, inflight, state, probe. ARGV: member, window guess, ttl ms, stale seconds,
+# latency (the caller's send-to-answer average: the server counts from arrival).
 _ACQUIRE = (
     _NOW
     + """
@@ -66,10 +67,11 @@ local live = redis.call('ZCARD', KEYS[1])
 local excess = live - limit
 if excess < 0 then return grant(false) end
 if redis.call('EXISTS', KEYS[4]) == 1 then return {0, '-1'} end
-local due = redis.call('ZCOUNT', KEYS[1], '-inf', now - window)
+local latency = tonumber(ARGV[5]) or 0
+local due = redis.call('ZCOUNT', KEYS[1], '-inf', now - window - latency)
 if due > excess then return grant(true) end
 local e = redis.call('ZRANGE', KEYS[1], excess, excess, 'WITHSCORES')
-return {0, tostring(tonumber(e[2]) + window - now)}
+return {0, tostring(tonumber(e[2]) + window + latency - now)}
 """
 )
 
@@ -245,6 +247,7 @@ class RedisRateLimiter:
         self._settle = self._redis.register_script(_SETTLE)
         self._seq = 0
         self._in_flight = 0
+        self._latency = 0.0  # moving average of send-to-answer time
         self._throttled = 0.0
         self._waits = 0
         self._state = RateLimitState()
@@ -307,7 +310,8 @@ class RedisRateLimiter:
                 member = f"{self._worker}:{self._seq}"
                 try:
                     granted, value = await self._acquire(
-                        keys=self._keys, args=[member, self._guess, self._ttl_ms, self._stale]
+                        keys=self._keys,
+                        args=[member, self._guess, self._ttl_ms, self._stale, self._latency],
                     )
                 except (RedisError, OSError) as exc:
                     return await self._local_acquire(self._fall_back(exc))
@@ -334,6 +338,8 @@ class RedisRateLimiter:
         self._in_flight -= 1
         if self._fallback is not None:
             return  # granted by Redis before it went away; nothing to tell it now
+        if response is not None:
+            self._latency += 0.2 * (time.monotonic() - permit.sent_at - self._latency)
         r = response
         args: list[Any] = [
             f"{self._worker}:{permit.seq}",
