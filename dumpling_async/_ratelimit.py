@@ -335,7 +335,7 @@ class AdaptiveRateLimiter:
                 pivot = self._times[self._head + max(0, min(live - 1, live - (self._limit or 0)))]
                 exact = max(now + retry_after - pivot, 1e-3)
                 self._exacts.append(exact)
-                window = exact * 1.1  # a margin that spares the next 429
+                window = exact * 1.03  # a margin that spares the next 429
                 if now - self._last_429 < self._window:
                     # 429s in a row: the model is early (quota returns gradually, as
                     # from a token bucket, or someone else shares the key); grow faster,

@@ -131,7 +131,7 @@ if status > 0 then
     if ra then
       local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
       if first[2] then
-        local w = math.max(now + ra - tonumber(first[2]), 0.001) * 1.1
+        local w = math.max(now + ra - tonumber(first[2]), 0.001) * 1.03
         if now - last429 < window then w = math.max(w, window * 1.5) end
         window = w
         redis.call('HSET', KEYS[3], 'learned', '1')
