@@ -7,6 +7,7 @@ library's exceptions in one place (``_transport_error``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import os
@@ -17,6 +18,7 @@ from typing import Any, Self
 
 import aiohttp
 import orjson
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ._budget import CreditBudget, LocalCreditBudget
@@ -193,8 +195,11 @@ class AsyncDumplingClient:
         if self._closed:
             return
         self._closed = True
-        for flight in list(self._single_flight.values()):
-            flight.task.cancel()
+        tasks = [flight.task for flight in self._single_flight.values()]
+        for task in tasks:
+            task.cancel()
+        if tasks:  # let their cleanup (limiter, budget) finish before the pool goes
+            await asyncio.gather(*tasks, return_exceptions=True)
         if self._owns_session and self._session is not None:
             await self._session.close()
         self._session = None
@@ -257,14 +262,30 @@ class AsyncDumplingClient:
         if flight is None:
             flight = _Flight(asyncio.ensure_future(self._lookup(normalized)))
             self._single_flight[normalized] = flight
-            flight.task.add_done_callback(lambda _: self._single_flight.pop(normalized, None))
+            flight.task.add_done_callback(functools.partial(self._landed, normalized, flight))
         flight.waiters += 1
         try:
             return await asyncio.shield(flight.task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if flight.task.cancelled() and current is not None and not current.cancelling():
+                # The lookup was stopped under us (aclose), not this caller.
+                raise ClientClosedError("the client was closed during the lookup") from None
+            raise
         finally:
             flight.waiters -= 1
             if flight.waiters == 0 and not flight.task.done():
-                flight.task.cancel()  # every caller gave up: stop paying for it
+                # Every caller gave up: stop paying for it, and let a new caller start
+                # afresh rather than join a lookup that is being cancelled.
+                self._land(normalized, flight)
+                flight.task.cancel()
+
+    def _land(self, handle: str, flight: _Flight) -> None:
+        if self._single_flight.get(handle) is flight:
+            del self._single_flight[handle]
+
+    def _landed(self, handle: str, flight: _Flight, _: object) -> None:
+        self._land(handle, flight)
 
     async def gather_profiles(
         self,
@@ -317,8 +338,9 @@ class AsyncDumplingClient:
                 raise stop
             await self._budget.reserve(PROFILE_COST)
             charged = False
+            got_200: list[bool] = []  # set by _attempt: a 200 arrived, so it was charged
             try:
-                profile = await self._attempt(handle, body, attempt, should_stop)
+                profile = await self._attempt(handle, body, attempt, should_stop, got_200)
                 charged = True
                 if self._cache is not None:
                     self._cache.put(handle, profile)
@@ -337,11 +359,17 @@ class AsyncDumplingClient:
                     status=getattr(error, "status", None),
                 )
             finally:
-                await self._budget.settle(PROFILE_COST, charged=charged)
+                # Whatever ended the attempt (cancellation included), a 200 was charged.
+                await self._budget.settle(PROFILE_COST, charged=charged or bool(got_200))
             await asyncio.sleep(delay)
 
     async def _attempt(
-        self, handle: str, body: bytes, attempt: int, should_stop: Any = None
+        self,
+        handle: str,
+        body: bytes,
+        attempt: int,
+        should_stop: Any = None,
+        got_200: list[bool] | None = None,
     ) -> TikTokProfile:
         session = self._get_session()
         assert self._slots is not None
@@ -362,6 +390,8 @@ class AsyncDumplingClient:
                     allow_redirects=False,
                 ) as resp:
                     status = resp.status
+                    if status == 200 and got_200 is not None:
+                        got_200.append(True)
                     headers = resp.headers
                     limit, remaining = parse_rate_limit_headers(headers)
                     retry_after = parse_retry_after(headers) if status in (429, 503) else None
@@ -375,9 +405,9 @@ class AsyncDumplingClient:
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 # The cause keeps its type and message but not its frames, whose locals
                 # hold the request headers.
-                raise _transport_error(
-                    exc, handle, response_received=status == 200
-                ) from exc.with_traceback(None)
+                raise _transport_error(exc, handle, response_received=status == 200) from _scrubbed(
+                    exc
+                )
             finally:
                 await self._limiter.settle(permit, info)
                 if self._debug(logging.DEBUG):
@@ -458,6 +488,15 @@ class _Flight:
     def __init__(self, task: asyncio.Task[TikTokProfile]) -> None:
         self.task = task
         self.waiters = 0
+
+
+def _scrubbed(exc: BaseException) -> BaseException:
+    """The cause as users may see it: no frames (their locals hold the request
+    headers) and no request headers in aiohttp's ``request_info``."""
+    info = getattr(exc, "request_info", None)
+    if isinstance(info, aiohttp.RequestInfo):
+        exc.request_info = info._replace(headers=CIMultiDictProxy(CIMultiDict()))  # type: ignore[attr-defined]
+    return exc.with_traceback(None)
 
 
 def _was_charged(error: DumplingError) -> bool:

@@ -5,9 +5,9 @@ adaptive limiter therefore keeps a log of its own requests' send times and model
 server as "a request counts for ``window`` seconds" (a sliding log). That model is exact
 for sliding windows and conservative for fixed windows and token buckets, so one
 strategy fits all three. Every response re-syncs the log with ``Remaining``; the window
-is learned from ``Retry-After`` on a 429 (the server then says exactly when the oldest
-request stops counting) and drifts down slowly while no 429 comes, so a guess that is
-too long is corrected too.
+is learned from ``Retry-After`` on a 429 (the server then says exactly when the request
+whose expiry makes room stops counting) and drifts down slowly while no 429 comes, so
+a guess that is too long is corrected too.
 """
 
 from __future__ import annotations
@@ -95,7 +95,8 @@ class AdaptiveRateLimiter:
     quota; observation replaces it. ``max_rate`` per ``time_period`` optionally adds a
     fixed client-side ceiling (an aiolimiter bucket), useful when a plan's rate is known
     or a server sends no rate-limit headers. ``upstream_pause`` is how long everyone
-    waits after a 503 without ``Retry-After``.
+    waits after a 503 without ``Retry-After``; ``max_pause`` caps any pause (a longer
+    ``Retry-After`` is left to the retry policy, which then returns the error).
     """
 
     def __init__(
@@ -105,11 +106,13 @@ class AdaptiveRateLimiter:
         max_rate: float | None = None,
         time_period: float = 1.0,
         upstream_pause: float = 0.5,
+        max_pause: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if window <= 0:
             raise ValueError("window must be > 0")
         self._upstream_pause = upstream_pause
+        self._max_pause = max_pause
         self._clock = clock
         self._ceiling = AsyncLimiter(max_rate, time_period) if max_rate else None
         self._limit: int | None = None
@@ -168,14 +171,12 @@ class AdaptiveRateLimiter:
     def _live(self) -> int:
         return len(self._times) - self._head
 
-    def _pop(self, count: int) -> float:
-        """Drop the *count* oldest entries; return the oldest dropped send time."""
-        oldest = self._times[self._head]
+    def _pop(self, count: int) -> None:
+        """Drop the *count* oldest entries."""
         self._head += count
         if self._head > 1024 and self._head * 2 > len(self._times):
             del self._times[: self._head]
             self._head = 0
-        return oldest
 
     def _pad(self, count: int, now: float) -> None:
         """Add *count* entries the server counts but we did not send (another client)."""
@@ -254,7 +255,12 @@ class AdaptiveRateLimiter:
                 except TimeoutError:
                     pass
             if self._ceiling is not None:
-                await self._ceiling.acquire()
+                try:
+                    await self._ceiling.acquire()
+                except asyncio.CancelledError:
+                    if self._probe_seq == self._seq + 1:
+                        self._probe_seq = 0  # the probe this waiter was to send never goes
+                    raise
             now = self._clock()
             if waited:
                 self._throttled += now - started
@@ -295,8 +301,7 @@ class AdaptiveRateLimiter:
             self._changed.set()
 
     def _sync(self, permit: Permit, limit: int, remaining: int, now: float) -> None:
-        if not self._headers_seen:
-            self._headers_seen = True
+        self._headers_seen = True
         if limit != self._limit:
             if self._limit is not None:
                 self._log.info("rate_limit_changed", old=self._limit, new=limit)
@@ -351,7 +356,9 @@ class AdaptiveRateLimiter:
         self._pause(retry_after, now, "rate_limited")
 
     def _pause(self, seconds: float, now: float, reason: str) -> None:
-        until = now + seconds
+        # A server asking for an hour is not waited out by everyone: requests past
+        # max_pause get the 429 again and the retry policy decides (it gives up).
+        until = now + min(seconds, self._max_pause)
         if until > self._paused_until:
             self._paused_until = until
             self._log.info("pause", reason=reason, seconds=round(seconds, 4))

@@ -5,7 +5,8 @@ from ``X-RateLimit-Remaining``, probes for predicted quota, pause-all on 429) as
 scripts, so every worker on one API key sees one state, updated atomically. Keys are
 derived from a hash of the API key, never the key itself, and expire when idle, so a
 crashed worker leaves nothing stuck: its in-flight entries and probe lapse after
-``stale_after`` seconds.
+``stale_after`` seconds, and a grant that arrives after its waiter was cancelled is
+handed straight back.
 
 If Redis becomes unreachable mid-run, the limiter logs ``redis_unavailable`` and falls
 back to a local :class:`AdaptiveRateLimiter` (which still re-syncs from the server's
@@ -17,6 +18,7 @@ Install with ``pip install 'dumpling-async[redis]'``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 import time
@@ -76,7 +78,7 @@ return {0, tostring(tonumber(e[2]) + window + latency - now)}
 )
 
 # KEYS: log, inflight, state, probe. ARGV: member, status, limit, remaining, retry_after,
-# window guess, ttl ms, upstream pause. Empty strings stand for "absent".
+# window guess, ttl ms, upstream pause, max pause. Empty strings stand for "absent".
 _SETTLE = (
     _NOW
     + """
@@ -129,7 +131,10 @@ if status > 0 then
     redis.call('HINCRBY', KEYS[3], 'limited', 1)
     local last429 = tonumber(redis.call('HGET', KEYS[3], 'last429')) or -1e18
     if ra then
-      local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+      -- the logged request whose expiry makes room for one more (as in _ratelimit.py)
+      local live = redis.call('ZCARD', KEYS[1])
+      local rank = math.max(0, math.min(live - 1, live - (limit or 0)))
+      local first = redis.call('ZRANGE', KEYS[1], rank, rank, 'WITHSCORES')
       if first[2] then
         local w = math.max(now + ra - tonumber(first[2]), 0.001) * 1.03
         if now - last429 < window then w = math.max(w, window * 1.5) end
@@ -146,6 +151,7 @@ if status > 0 then
     pause = ra or tonumber(ARGV[8])
   end
   if pause then
+    pause = math.min(pause, tonumber(ARGV[9]))
     local paused = tonumber(redis.call('HGET', KEYS[3], 'paused')) or 0
     if now + pause > paused then redis.call('HSET', KEYS[3], 'paused', tostring(now + pause)) end
   end
@@ -207,12 +213,6 @@ class _Connection:
         if self.owned:
             await self.client.aclose()
 
-    async def __aenter__(self) -> _Connection:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
 
 class RedisRateLimiter:
     """The adaptive limiter with its state in Redis, shared by every worker on one key.
@@ -230,6 +230,7 @@ class RedisRateLimiter:
         stale_after: float = 120.0,
         idle_ttl: float = 600.0,
         upstream_pause: float = 0.5,
+        max_pause: float = 60.0,
         poll_interval: float = 0.005,
         prefix: str = "dumpling",
     ) -> None:
@@ -241,6 +242,7 @@ class RedisRateLimiter:
         self._stale = stale_after
         self._ttl_ms = int(idle_ttl * 1000)
         self._upstream_pause = upstream_pause
+        self._max_pause = max_pause
         self._poll = poll_interval
         self._worker = f"{os.getpid()}-{os.urandom(4).hex()}"
         self._acquire = self._redis.register_script(_ACQUIRE)
@@ -252,6 +254,7 @@ class RedisRateLimiter:
         self._waits = 0
         self._state = RateLimitState()
         self._fallback: AdaptiveRateLimiter | None = None
+        self._background: set[asyncio.Task[Any]] = set()
         self._lock: asyncio.Lock | None = None
         self._log = get_logger()
 
@@ -308,11 +311,19 @@ class RedisRateLimiter:
             while True:
                 self._seq += 1
                 member = f"{self._worker}:{self._seq}"
-                try:
-                    granted, value = await self._acquire(
+                call = asyncio.ensure_future(
+                    self._acquire(
                         keys=self._keys,
                         args=[member, self._guess, self._ttl_ms, self._stale, self._latency],
                     )
+                )
+                try:
+                    # Shielded: if we are cancelled after Redis granted, the grant must
+                    # still be given back, or every worker waits for the probe to lapse.
+                    granted, value = await asyncio.shield(call)
+                except asyncio.CancelledError:
+                    call.add_done_callback(functools.partial(self._orphaned, member))
+                    raise
                 except (RedisError, OSError) as exc:
                     return await self._local_acquire(self._fall_back(exc))
                 if int(granted) == 1:
@@ -329,6 +340,16 @@ class RedisRateLimiter:
                 self._throttled += time.monotonic() - started
             self._in_flight += 1
             return Permit(self._seq, time.monotonic())
+
+    def _orphaned(self, member: str, call: asyncio.Future[Any]) -> None:
+        """A grant that arrived after its waiter was cancelled: hand it straight back."""
+        if call.cancelled() or call.exception() is not None or int(call.result()[0]) != 1:
+            return
+        args: list[Any] = [member, 0, "", "", "", self._guess, self._ttl_ms]
+        args += [self._upstream_pause, self._max_pause]
+        task = asyncio.ensure_future(self._settle(keys=self._keys, args=args))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def settle(self, permit: Permit, response: ResponseInfo | None) -> None:
         if permit.seq < 0:
@@ -350,10 +371,11 @@ class RedisRateLimiter:
             self._guess,
             self._ttl_ms,
             self._upstream_pause,
+            self._max_pause,
         ]
         try:
-            limit, remaining, window, learned, limited = await self._settle(
-                keys=self._keys, args=args
+            limit, remaining, window, learned, limited = await asyncio.shield(
+                self._settle(keys=self._keys, args=args)
             )
         except (RedisError, OSError) as exc:
             self._fall_back(exc)
@@ -378,7 +400,7 @@ class RedisCreditBudget:
         *,
         api_key: str,
         max_credits: int | None,
-        stale_after: float = 120.0,
+        stale_after: float = 3600.0,
         idle_ttl: float = 7 * 24 * 3600.0,
         prefix: str = "dumpling",
         name: str = "budget",
@@ -394,6 +416,7 @@ class RedisCreditBudget:
         self._seq = 0
         self._mine: defaultdict[int, deque[str]] = defaultdict(deque)
         self._spent = 0  # the shared total, as last seen
+        self._unrecorded = 0  # charges Redis did not take; replayed before new reservations
         self._reserve = self._redis.register_script(_RESERVE)
         self._settle = self._redis.register_script(_SETTLE_CREDITS)
         self._log = get_logger()
@@ -426,6 +449,8 @@ class RedisCreditBudget:
         return self._max
 
     async def reserve(self, cost: int) -> None:
+        if self._unrecorded:
+            await self._replay()
         self._seq += 1
         member = f"{self._worker}:{self._seq}|{cost}"
         ceiling = self._max if self._max is not None else 2**62
@@ -459,3 +484,17 @@ class RedisCreditBudget:
             )
         except (RedisError, OSError):
             self._log.warning("redis_unavailable", component="credit_budget", charged=charged)
+            if charged:
+                # Spent but not recorded: no new reservation until it is (fail closed).
+                self._unrecorded += cost
+
+    async def _replay(self) -> None:
+        try:
+            self._spent = int(
+                await self._settle(keys=self._keys, args=["", self._unrecorded, "1", self._ttl_ms])
+            )
+        except (RedisError, OSError) as exc:
+            raise BudgetExceededError(
+                "shared credit budget unreachable (Redis unavailable); not attempted"
+            ) from exc.with_traceback(None)
+        self._unrecorded = 0

@@ -55,7 +55,7 @@ FAULT_KINDS = (
     "oversized",
 )
 # Faults only a test asks for by name (FakeDumplingServer.inject), never drawn at random.
-SCRIPTED_ONLY = ("400", "html_500", "latency")
+SCRIPTED_ONLY = ("400", "html_500", "latency", "slow_body")
 PROFILE_PATH = "/api/v1/get-tiktok-profile"
 
 
@@ -513,6 +513,16 @@ class FakeDumplingServer:
             if transport is not None:
                 transport.abort()
             return web.Response(status=500)
+        if fault == "slow_body":
+            # A 200 whose body trickles: half now, the rest after slow_seconds.
+            response = web.StreamResponse(headers=headers)
+            response.content_type = "application/json"
+            response.content_length = len(payload)
+            await response.prepare(request)
+            await response.write(payload[: len(payload) // 2])
+            await asyncio.sleep(plan.slow_seconds)
+            await response.write(payload[len(payload) // 2 :])
+            return response
         # drop_mid_body: promise the whole body, send half, cut the connection.
         response = web.StreamResponse(headers=headers)
         response.content_type = "application/json"

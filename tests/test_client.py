@@ -360,3 +360,44 @@ async def test_cache_reuses_recent_profiles(server: FakeDumplingServer) -> None:
         await client.get_tiktok_profile("bob")
     assert server.charged == {"alice": 1, "bob": 2, "carol": 1}
     assert cache.hits == 2 and len(cache) == 2
+
+
+async def test_new_caller_never_joins_a_cancelled_lookup(
+    client: AsyncDumplingClient, server: FakeDumplingServer
+) -> None:
+    """After every caller of a lookup gave up, the next caller starts a fresh one."""
+    server.latency = 0.3
+    first = asyncio.ensure_future(client.get_tiktok_profile("someone"))
+    await asyncio.sleep(0.05)
+    first.cancel()
+    await asyncio.sleep(0)
+    profile = await client.get_tiktok_profile("someone")
+    assert profile.user is not None and profile.user.unique_id == "someone"
+    assert first.cancelled()
+
+
+async def test_cancelled_while_reading_a_200_counts_the_charge(
+    make_client: MakeClient, server: FakeDumplingServer
+) -> None:
+    """A 200 that arrived is counted as spent even if the caller cancels mid-body."""
+    server.latency = 0.0
+    server.inject("slow_body", handle="someone")
+    client = make_client(max_credits=100)
+    task = asyncio.ensure_future(client.get_tiktok_profile("someone"))
+    await asyncio.sleep(0.2)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert client.credits_spent == 10
+    assert client._budget._reserved == 0  # type: ignore[attr-defined]
+
+
+async def test_closing_the_client_fails_waiters_clearly(
+    client: AsyncDumplingClient, server: FakeDumplingServer
+) -> None:
+    """Callers waiting on a lookup when the client closes get ClientClosedError."""
+    server.latency = 0.5
+    task = asyncio.ensure_future(client.get_tiktok_profile("someone"))
+    await asyncio.sleep(0.05)
+    await client.aclose()
+    with pytest.raises(ClientClosedError):
+        await task

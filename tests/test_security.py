@@ -71,7 +71,11 @@ async def test_request_body_is_json_encoded(client: AsyncDumplingClient) -> None
 
 def _texts_of(error: BaseException) -> list[str]:
     tb = traceback.TracebackException.from_exception(error, capture_locals=True)
-    return [str(error), repr(error), "".join(tb.format()), repr(vars(error))]
+    cause = error.__cause__
+    texts = [str(error), repr(error), "".join(tb.format()), repr(vars(error))]
+    if cause is not None:
+        texts += [repr(cause), str(cause), repr(vars(cause)) if hasattr(cause, "__dict__") else ""]
+    return texts
 
 
 async def test_secret_never_leaks_on_any_path(capfd: pytest.CaptureFixture[str]) -> None:
