@@ -93,6 +93,12 @@ class _Job:
             if isinstance(error, _ACCOUNT_ERRORS) and self.abort is None:
                 self.abort = error
             return error
+        except Exception as exc:
+            # A bug or a failing plug-in (limiter, budget) must not lose the batch:
+            # this handle ends with a typed error that carries the cause.
+            unexpected = DumplingError(f"unexpected {type(exc).__name__}: {exc}", handle=handle)
+            unexpected.__cause__ = exc
+            return unexpected
 
 
 async def iter_results(
@@ -104,7 +110,7 @@ async def iter_results(
     keep_all: bool = False,
 ) -> AsyncGenerator[ProfileResult, None]:
     """Yield one ProfileResult per input position, in completion order."""
-    width = concurrency or client.max_concurrency
+    width = client.max_concurrency if concurrency is None else concurrency
     if width < 1:
         raise ValueError("concurrency must be >= 1")
     client._check_open()
@@ -122,12 +128,13 @@ async def iter_results(
         wake.set()
 
     index = 0
+    parked = 0
     exhausted = False
     input_error: BaseException | None = None
     try:
         while True:
             # Read input while there is room; never more than the window ahead.
-            while not exhausted and len(tasks) < width and len(ready) < width:
+            while not exhausted and len(tasks) < width and len(ready) + parked < width:
                 try:
                     given = await anext(source)
                 except StopAsyncIteration:
@@ -145,6 +152,7 @@ async def iter_results(
                     continue
                 if handle in job.waiting:
                     job.waiting[handle].append((position, given))
+                    parked += 1  # a repeat waiting for its handle's lookup
                 elif handle in job.first_index:
                     ready.append(_result(position, given, handle, job.repeat_outcome(handle)))
                 elif job.abort is not None:
@@ -177,7 +185,9 @@ async def iter_results(
                 handle = tasks.pop(task)
                 outcome = task.result()
                 job.remember(handle, outcome)
-                for position, given in job.waiting.pop(handle):
+                positions = job.waiting.pop(handle)
+                parked -= len(positions) - 1
+                for position, given in positions:
                     ready.append(_result(position, given, handle, outcome))
     finally:
         for task in tasks:

@@ -9,7 +9,7 @@ import contextlib
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, cast
 
 import click
@@ -139,7 +139,7 @@ class Connection:
     """Where and how to connect: the key (None: from the environment), the base URL, or
     the in-process fake server."""
 
-    api_key: str | None
+    api_key: str | None = field(repr=False)  # never shown: reprs end up in logs
     base_url: str | None
     simulate: bool
 

@@ -191,8 +191,9 @@ class BatchAbortedError(DumplingError):
 class DuplicateHandleError(DumplingError):
     """A repeat of a handle answered earlier in the same stream whose outcome was not kept.
 
-    Only ``iter_profiles`` over very large inputs yields it, to keep memory bounded; the
-    handle was not paid for twice. ``first_index`` is the position that has its outcome.
+    Only ``iter_profiles`` yields it, for a repeat that comes after the outcomes of 512
+    other handles (memory stays bounded); the handle was not paid for twice.
+    ``first_index`` is the position that has its outcome.
     """
 
     def __init__(self, message: str, *, handle: str | None = None, first_index: int) -> None:

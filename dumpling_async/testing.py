@@ -13,7 +13,9 @@ charged, so tests can assert on the server's own view::
         assert server.charged["someone"] == 1
 
 A handle is unknown (404) when it is in ``unknown_handles`` or starts with ``unknown``.
-Injected faults are never charged: they model requests the vendor did not complete.
+Injected faults are never charged by the server: they model requests the vendor did not
+complete (a client still counts a 200 it could not use as spent, to stay on the safe
+side of a budget). The ``latency`` fault is a slow but normal, charged answer.
 """
 
 from __future__ import annotations
@@ -425,11 +427,12 @@ class FakeDumplingServer:
             return self._error(
                 400, "'handle' parameter is required and must be a non-empty string.", headers
             )
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        # Checked right before charging (no await in between), so credits never go below 0.
         if self.credits is not None and self.credits < 10:
             self._record(handle, 403)
             return self._error(403, "Insufficient credits. Please top up your account.", headers)
-        if self.latency:
-            await asyncio.sleep(self.latency)
         fault = self._next_fault(handle)
         if fault is not None:
             return await self._fault(request, fault, handle, headers)

@@ -11,12 +11,14 @@ import pytest
 from conftest import KEY
 
 from dumpling_async import (
+    AdaptiveRateLimiter,
     AsyncDumplingClient,
     AuthenticationError,
     BatchAbortedError,
     BudgetExceededError,
     InsufficientCreditsError,
     InvalidHandleError,
+    Permit,
     ProfileNotFoundError,
     ProfileResult,
 )
@@ -218,3 +220,37 @@ async def test_failing_input_finishes_work_in_flight(
     assert sorted(r.handle for r in seen) == ["alice", "bob", "carol"]
     assert all(r.ok for r in seen)
     assert len(server.charged) == 3
+
+
+async def test_repeats_of_an_in_flight_handle_do_not_read_ahead(
+    client: AsyncDumplingClient, server: FakeDumplingServer
+) -> None:
+    """Repeats waiting for their handle's lookup count against the read-ahead window."""
+    server.latency = 0.05
+    pulled = 0
+
+    def handles() -> Iterator[str]:
+        nonlocal pulled
+        for _ in range(10**9):
+            pulled += 1
+            yield "same"
+
+    async with contextlib.aclosing(client.iter_profiles(handles(), concurrency=4)) as results:
+        async for result in results:
+            assert result.ok
+            break
+    assert pulled <= 10
+    assert len(server.records) == 1
+
+
+class _BrokenLimiter(AdaptiveRateLimiter):
+    async def acquire(self) -> Permit:
+        raise RuntimeError("plug-in bug")
+
+
+async def test_unexpected_errors_become_results(server: FakeDumplingServer) -> None:
+    """An unexpected exception ends its handle with a typed error; the batch goes on."""
+    async with AsyncDumplingClient(KEY, base_url=server.url, rate_limiter=_BrokenLimiter()) as c:
+        results = await c.gather_profiles(["alice", "bob"])
+    assert [type(r.error).__name__ for r in results] == ["DumplingError", "DumplingError"]
+    assert isinstance(results[0].error.__cause__, RuntimeError)  # type: ignore[union-attr]
