@@ -214,7 +214,29 @@ class _Connection:
             await self.client.aclose()
 
 
-class RedisRateLimiter:
+class _RedisBacked:
+    """What both Redis-backed objects share: their keys and their connection."""
+
+    _conn: _Connection
+    _keys: list[str]
+
+    @property
+    def keys(self) -> list[str]:
+        """The Redis keys this object uses (all under a hash of the API key)."""
+        return list(self._keys)
+
+    async def aclose(self) -> None:
+        """Close the Redis connection if it was made from a URL."""
+        await self._conn.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class RedisRateLimiter(_RedisBacked):
     """The adaptive limiter with its state in Redis, shared by every worker on one key.
 
     *redis* is a URL or a ``redis.asyncio.Redis``; *api_key* only names the keys (hashed).
@@ -260,21 +282,6 @@ class RedisRateLimiter:
 
     def __repr__(self) -> str:
         return f"RedisRateLimiter(keys={self._keys[2]!r}, fallback={self._fallback is not None})"
-
-    @property
-    def keys(self) -> list[str]:
-        """The Redis keys this limiter uses."""
-        return list(self._keys)
-
-    async def aclose(self) -> None:
-        """Close the Redis connection if it was made from a URL."""
-        await self._conn.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     def snapshot(self) -> RateLimitState:
         if self._fallback is not None:
@@ -391,7 +398,7 @@ class RedisRateLimiter:
         )
 
 
-class RedisCreditBudget:
+class RedisCreditBudget(_RedisBacked):
     """A credit budget shared through Redis: many workers together never exceed it."""
 
     def __init__(
@@ -423,21 +430,6 @@ class RedisCreditBudget:
 
     def __repr__(self) -> str:
         return f"RedisCreditBudget(max_credits={self._max}, spent={self._spent})"
-
-    @property
-    def keys(self) -> list[str]:
-        """The Redis keys this budget uses."""
-        return list(self._keys)
-
-    async def aclose(self) -> None:
-        """Close the Redis connection if it was made from a URL."""
-        await self._conn.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     @property
     def spent(self) -> int:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -51,7 +52,36 @@ async def client(make_client: Callable[..., AsyncDumplingClient]) -> AsyncDumpli
     return make_client()
 
 
-async def settle_loop() -> None:
-    """Let callbacks scheduled by closing transports run."""
-    for _ in range(3):
-        await asyncio.sleep(0)
+class ServerThread:
+    """A FakeDumplingServer running on its own event loop in a daemon thread."""
+
+    def __init__(self, **options: Any) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.server = FakeDumplingServer(**options)
+
+    def start(self) -> FakeDumplingServer:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
+        return self.server
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., FakeDumplingServer]]:
+    """Start fake servers in background threads; stop them after the test."""
+    threads: list[ServerThread] = []
+
+    def start(**options: Any) -> FakeDumplingServer:
+        thread = ServerThread(**options)
+        threads.append(thread)
+        return thread.start()
+
+    yield start
+    for thread in threads:
+        thread.stop()

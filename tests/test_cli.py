@@ -7,7 +7,6 @@ server's own records (what it was asked, what it charged) can be checked afterwa
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import csv
 import json
@@ -16,10 +15,9 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,41 +29,6 @@ from dumpling_async.testing import FakeDumplingServer, RateLimitRule, fake_profi
 
 KEY = "sk-test-4b1d9e0c7a52f3e8"
 CLI = [sys.executable, "-m", "dumpling_async"]
-
-
-class ServerThread:
-    """A FakeDumplingServer running on its own event loop in a daemon thread."""
-
-    def __init__(self, **options: Any) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.server = FakeDumplingServer(**options)
-
-    def start(self) -> FakeDumplingServer:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
-        return self.server
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[..., FakeDumplingServer]]:
-    """Start fake servers in background threads; stop them after the test."""
-    threads: list[ServerThread] = []
-
-    def start(**options: Any) -> FakeDumplingServer:
-        thread = ServerThread(**options)
-        threads.append(thread)
-        return thread.start()
-
-    yield start
-    for thread in threads:
-        thread.stop()
 
 
 def cli_env(key: str | None = KEY, **extra: str) -> dict[str, str]:

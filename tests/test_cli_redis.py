@@ -15,31 +15,22 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
-from test_cli import CLI, KEY, ServerThread, cli_env, read_jsonl, run_cli, write_lines
+from test_cli import (
+    CLI,
+    KEY,
+    cli_env,
+    read_jsonl,
+    run_cli,
+    write_lines,
+)
 from test_redis import RedisProcess, _free_port
 
 from dumpling_async import InvalidHandleError, normalize_handle
 from dumpling_async.redis import key_namespace
 from dumpling_async.testing import FakeDumplingServer, RateLimitRule
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[..., FakeDumplingServer]]:
-    """Start fake servers in background threads; stop them after the test."""
-    threads: list[ServerThread] = []
-
-    def start(**options: Any) -> FakeDumplingServer:
-        thread = ServerThread(**options)
-        threads.append(thread)
-        return thread.start()
-
-    yield start
-    for thread in threads:
-        thread.stop()
 
 
 @pytest.fixture

@@ -115,7 +115,7 @@ async def test_processes_share_one_quota(redis_server: RedisProcess) -> None:
     assert sum(int(s["ok"]) for s in summaries) == 400  # type: ignore[call-overload]
     assert server.rate_limited <= 8, server.rate_limited  # <= 2 % of 400 (the benchmark: 1 %)
     assert set(server.charged.values()) == {1} and len(server.charged) == 400
-    assert elapsed < 400 / 80 * 3.0  # shared, not serialised into uselessness
+    assert elapsed < 60  # not hung; efficiency is measured by benchmarks.distributed
 
 
 async def test_shared_budget_is_exact(redis_server: RedisProcess) -> None:
