@@ -131,10 +131,9 @@ if status > 0 then
     redis.call('HINCRBY', KEYS[3], 'limited', 1)
     local last429 = tonumber(redis.call('HGET', KEYS[3], 'last429')) or -1e18
     if ra then
-      -- the logged request whose expiry makes room for one more (as in _ratelimit.py)
-      local live = redis.call('ZCARD', KEYS[1])
-      local rank = math.max(0, math.min(live - 1, live - (limit or 0)))
-      local first = redis.call('ZRANGE', KEYS[1], rank, rank, 'WITHSCORES')
+      -- the oldest logged request: with many workers' requests in flight in one log,
+      -- measuring from it (not from the local limiter's pivot) measured better
+      local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
       if first[2] then
         local w = math.max(now + ra - tonumber(first[2]), 0.001) * 1.03
         if now - last429 < window then w = math.max(w, window * 1.5) end
