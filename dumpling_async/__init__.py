@@ -9,6 +9,7 @@ import logging
 from ._budget import CreditBudget, LocalCreditBudget
 from ._cache import ProfileCache
 from ._client import AsyncDumplingClient
+from ._endpoints import CreditCosts
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -23,13 +24,33 @@ from ._errors import (
     DuplicateHandleError,
     InsufficientCreditsError,
     InvalidHandleError,
+    InvalidInputError,
     InvalidResponseError,
+    InvalidVideoURLError,
+    NotFoundError,
     ProfileNotFoundError,
     RateLimitError,
     ServerError,
+    TranscriptNotFoundError,
     UpstreamError,
+    VideoNotFoundError,
 )
 from ._handles import normalize_handle
+from ._inputs import normalize_video_url
+from ._media import (
+    CommentUser,
+    ProfileVideo,
+    TikTokMusic,
+    TikTokTranscript,
+    TikTokUserSummary,
+    TikTokVideo,
+    TranscriptResult,
+    VideoAuthor,
+    VideoComment,
+    VideoResult,
+    VideoStatistics,
+    VideoStats,
+)
 from ._models import (
     BioLink,
     CommerceUserInfo,
@@ -40,9 +61,11 @@ from ._models import (
     TikTokStats,
     TikTokUser,
 )
+from ._paging import Pager
 from ._ratelimit import AdaptiveRateLimiter, Permit, RateLimiter, ResponseInfo
 from ._retry import RetryPolicy
 from ._version import __version__
+from ._webvtt import TranscriptCue, parse_webvtt
 
 __all__ = [
     "APIConnectionError",
@@ -56,32 +79,54 @@ __all__ = [
     "BioLink",
     "BudgetExceededError",
     "ClientClosedError",
+    "CommentUser",
     "CommerceUserInfo",
     "ConfigurationError",
     "CreditBudget",
+    "CreditCosts",
     "DumplingError",
     "DuplicateHandleError",
     "InsufficientCreditsError",
     "InvalidHandleError",
+    "InvalidInputError",
     "InvalidResponseError",
+    "InvalidVideoURLError",
     "LocalCreditBudget",
+    "NotFoundError",
+    "Pager",
     "Permit",
     "ProfileCache",
     "ProfileNotFoundError",
     "ProfileResult",
     "ProfileTab",
+    "ProfileVideo",
     "RateLimitError",
     "RateLimitState",
     "RateLimiter",
     "ResponseInfo",
     "RetryPolicy",
     "ServerError",
+    "TikTokMusic",
     "TikTokProfile",
     "TikTokStats",
+    "TikTokTranscript",
     "TikTokUser",
+    "TikTokUserSummary",
+    "TikTokVideo",
+    "TranscriptCue",
+    "TranscriptNotFoundError",
+    "TranscriptResult",
     "UpstreamError",
+    "VideoAuthor",
+    "VideoComment",
+    "VideoNotFoundError",
+    "VideoResult",
+    "VideoStatistics",
+    "VideoStats",
     "__version__",
     "normalize_handle",
+    "normalize_video_url",
+    "parse_webvtt",
 ]
 
 # The standard library-logging idiom: silent until the application configures logging.

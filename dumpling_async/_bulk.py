@@ -1,17 +1,29 @@
-"""The bulk engine behind ``gather_profiles`` and ``iter_profiles``.
+"""The bulk engine behind ``gather_profiles`` / ``iter_profiles`` and the video and
+transcript helpers.
 
 Input is consumed lazily, at most ``concurrency`` lookups run at once, and each unique
-normalised handle is requested once: repeats wait for (or reuse) its outcome. Memory is
-O(concurrency) plus a set of the handles seen. An account-level error (401, 403) stops
-new requests at once; positions not attempted get ``BatchAbortedError``.
+normalised input (handle, canonical video URL) is requested once: repeats wait for (or
+reuse) its outcome. Memory is O(concurrency) plus a set of the keys seen. An
+account-level error (401, 403) stops new requests at once; positions not attempted get
+``BatchAbortedError``. What differs between profiles, videos and transcripts is a
+:class:`BulkKind`.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict, deque
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+)
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+import attrs
 
 from ._errors import (
     AuthenticationError,
@@ -19,23 +31,83 @@ from ._errors import (
     DumplingError,
     DuplicateHandleError,
     InsufficientCreditsError,
-    InvalidHandleError,
+    InvalidInputError,
 )
 from ._handles import normalize_handle
-from ._models import ProfileResult, TikTokProfile
+from ._inputs import normalize_video_url
+from ._media import TranscriptResult, VideoResult
+from ._models import ProfileResult
 
 if TYPE_CHECKING:
     from ._client import AsyncDumplingClient
 
-__all__ = ["gather_results", "iter_results"]
+__all__ = ["PROFILES", "BulkKind", "gather_results", "iter_results", "transcripts", "videos"]
+
+
+class _Indexed(Protocol):
+    @property
+    def index(self) -> int: ...
+
+
+R = TypeVar("R", bound=_Indexed)
+StopCheck = Callable[[], DumplingError | None]
 
 # Outcomes kept for repeats that arrive after their handle finished; beyond this a
 # repeat gets DuplicateHandleError (never a second request).
 _RECENT_OUTCOMES = 512
 _ACCOUNT_ERRORS = (AuthenticationError, InsufficientCreditsError)
 
-Outcome = TikTokProfile | DumplingError
-ResultHook = Callable[[ProfileResult], None]
+Outcome = Any  # a model, or the DumplingError the lookup ended with
+
+
+@attrs.frozen
+class BulkKind(Generic[R]):
+    """What a bulk run looks up: how inputs are keyed, fetched and reported."""
+
+    normalize: Callable[[object], str]
+    fetch: Callable[[AsyncDumplingClient, str, StopCheck], Awaitable[Any]]
+    result: Callable[[int, object, str, Outcome], R]
+
+
+def _profile_result(index: int, given: object, handle: str, outcome: Outcome) -> ProfileResult:
+    if isinstance(outcome, DumplingError):
+        return ProfileResult(index=index, input=given, handle=handle, error=outcome)
+    return ProfileResult(index=index, input=given, handle=handle, profile=outcome)
+
+
+def _video_result(index: int, given: object, url: str, outcome: Outcome) -> VideoResult:
+    if isinstance(outcome, DumplingError):
+        return VideoResult(index=index, input=given, url=url, error=outcome)
+    return VideoResult(index=index, input=given, url=url, video=outcome)
+
+
+def _transcript_result(index: int, given: object, url: str, outcome: Outcome) -> TranscriptResult:
+    if isinstance(outcome, DumplingError):
+        return TranscriptResult(index=index, input=given, url=url, error=outcome)
+    return TranscriptResult(index=index, input=given, url=url, transcript=outcome)
+
+
+PROFILES: BulkKind[ProfileResult] = BulkKind(
+    normalize_handle,
+    lambda client, handle, stop: client._lookup(handle, should_stop=stop),
+    _profile_result,
+)
+
+
+def videos() -> BulkKind[VideoResult]:
+    return BulkKind(
+        normalize_video_url,
+        lambda client, url, stop: client._video(url, should_stop=stop),
+        _video_result,
+    )
+
+
+def transcripts(language: str) -> BulkKind[TranscriptResult]:
+    return BulkKind(
+        normalize_video_url,
+        lambda client, url, stop: client._transcript(url, language, should_stop=stop),
+        _transcript_result,
+    )
 
 
 async def _aiter(items: Iterable[object] | AsyncIterable[object]) -> AsyncIterator[object]:
@@ -47,17 +119,12 @@ async def _aiter(items: Iterable[object] | AsyncIterable[object]) -> AsyncIterat
             yield item
 
 
-def _result(index: int, given: object, handle: str, outcome: Outcome) -> ProfileResult:
-    if isinstance(outcome, TikTokProfile):
-        return ProfileResult(index=index, input=given, handle=handle, profile=outcome)
-    return ProfileResult(index=index, input=given, handle=handle, error=outcome)
-
-
 class _Job:
     """State of one bulk run."""
 
-    def __init__(self, client: AsyncDumplingClient, keep_all: bool) -> None:
+    def __init__(self, client: AsyncDumplingClient, kind: BulkKind[Any], keep_all: bool) -> None:
         self.client = client
+        self.kind = kind
         self.abort: DumplingError | None = None
         self.waiting: dict[str, list[tuple[int, object]]] = {}  # handle -> positions
         self.first_index: dict[str, int] = {}  # every handle seen: the dedupe set
@@ -79,16 +146,24 @@ class _Job:
         if outcome is not None:
             return outcome
         first = self.first_index[handle]
-        return DuplicateHandleError(
-            f"handle {handle!r} was answered at position {first}", handle=handle, first_index=first
+        error = DuplicateHandleError(
+            f"{handle!r} was answered at position {first}", handle=handle, first_index=first
         )
+        if self.kind is not PROFILES:
+            error.handle = None
+        return error
+
+    def stamp(self, error: DumplingError, key: str) -> DumplingError:
+        """Name the input on an error made for the whole batch."""
+        error.target = key
+        error.handle = key if self.kind is PROFILES else None
+        return error
 
     async def fetch(self, handle: str) -> Outcome:
         try:
-            return await self.client._lookup(handle, should_stop=self.stop_reason)
+            return await self.kind.fetch(self.client, handle, self.stop_reason)
         except BatchAbortedError as error:
-            error.handle = handle
-            return error
+            return self.stamp(error, handle)
         except DumplingError as error:
             if isinstance(error, _ACCOUNT_ERRORS) and self.abort is None:
                 self.abort = error
@@ -96,27 +171,29 @@ class _Job:
         except Exception as exc:
             # A bug or a failing plug-in (limiter, budget) must not lose the batch:
             # this handle ends with a typed error that carries the cause.
-            unexpected = DumplingError(f"unexpected {type(exc).__name__}: {exc}", handle=handle)
+            unexpected = DumplingError(f"unexpected {type(exc).__name__}: {exc}")
             unexpected.__cause__ = exc
-            return unexpected
+            return self.stamp(unexpected, handle)
 
 
 async def iter_results(
     client: AsyncDumplingClient,
+    kind: BulkKind[R],
     handles: Iterable[object] | AsyncIterable[object],
     *,
     concurrency: int | None = None,
-    on_result: ResultHook | None = None,
+    on_result: Callable[[R], None] | None = None,
     keep_all: bool = False,
-) -> AsyncGenerator[ProfileResult, None]:
-    """Yield one ProfileResult per input position, in completion order."""
+) -> AsyncGenerator[R, None]:
+    """Yield one result per input position, in completion order."""
     width = client.max_concurrency if concurrency is None else concurrency
     if width < 1:
         raise ValueError("concurrency must be >= 1")
     client._check_open()
-    job = _Job(client, keep_all)
+    job = _Job(client, kind, keep_all)
     source = _aiter(handles)
-    ready: deque[ProfileResult] = deque()
+    _result = kind.result
+    ready: deque[R] = deque()
     tasks: dict[asyncio.Task[Outcome], str] = {}
     # Finished lookups arrive here through done-callbacks: O(1) per completion, where
     # asyncio.wait() would re-scan every task in flight each time.
@@ -146,8 +223,8 @@ async def iter_results(
                     break
                 position, index = index, index + 1
                 try:
-                    handle = normalize_handle(given)
-                except InvalidHandleError as error:
+                    handle = kind.normalize(given)
+                except InvalidInputError as error:
                     ready.append(_result(position, given, str(given)[:200], error))
                     continue
                 if handle in job.waiting:
@@ -158,8 +235,7 @@ async def iter_results(
                 elif job.abort is not None:
                     reason = job.stop_reason()
                     assert reason is not None
-                    reason.handle = handle
-                    ready.append(_result(position, given, handle, reason))
+                    ready.append(_result(position, given, handle, job.stamp(reason, handle)))
                 else:
                     job.first_index[handle] = position
                     job.waiting[handle] = [(position, given)]
@@ -202,15 +278,17 @@ async def iter_results(
 
 async def gather_results(
     client: AsyncDumplingClient,
+    kind: BulkKind[R],
     handles: Iterable[object] | AsyncIterable[object],
     *,
     concurrency: int | None = None,
-) -> list[ProfileResult]:
-    """All results, in input order; repeats share their handle's outcome."""
-    results: list[ProfileResult | None] = []
-    async for result in iter_results(client, handles, concurrency=concurrency, keep_all=True):
-        if result.index >= len(results):
-            results.extend([None] * (result.index + 1 - len(results)))
-        results[result.index] = result
+) -> list[R]:
+    """All results, in input order; repeats share their key's outcome."""
+    results: list[R | None] = []
+    async for result in iter_results(client, kind, handles, concurrency=concurrency, keep_all=True):
+        index = result.index
+        if index >= len(results):
+            results.extend([None] * (index + 1 - len(results)))
+        results[index] = result
     assert all(r is not None for r in results)
     return [r for r in results if r is not None]

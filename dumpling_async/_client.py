@@ -12,9 +12,9 @@ import ipaddress
 import logging
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Coroutine, Iterable
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import aiohttp
 import orjson
@@ -23,7 +23,8 @@ from yarl import URL
 
 from ._budget import CreditBudget, LocalCreditBudget
 from ._cache import ProfileCache
-from ._converter import parse_profile
+from ._converter import parse_object, parse_profile, structure
+from ._endpoints import PROFILE, TRANSCRIPT, VIDEO, CreditCosts, Endpoint
 from ._errors import (
     APIConnectionError,
     APITimeoutError,
@@ -34,17 +35,19 @@ from ._errors import (
     error_for_status,
 )
 from ._handles import normalize_handle
+from ._inputs import check_language, normalize_video_url
+from ._listings import ListingsMixin
 from ._log import LOGGER_NAME, get_logger
+from ._media import TikTokTranscript, TikTokVideo, TranscriptResult, VideoResult
 from ._models import ProfileResult, RateLimitState, TikTokProfile
 from ._ratelimit import AdaptiveRateLimiter, RateLimiter, ResponseInfo, parse_rate_limit_headers
 from ._retry import RetryPolicy, parse_retry_after
 from ._secret import Secret
 
-__all__ = ["DEFAULT_BASE_URL", "PROFILE_COST", "REQUEST_SOURCES", "AsyncDumplingClient"]
+__all__ = ["DEFAULT_BASE_URL", "REQUEST_SOURCES", "AsyncDumplingClient"]
 
+T = TypeVar("T")
 DEFAULT_BASE_URL = "https://app.dumplingai.com"
-PROFILE_PATH = "/api/v1/get-tiktok-profile"
-PROFILE_COST = 10  # credits per profile received
 KEY_ENV_VARS = ("DUMPLINGAI_API_KEY", "DUMPLING_API_KEY")
 URL_ENV_VAR = "DUMPLINGAI_API_URL"
 REQUEST_SOURCES = frozenset(
@@ -110,7 +113,7 @@ def _resolve_base_url(base_url: str | None, *, allow_insecure_http: bool) -> URL
     return url
 
 
-class AsyncDumplingClient:
+class AsyncDumplingClient(ListingsMixin):
     """An asyncio client for the DumplingAI API, safe to share between tasks.
 
     Use one client per application (or per API key) and share it: it owns one
@@ -135,6 +138,7 @@ class AsyncDumplingClient:
         allow_insecure_http: bool = False,
         max_response_bytes: int = 4 * 1024 * 1024,
         cache: ProfileCache | None = None,
+        credit_costs: CreditCosts | None = None,
     ) -> None:
         self._key = _resolve_key(api_key)
         self._headers = _Headers(self._key)
@@ -152,7 +156,10 @@ class AsyncDumplingClient:
             )
         if max_credits is not None and credit_budget is not None:
             raise ConfigurationError("pass max_credits or credit_budget, not both")
-        self._profile_url = self._base_url.with_path(self._base_url.path.rstrip("/") + PROFILE_PATH)
+        self._urls: dict[str, URL] = {}
+        if credit_costs is not None and not isinstance(credit_costs, CreditCosts):
+            raise ConfigurationError("credit_costs must be a CreditCosts")
+        self._costs = credit_costs or CreditCosts()
         self._max_concurrency = max_concurrency
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._timeout_s = timeout
@@ -166,7 +173,7 @@ class AsyncDumplingClient:
         self._owns_session = session is None
         self._slots: asyncio.Semaphore | None = None
         self._closed = False
-        self._single_flight: dict[str, _Flight] = {}
+        self._single_flight: dict[tuple[str, str], _Flight] = {}
         self._debug = logging.getLogger(LOGGER_NAME).isEnabledFor
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -232,8 +239,14 @@ class AsyncDumplingClient:
 
     @property
     def credits_spent(self) -> int:
-        """Credits the server charged, as far as this client knows (10 per profile)."""
+        """Credits the server charged, as far as this client knows (priced by
+        ``credit_costs``: 10 per profile)."""
         return self._budget.spent
+
+    @property
+    def credit_costs(self) -> CreditCosts:
+        """The price of a successful request to each endpoint, used by the budget."""
+        return self._costs
 
     @property
     def rate_limiter(self) -> RateLimiter:
@@ -257,15 +270,42 @@ class AsyncDumplingClient:
         Concurrent calls for the same handle share one request (and one charge).
         """
         normalized = normalize_handle(handle)
+        return await self._shared((PROFILE.name, normalized), lambda: self._lookup(normalized))
+
+    async def get_tiktok_video(self, url: str) -> TikTokVideo:
+        """Fetch one video by URL (``tiktok.com/@user/video/ID`` or a short link).
+
+        Concurrent calls for the same video share one request (and one charge).
+        """
+        canonical = normalize_video_url(url)
+        return await self._shared((VIDEO.name, canonical), lambda: self._video(canonical))
+
+    async def get_tiktok_transcript(
+        self, video_url: str, *, preferred_language: str = "en"
+    ) -> TikTokTranscript:
+        """Fetch a video's subtitles: the WebVTT text and its parsed ``cues``.
+
+        A video without subtitles raises :class:`TranscriptNotFoundError` (not charged).
+        """
+        canonical = normalize_video_url(video_url)
+        language = check_language(preferred_language)
+        return await self._shared(
+            (TRANSCRIPT.name, f"{language} {canonical}"),
+            lambda: self._transcript(canonical, language),
+        )
+
+    async def _shared(self, key: tuple[str, str], start: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """Run *start* once for concurrent callers with the same *key* (single flight)."""
         self._check_open()
-        flight = self._single_flight.get(normalized)
+        flight = self._single_flight.get(key)
         if flight is None:
-            flight = _Flight(asyncio.ensure_future(self._lookup(normalized)))
-            self._single_flight[normalized] = flight
-            flight.task.add_done_callback(functools.partial(self._landed, normalized, flight))
+            flight = _Flight(asyncio.ensure_future(start()))
+            self._single_flight[key] = flight
+            flight.task.add_done_callback(functools.partial(self._landed, key, flight))
         flight.waiters += 1
         try:
-            return await asyncio.shield(flight.task)
+            result: T = await asyncio.shield(flight.task)
+            return result
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if flight.task.cancelled() and current is not None and not current.cancelling():
@@ -277,15 +317,15 @@ class AsyncDumplingClient:
             if flight.waiters == 0 and not flight.task.done():
                 # Every caller gave up: stop paying for it, and let a new caller start
                 # afresh rather than join a lookup that is being cancelled.
-                self._land(normalized, flight)
+                self._land(key, flight)
                 flight.task.cancel()
 
-    def _land(self, handle: str, flight: _Flight) -> None:
-        if self._single_flight.get(handle) is flight:
-            del self._single_flight[handle]
+    def _land(self, key: tuple[str, str], flight: _Flight) -> None:
+        if self._single_flight.get(key) is flight:
+            del self._single_flight[key]
 
-    def _landed(self, handle: str, flight: _Flight, _: object) -> None:
-        self._land(handle, flight)
+    def _landed(self, key: tuple[str, str], flight: _Flight, _: object) -> None:
+        self._land(key, flight)
 
     async def gather_profiles(
         self,
@@ -294,9 +334,9 @@ class AsyncDumplingClient:
         concurrency: int | None = None,
     ) -> list[ProfileResult]:
         """Look up many handles; one result per input position, in input order."""
-        from ._bulk import gather_results
+        from ._bulk import PROFILES, gather_results
 
-        return await gather_results(self, handles, concurrency=concurrency)
+        return await gather_results(self, PROFILES, handles, concurrency=concurrency)
 
     def iter_profiles(
         self,
@@ -312,39 +352,141 @@ class AsyncDumplingClient:
         cancelled and their slots and credit reservations given back. If the input
         raises, the lookups in flight are finished and yielded first, then the error.
         """
-        from ._bulk import iter_results
+        from ._bulk import PROFILES, iter_results
 
-        return iter_results(self, handles, concurrency=concurrency, on_result=on_result)
+        return iter_results(self, PROFILES, handles, concurrency=concurrency, on_result=on_result)
+
+    async def gather_videos(
+        self,
+        urls: Iterable[object] | AsyncIterable[object],
+        *,
+        concurrency: int | None = None,
+    ) -> list[VideoResult]:
+        """Fetch many videos; one result per input position, in input order."""
+        from ._bulk import gather_results, videos
+
+        return await gather_results(self, videos(), urls, concurrency=concurrency)
+
+    def iter_videos(
+        self,
+        urls: Iterable[object] | AsyncIterable[object],
+        *,
+        concurrency: int | None = None,
+        on_result: Callable[[VideoResult], None] | None = None,
+    ) -> AsyncGenerator[VideoResult, None]:
+        """Yield one result per input position as video lookups complete.
+
+        The same engine as :meth:`iter_profiles`: spellings of one video are fetched once,
+        the credit budget and account-level aborts apply, memory stays bounded.
+        """
+        from ._bulk import iter_results, videos
+
+        return iter_results(self, videos(), urls, concurrency=concurrency, on_result=on_result)
+
+    async def gather_transcripts(
+        self,
+        urls: Iterable[object] | AsyncIterable[object],
+        *,
+        preferred_language: str = "en",
+        concurrency: int | None = None,
+    ) -> list[TranscriptResult]:
+        """Fetch many videos' transcripts; one result per input position, in input order."""
+        from ._bulk import gather_results, transcripts
+
+        kind = transcripts(check_language(preferred_language))
+        return await gather_results(self, kind, urls, concurrency=concurrency)
+
+    def iter_transcripts(
+        self,
+        urls: Iterable[object] | AsyncIterable[object],
+        *,
+        preferred_language: str = "en",
+        concurrency: int | None = None,
+        on_result: Callable[[TranscriptResult], None] | None = None,
+    ) -> AsyncGenerator[TranscriptResult, None]:
+        """Yield one transcript result per input position as lookups complete."""
+        from ._bulk import iter_results, transcripts
+
+        kind = transcripts(check_language(preferred_language))
+        return iter_results(self, kind, urls, concurrency=concurrency, on_result=on_result)
 
     # -- the pipeline ---------------------------------------------------------------------
-    def _body(self, handle: str) -> bytes:
-        payload: dict[str, str] = {"handle": handle}
+    def _body(self, params: dict[str, Any]) -> bytes:
         if self._request_source is not None:
-            payload["requestSource"] = self._request_source
-        return orjson.dumps(payload)
+            params = {**params, "requestSource": self._request_source}
+        return orjson.dumps(params)
 
     async def _lookup(self, handle: str, *, should_stop: Any = None) -> TikTokProfile:
-        """Fetch one normalised handle with retries; raises a DumplingError on failure.
+        """Fetch one normalised handle's profile (the cache first, when there is one)."""
+        if self._cache is not None and (cached := self._cache.get(handle)) is not None:
+            return cached
+        profile = await self._request(
+            PROFILE,
+            {"handle": handle},
+            functools.partial(parse_profile, handle=handle),
+            target=handle,
+            handle=handle,
+            should_stop=should_stop,
+        )
+        if self._cache is not None:
+            self._cache.put(handle, profile)
+        return profile
+
+    async def _video(self, url: str, *, should_stop: Any = None) -> TikTokVideo:
+        return await self._request(
+            VIDEO,
+            {"url": url},
+            functools.partial(_parse_as, TikTokVideo, url),
+            target=url,
+            should_stop=should_stop,
+        )
+
+    async def _transcript(
+        self, url: str, language: str, *, should_stop: Any = None
+    ) -> TikTokTranscript:
+        return await self._request(
+            TRANSCRIPT,
+            {"videoUrl": url, "preferredLanguage": language},
+            functools.partial(_parse_as, TikTokTranscript, url),
+            target=url,
+            should_stop=should_stop,
+        )
+
+    async def _request(
+        self,
+        endpoint: Endpoint,
+        params: dict[str, Any],
+        parse: Callable[[bytes], T],
+        *,
+        target: str,
+        handle: str | None = None,
+        should_stop: Any = None,
+    ) -> T:
+        """One API call with retries: reserve credits, send, parse; a DumplingError on failure.
 
         *should_stop* (bulk jobs) returns an exception to raise instead of (re)trying.
         """
-        if self._cache is not None and (cached := self._cache.get(handle)) is not None:
-            return cached
-        body = self._body(handle)
+        body = self._body(params)
+        cost = self._costs.of(endpoint)
+        url = self._urls.get(endpoint.name)
+        if url is None:
+            root = self._base_url.path.rstrip("/")
+            url = self._urls[endpoint.name] = self._base_url.with_path(root + endpoint.path)
         attempt = 0
         while True:
             attempt += 1
             if should_stop is not None and (stop := should_stop()) is not None:
                 raise stop
-            await self._budget.reserve(PROFILE_COST)
+            await self._budget.reserve(cost)
             charged = False
             got_200: list[bool] = []  # set by _attempt: a 200 arrived, so it was charged
             try:
-                profile = await self._attempt(handle, body, attempt, should_stop, got_200)
+                data = await self._attempt(
+                    endpoint, url, body, target, handle, attempt, should_stop, got_200
+                )
                 charged = True
-                if self._cache is not None:
-                    self._cache.put(handle, profile)
-                return profile
+                # Received and charged: whatever the body holds, it is never sent again.
+                return parse(data)
             except DumplingError as error:
                 charged = _was_charged(error)
                 delay = self._retry.delay(error, attempt)
@@ -352,7 +494,8 @@ class AsyncDumplingClient:
                     raise
                 self._log.info(
                     "retry",
-                    handle=handle,
+                    endpoint=endpoint.name,
+                    target=target,
                     attempt=attempt,
                     delay=round(delay, 3),
                     error=type(error).__name__,
@@ -360,17 +503,21 @@ class AsyncDumplingClient:
                 )
             finally:
                 # Whatever ended the attempt (cancellation included), a 200 was charged.
-                await self._budget.settle(PROFILE_COST, charged=charged or bool(got_200))
+                await self._budget.settle(cost, charged=charged or bool(got_200))
             await asyncio.sleep(delay)
 
     async def _attempt(
         self,
-        handle: str,
+        endpoint: Endpoint,
+        url: URL,
         body: bytes,
+        target: str,
+        handle: str | None,
         attempt: int,
         should_stop: Any = None,
         got_200: list[bool] | None = None,
-    ) -> TikTokProfile:
+    ) -> bytes:
+        """Send once; the 200 body, or raise the error the response or transport means."""
         session = self._get_session()
         assert self._slots is not None
         async with self._slots:
@@ -383,7 +530,7 @@ class AsyncDumplingClient:
             status = 0
             try:
                 async with session.post(
-                    self._profile_url,
+                    url,
                     data=body,
                     headers=self._headers,
                     timeout=self._timeout,
@@ -399,21 +546,22 @@ class AsyncDumplingClient:
                         status=status, limit=limit, remaining=remaining, retry_after=retry_after
                     )
                     if status == 200:
-                        data = await self._read(resp, handle)
+                        data = await self._read(resp, target, handle)
                     else:
                         data = await self._read_error(resp)
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 # The cause keeps its type and message but not its frames, whose locals
                 # hold the request headers.
-                raise _transport_error(exc, handle, response_received=status == 200) from _scrubbed(
-                    exc
-                )
+                raise _transport_error(
+                    exc, target, handle, response_received=status == 200
+                ) from _scrubbed(exc)
             finally:
                 await self._limiter.settle(permit, info)
                 if self._debug(logging.DEBUG):
                     self._log.debug(
                         "attempt",
-                        handle=handle,
+                        endpoint=endpoint.name,
+                        target=target,
                         attempt=attempt,
                         status=status or None,
                         elapsed=round(time.monotonic() - started, 4),
@@ -421,24 +569,26 @@ class AsyncDumplingClient:
                         remaining=info.remaining if info else None,
                     )
         if status == 200:
-            # Received and charged: whatever the body holds, it is never sent again.
-            return parse_profile(data, handle=handle)
+            return data
         raise error_for_status(
             status,
             data,
             reason=resp.reason,
             handle=handle,
+            target=target,
+            not_found=endpoint.not_found,
             headers=dict(headers),
             retry_after=info.retry_after if info else None,
             rate_limit=self._limiter.snapshot(),
         )
 
-    async def _read(self, resp: aiohttp.ClientResponse, handle: str) -> bytes:
+    async def _read(self, resp: aiohttp.ClientResponse, target: str, handle: str | None) -> bytes:
         length = resp.content_length
         if length is not None and length > self._max_body:
             raise InvalidResponseError(
                 f"response body of {length} bytes exceeds the {self._max_body} byte cap",
                 handle=handle,
+                target=target,
                 status=200,
             )
         if length is not None:
@@ -451,6 +601,7 @@ class AsyncDumplingClient:
                 raise InvalidResponseError(
                     f"response body exceeds the {self._max_body} byte cap",
                     handle=handle,
+                    target=target,
                     status=200,
                 )
             chunks.append(chunk)
@@ -485,7 +636,7 @@ class _Flight:
 
     __slots__ = ("task", "waiters")
 
-    def __init__(self, task: asyncio.Task[TikTokProfile]) -> None:
+    def __init__(self, task: asyncio.Task[Any]) -> None:
         self.task = task
         self.waiters = 0
 
@@ -505,8 +656,12 @@ def _was_charged(error: DumplingError) -> bool:
     return isinstance(error, APIConnectionError) and error.response_received
 
 
+def _parse_as(cls: type[T], target: str, body: bytes) -> T:
+    return structure(parse_object(body, target=target), cls, target=target)
+
+
 def _transport_error(
-    exc: BaseException, handle: str, *, response_received: bool
+    exc: BaseException, target: str, handle: str | None, *, response_received: bool
 ) -> APIConnectionError:
     """The one place transport failures become library errors (tracebacks scrubbed)."""
     detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -517,7 +672,8 @@ def _transport_error(
     )
     verb = "timed out" if cls is APITimeoutError else "failed"
     return cls(
-        f"request for {handle!r} {verb} ({detail[:200]})",
+        f"request for {target!r:.120} {verb} ({detail[:200]})",
         handle=handle,
+        target=target,
         response_received=response_received,
     )

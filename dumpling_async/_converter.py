@@ -15,6 +15,18 @@ from cattrs.gen import make_dict_structure_fn, override
 from cattrs.preconf.orjson import OrjsonConverter, make_converter
 
 from ._errors import InvalidResponseError
+from ._media import (
+    CommentUser,
+    ProfileVideo,
+    TikTokMusic,
+    TikTokTranscript,
+    TikTokUserSummary,
+    TikTokVideo,
+    VideoAuthor,
+    VideoComment,
+    VideoStatistics,
+    VideoStats,
+)
 from ._models import (
     BioLink,
     CommerceUserInfo,
@@ -24,12 +36,33 @@ from ._models import (
     TikTokUser,
 )
 
-__all__ = ["parse_profile", "structure_profile"]
+__all__ = ["parse_object", "parse_profile", "structure", "structure_profile"]
 
 T = TypeVar("T")
 
 # Keys whose camelCase spelling is not the mechanical one.
-_SPECIAL = {"is_ad_virtual": "isADVirtual"}
+_SPECIAL = {"is_ad_virtual": "isADVirtual", "create_time_iso": "createTimeISO"}
+_CAMEL_CASE: tuple[type[Any], ...] = (
+    BioLink,
+    CommerceUserInfo,
+    ProfileTab,
+    TikTokUser,
+    TikTokStats,
+    TikTokProfile,
+    VideoStats,
+    TikTokMusic,
+    TikTokVideo,
+    TikTokUserSummary,
+    TikTokTranscript,
+)
+# The endpoints that pass TikTok's mobile API through keep its snake_case keys.
+_SNAKE_CASE: tuple[type[Any], ...] = (
+    VideoStatistics,
+    VideoAuthor,
+    ProfileVideo,
+    CommentUser,
+    VideoComment,
+)
 
 
 def _camel(name: str) -> str:
@@ -89,6 +122,34 @@ def _any_list(value: Any, _: type) -> tuple[Any, ...]:
     return tuple(value)
 
 
+def _model_tuple(converter: OrjsonConverter) -> Any:
+    # tuple[Model, ...]: a missing or null list is empty (the API sends null for "none").
+    def factory(t: Any) -> Any:
+        (item,) = t.__args__[:1]
+
+        def structure(value: Any, _: type) -> tuple[Any, ...]:
+            if value is None:
+                return ()
+            if not isinstance(value, list):
+                raise TypeError(f"expected a list, got {type(value).__name__}")
+            hook = converter.get_structure_hook(item)
+            return tuple(hook(v, item) for v in value)
+
+        return structure
+
+    return factory
+
+
+def _is_model_tuple(t: Any) -> bool:
+    args: tuple[Any, ...] = getattr(t, "__args__", ())
+    return (
+        getattr(t, "__origin__", None) is tuple
+        and len(args) == 2
+        and args[1] is Ellipsis
+        and attrs.has(args[0])
+    )
+
+
 def _is(expected: Any) -> Any:
     def predicate(t: Any) -> bool:
         return bool(t == expected)
@@ -109,13 +170,13 @@ def _optional(check: Any) -> Any:
     return structure
 
 
-def _register_model(converter: OrjsonConverter, cls: type[Any]) -> None:
-    overrides: dict[str, Any] = {
-        a.name: override(rename=_SPECIAL.get(a.name, _camel(a.name)))
-        for a in attrs.fields(cls)
-        if a.name != "raw"
-    }
-    overrides["raw"] = override(omit=True)
+def _register_model(converter: OrjsonConverter, cls: type[Any], *, camel: bool = True) -> None:
+    overrides: dict[str, Any] = {}
+    for a in attrs.fields(cls):
+        if a.name == "raw" or a.metadata.get("computed"):
+            overrides[a.name] = override(omit=True)
+        elif camel:
+            overrides[a.name] = override(rename=_SPECIAL.get(a.name, _camel(a.name)))
     build = make_dict_structure_fn(cls, converter, **overrides)
 
     def structure(value: Any, cl: type[Any]) -> Any:
@@ -140,8 +201,11 @@ def _make_converter() -> OrjsonConverter:
     converter.register_structure_hook_func(lambda t: t == dict[str, Any], _as_object)
     converter.register_structure_hook_func(lambda t: t == tuple[dict[str, Any], ...], _object_list)
     converter.register_structure_hook_func(lambda t: t == tuple[Any, ...], _any_list)
-    for cls in (BioLink, CommerceUserInfo, ProfileTab, TikTokUser, TikTokStats, TikTokProfile):
+    converter.register_structure_hook_factory(_is_model_tuple, _model_tuple(converter))
+    for cls in _CAMEL_CASE:
         _register_model(converter, cls)
+    for cls in _SNAKE_CASE:
+        _register_model(converter, cls, camel=False)
     return converter
 
 
@@ -163,30 +227,54 @@ class _Structurer:
 _structure = _Structurer()
 
 
-def structure_profile(data: Any, *, handle: str | None = None) -> TikTokProfile:
-    """Structure a decoded JSON value into a profile or raise InvalidResponseError."""
+def structure(
+    data: Any, cls: type[T], *, handle: str | None = None, target: str | None = None
+) -> T:
+    """Structure a decoded JSON object into *cls* or raise InvalidResponseError."""
     if not isinstance(data, dict):
         raise InvalidResponseError(
-            f"expected a JSON object, got {type(data).__name__}", handle=handle, status=200
+            f"expected a JSON object, got {type(data).__name__}",
+            handle=handle,
+            target=target,
+            status=200,
         )
     try:
-        return _structure(data, TikTokProfile)
-    except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as exc:
-        raise InvalidResponseError(
-            f"response is not a TikTok profile: {exc}", handle=handle, status=200
-        ) from None
+        return _structure(data, cls)
     except Exception as exc:  # cattrs wraps failures in its own exception types
+        detail = str(exc) if isinstance(exc, TypeError | ValueError | KeyError) else ""
         raise InvalidResponseError(
-            f"response is not a TikTok profile: {type(exc).__name__}", handle=handle, status=200
+            f"response is not a {cls.__name__}: {detail or type(exc).__name__}",
+            handle=handle,
+            target=target,
+            status=200,
         ) from None
 
 
-def parse_profile(body: bytes, *, handle: str | None = None) -> TikTokProfile:
-    """Decode and structure a 200 body."""
+def structure_profile(data: Any, *, handle: str | None = None) -> TikTokProfile:
+    """Structure a decoded JSON value into a profile or raise InvalidResponseError."""
+    return structure(data, TikTokProfile, handle=handle)
+
+
+def parse_object(
+    body: bytes, *, handle: str | None = None, target: str | None = None
+) -> dict[str, Any]:
+    """Decode a 200 body that must be a JSON object."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidResponseError(
-            f"response body is not JSON ({exc.msg})", handle=handle, status=200
+            f"response body is not JSON ({exc.msg})", handle=handle, target=target, status=200
         ) from None
-    return structure_profile(data, handle=handle)
+    if not isinstance(data, dict):
+        raise InvalidResponseError(
+            f"expected a JSON object, got {type(data).__name__}",
+            handle=handle,
+            target=target,
+            status=200,
+        )
+    return data
+
+
+def parse_profile(body: bytes, *, handle: str | None = None) -> TikTokProfile:
+    """Decode and structure a 200 body."""
+    return structure(parse_object(body, handle=handle), TikTokProfile, handle=handle)

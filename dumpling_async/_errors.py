@@ -3,12 +3,17 @@
 DumplingError
 ├── ConfigurationError          (also ValueError)
 ├── ClientClosedError           (also RuntimeError)
-├── InvalidHandleError          (also ValueError)
-├── APIStatusError              .status .message .code .handle .headers .retry_after .rate_limit
+├── InvalidInputError           (also ValueError; raised before any request)
+│   ├── InvalidHandleError
+│   └── InvalidVideoURLError
+├── APIStatusError              .status .message .code .target .headers .retry_after .rate_limit
 │   ├── BadRequestError            400
 │   ├── AuthenticationError        401
 │   ├── InsufficientCreditsError   403
-│   ├── ProfileNotFoundError       404
+│   ├── NotFoundError              404
+│   │   ├── ProfileNotFoundError      (a handle's profile, videos or followers)
+│   │   ├── VideoNotFoundError        (a video or its comments)
+│   │   └── TranscriptNotFoundError   (the video has no subtitles)
 │   ├── RateLimitError             429
 │   ├── ServerError                500 and other 5xx
 │   └── UpstreamError              502, 503, 504
@@ -18,6 +23,10 @@ DumplingError
 ├── BudgetExceededError
 ├── BatchAbortedError           .cause
 └── DuplicateHandleError        .first_index
+
+Every error has ``.target``: what the request was about (handle, video URL or search
+query), and ``.handle`` when that is a handle. An error raised by a paging iterator also
+has ``.cursor``: pass it as ``start_cursor=`` to resume at the page that failed.
 """
 
 from __future__ import annotations
@@ -44,11 +53,16 @@ __all__ = [
     "DuplicateHandleError",
     "InsufficientCreditsError",
     "InvalidHandleError",
+    "InvalidInputError",
     "InvalidResponseError",
+    "InvalidVideoURLError",
+    "NotFoundError",
     "ProfileNotFoundError",
     "RateLimitError",
     "ServerError",
+    "TranscriptNotFoundError",
     "UpstreamError",
+    "VideoNotFoundError",
     "error_for_status",
 ]
 
@@ -57,11 +71,17 @@ class DumplingError(Exception):
     """Base class of every error this library raises."""
 
     handle: str | None
+    target: str | None
+    # Set by the paging iterators: the cursor of the page that failed (None: the first).
+    cursor: str | None = None
 
-    def __init__(self, message: str, *, handle: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, handle: str | None = None, target: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.handle = handle
+        self.target = handle if target is None else target
 
     def __str__(self) -> str:
         return self.message
@@ -86,8 +106,16 @@ class ClientClosedError(DumplingError, RuntimeError):
     """The client was used after ``aclose()``."""
 
 
-class InvalidHandleError(DumplingError, ValueError):
+class InvalidInputError(DumplingError, ValueError):
+    """An argument is not valid for the API; no request was made, nothing was charged."""
+
+
+class InvalidHandleError(InvalidInputError):
     """The input is not a TikTok handle or profile URL; no request was made."""
+
+
+class InvalidVideoURLError(InvalidInputError):
+    """The input is not a TikTok video URL (or short link); no request was made."""
 
 
 class APIStatusError(DumplingError):
@@ -101,12 +129,13 @@ class APIStatusError(DumplingError):
         *,
         status: int,
         handle: str | None = None,
+        target: str | None = None,
         code: str | None = None,
         headers: Mapping[str, str] | None = None,
         retry_after: float | None = None,
         rate_limit: RateLimitState | None = None,
     ) -> None:
-        super().__init__(message, handle=handle)
+        super().__init__(message, handle=handle, target=target)
         self.status = status
         self.code = code
         self.headers: dict[str, str] = dict(headers or {})
@@ -114,7 +143,12 @@ class APIStatusError(DumplingError):
         self.rate_limit = rate_limit
 
     def __str__(self) -> str:
-        where = f" for handle {self.handle!r}" if self.handle else ""
+        if self.handle:
+            where = f" for handle {self.handle!r}"
+        elif self.target:
+            where = f" for {self.target!r:.120}"
+        else:
+            where = ""
         return f"{self.status}{where}: {self.message}"
 
 
@@ -130,8 +164,20 @@ class InsufficientCreditsError(APIStatusError):
     """403: the account is out of credits. Stops a bulk job."""
 
 
-class ProfileNotFoundError(APIStatusError):
-    """404: no TikTok profile has this handle. Not charged, not retried."""
+class NotFoundError(APIStatusError):
+    """404: what was asked for does not exist. Not charged, not retried."""
+
+
+class ProfileNotFoundError(NotFoundError):
+    """404: no TikTok profile has this handle."""
+
+
+class VideoNotFoundError(NotFoundError):
+    """404: no TikTok video has this URL (or it was removed)."""
+
+
+class TranscriptNotFoundError(NotFoundError):
+    """404: the video has no subtitles to transcribe (or does not exist)."""
 
 
 class RateLimitError(APIStatusError):
@@ -154,9 +200,14 @@ class APIConnectionError(DumplingError):
     """
 
     def __init__(
-        self, message: str, *, handle: str | None = None, response_received: bool = False
+        self,
+        message: str,
+        *,
+        handle: str | None = None,
+        target: str | None = None,
+        response_received: bool = False,
     ) -> None:
-        super().__init__(message, handle=handle)
+        super().__init__(message, handle=handle, target=target)
         self.response_received = response_received
 
 
@@ -165,12 +216,18 @@ class APITimeoutError(APIConnectionError):
 
 
 class InvalidResponseError(DumplingError):
-    """A 200 response whose body is not a profile (not JSON, truncated, wrong shape)."""
+    """A 200 response whose body is not what the endpoint returns (not JSON, truncated,
+    wrong shape)."""
 
     def __init__(
-        self, message: str, *, handle: str | None = None, status: int | None = None
+        self,
+        message: str,
+        *,
+        handle: str | None = None,
+        target: str | None = None,
+        status: int | None = None,
     ) -> None:
-        super().__init__(message, handle=handle)
+        super().__init__(message, handle=handle, target=target)
         self.status = status
 
 
@@ -244,9 +301,14 @@ def error_for_status(
     headers: Mapping[str, str],
     retry_after: float | None,
     rate_limit: RateLimitState | None,
+    target: str | None = None,
+    not_found: type[NotFoundError] = ProfileNotFoundError,
 ) -> APIStatusError:
-    """Map an error response to its exception class, parsing both vendor body shapes."""
-    cls = _BY_STATUS.get(status)
+    """Map an error response to its exception class, parsing both vendor body shapes.
+
+    *not_found* is the 404 class of the endpoint that answered.
+    """
+    cls = not_found if status == 404 else _BY_STATUS.get(status)
     if cls is None:
         cls = ServerError if status >= 500 else APIStatusError
     message, code = _parse_body(body)
@@ -256,6 +318,7 @@ def error_for_status(
         message[:1000],
         status=status,
         handle=handle,
+        target=target,
         code=code,
         headers=headers,
         retry_after=retry_after,

@@ -528,7 +528,7 @@ def test_logging_json_and_key_never_shown(
     assert "process list" in result.stderr  # the --api-key warning
     events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     attempts = [e for e in events if e.get("event") == "attempt"]
-    assert {e["handle"] for e in attempts} == {"alice", "unknown_bob"}
+    assert {e["target"] for e in attempts} == {"alice", "unknown_bob"}
     assert all(e["level"] == "debug" and e["logger"] == "dumpling_async" for e in attempts)
     assert secret not in result.stderr and secret not in result.stdout
 

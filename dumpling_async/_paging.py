@@ -1,0 +1,215 @@
+"""``Pager``: an async iterator over a paged listing that hides the vendor's cursors.
+
+Each listing spells its cursor differently (``maxCursor`` in, ``max_cursor`` out;
+``minTime`` in, ``minCursor`` out; ``cursor``) and its end differently (``has_more`` as
+0/1, ``hasMore`` as a boolean). A :class:`PageSpec` says how; users only see items and
+one opaque string cursor. A page is requested only when the caller asks for an item past
+the ones already fetched, so stopping early never pays for a page nobody reads.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
+
+import attrs
+
+from ._converter import parse_object, structure
+from ._endpoints import Endpoint
+from ._errors import DumplingError, InvalidInputError, InvalidResponseError
+
+if TYPE_CHECKING:
+    from ._client import AsyncDumplingClient
+
+__all__ = ["Page", "PageSpec", "Pager"]
+
+T = TypeVar("T")
+# Pages in a row that bring nothing new before the listing is called finished anyway: a
+# listing that never ends would otherwise spend credits forever.
+_MAX_EMPTY_PAGES = 3
+
+
+@attrs.frozen
+class PageSpec(Generic[T]):
+    """How one listing endpoint pages: request and response keys, item type."""
+
+    endpoint: Endpoint
+    items_key: str
+    item_type: type[T]
+    cursor_param: str  # the request's cursor field
+    cursor_key: str  # the response's next-page cursor field
+    cursor_as_str: bool = False  # the request wants the cursor as a string
+    count_param: str | None = "count"
+
+
+@attrs.frozen
+class Page(Generic[T]):
+    """One page as the client understood it."""
+
+    items: tuple[T, ...]
+    next_cursor: str | None
+    has_more: bool
+
+
+def _has_more(data: dict[str, Any]) -> bool:
+    value = data.get("has_more", data.get("hasMore"))
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes")
+    return bool(value) if isinstance(value, bool | int) else False
+
+
+def _cursor_text(value: object) -> str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | str):
+        text = str(value).strip()
+        return text or None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return None
+
+
+def parse_page(spec: PageSpec[T], target: str, handle: str | None, body: bytes) -> Page[T]:
+    """Decode one page: its items (typed), the next cursor, whether more follow."""
+    data = parse_object(body, handle=handle, target=target)
+    raw_items = data.get(spec.items_key)
+    if raw_items is None:
+        raw_items = []
+    if not isinstance(raw_items, list):
+        raise InvalidResponseError(
+            f"{spec.items_key!r} is not a list", handle=handle, target=target, status=200
+        )
+    items = tuple(
+        structure(item, spec.item_type, handle=handle, target=target) for item in raw_items
+    )
+    return Page(items, _cursor_text(data.get(spec.cursor_key)), _has_more(data))
+
+
+def check_cursor(spec: PageSpec[Any], cursor: object) -> str | None:
+    """A user's ``start_cursor`` as the pager keeps it, refused early when malformed."""
+    if cursor is None:
+        return None
+    text = _cursor_text(cursor)
+    if text is None or len(text) > 64 or not (spec.cursor_as_str or text.isdigit()):
+        raise InvalidInputError(
+            f"start_cursor must be a cursor this listing gave out, got {cursor!r:.40}"
+        )
+    return text
+
+
+class Pager(AsyncIterator[T]):
+    """Items of a paged listing, fetched one page at a time as they are consumed.
+
+    ``cursor`` is where the next item's page starts (``None``: the first page); pass it
+    as ``start_cursor=`` to continue later. If a page fails after retries, the error is
+    raised with ``error.cursor`` set to that page's cursor, and iterating again retries
+    it. ``limit`` caps the items yielded; ``pages`` counts the pages fetched.
+    """
+
+    def __init__(
+        self,
+        client: AsyncDumplingClient,
+        spec: PageSpec[T],
+        params: dict[str, Any],
+        *,
+        target: str,
+        handle: str | None = None,
+        limit: int | None = None,
+        start_cursor: str | None = None,
+        page_size: int | None = None,
+    ) -> None:
+        self._client = client
+        self._spec = spec
+        self._params = params
+        self._target = target
+        self._handle = handle
+        self._limit = limit
+        self._page_size = page_size
+        self._cursor = start_cursor
+        self._next_cursor = start_cursor
+        self._buffer: deque[T] = deque()
+        self._seen_cursors: set[str | None] = {start_cursor}
+        self._empty_pages = 0
+        self._done = False
+        self.pages = 0
+        self.yielded = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"Pager({self._spec.endpoint.name}, target={self._target!r:.80}, "
+            f"cursor={self.cursor!r}, yielded={self.yielded}, pages={self.pages}, "
+            f"done={self.done})"
+        )
+
+    @property
+    def cursor(self) -> str | None:
+        """Where to resume: the cursor of the page the next item comes from."""
+        return self._cursor if self._buffer else self._next_cursor
+
+    @property
+    def done(self) -> bool:
+        """True once the listing ended, the limit was reached, or ``aclose()`` was called."""
+        return self._exhausted() and not self._buffer
+
+    def _exhausted(self) -> bool:
+        return self._done or (self._limit is not None and self.yielded >= self._limit)
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> T:
+        if self._limit is not None and self.yielded >= self._limit:
+            raise StopAsyncIteration
+        while not self._buffer:
+            if self._done:
+                raise StopAsyncIteration
+            await self._fetch()
+        self.yielded += 1
+        return self._buffer.popleft()
+
+    async def aclose(self) -> None:
+        """Stop: no further page is requested."""
+        self._done = True
+        self._buffer.clear()
+
+    async def _fetch(self) -> None:
+        spec, cursor = self._spec, self._next_cursor
+        params = dict(self._params)
+        if cursor is not None:
+            params[spec.cursor_param] = cursor if spec.cursor_as_str else int(cursor)
+        if spec.count_param is not None and self._page_size is not None:
+            count = self._page_size
+            if self._limit is not None:
+                count = max(1, min(count, self._limit - self.yielded))
+            params[spec.count_param] = count
+        try:
+            page = await self._client._request(
+                spec.endpoint,
+                params,
+                functools.partial(parse_page, spec, self._target, self._handle),
+                target=self._target,
+                handle=self._handle,
+            )
+        except DumplingError as error:
+            error.cursor = cursor
+            raise
+        self.pages += 1
+        self._cursor = cursor
+        self._buffer.extend(page.items)
+        self._empty_pages = 0 if page.items else self._empty_pages + 1
+        stalled = page.next_cursor in self._seen_cursors or self._empty_pages >= _MAX_EMPTY_PAGES
+        if not page.has_more or page.next_cursor is None or stalled:
+            if page.has_more and stalled:
+                self._client._log.warning(
+                    "pagination_stalled",
+                    endpoint=spec.endpoint.name,
+                    cursor=page.next_cursor,
+                    pages=self.pages,
+                )
+            self._done = True
+            self._next_cursor = None
+        else:
+            self._seen_cursors.add(page.next_cursor)
+            self._next_cursor = page.next_cursor
