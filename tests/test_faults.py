@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import Counter
 
 import pytest
 from conftest import KEY
@@ -12,15 +13,17 @@ from conftest import KEY
 from dumpling_async import (
     APIConnectionError,
     AsyncDumplingClient,
+    DumplingError,
     InvalidHandleError,
     InvalidResponseError,
+    InvalidVideoURLError,
     ProfileNotFoundError,
     RateLimitError,
     RetryPolicy,
     ServerError,
     UpstreamError,
 )
-from dumpling_async.testing import FakeDumplingServer, FaultPlan
+from dumpling_async.testing import FakeDumplingServer, FaultPlan, fake_followers
 
 TRANSIENT = (ServerError, UpstreamError, RateLimitError, APIConnectionError, InvalidResponseError)
 
@@ -89,3 +92,66 @@ async def test_bulk_job_under_random_faults(
     ]
     assert leftover == []
     assert not [r for r in caplog.records if "destroyed" in r.getMessage()]
+
+
+async def _walk(client: AsyncDumplingClient, handle: str) -> tuple[list[str], list[Exception]]:
+    """Read a whole followers listing, resuming from the failed page's cursor each time."""
+    ids: list[str] = []
+    errors: list[Exception] = []
+    cursor: str | None = None
+    while len(errors) < 50:
+        try:
+            async for entry in client.iter_followers(handle, start_cursor=cursor):
+                ids.append(str(entry.user.id if entry.user else None))
+            return ids, errors
+        except DumplingError as error:
+            errors.append(error)
+            cursor = error.cursor
+    return ids, errors
+
+
+async def test_other_endpoints_under_random_faults(caplog: pytest.LogCaptureFixture) -> None:
+    """Videos, transcripts and listings under 10 % faults: all answered, no page paid twice."""
+    plan = FaultPlan(
+        rate=0.10, seed=7, slow_seconds=2.0, oversized_bytes=96 * 1024, retry_after=0.005
+    )
+    urls = [f"https://www.tiktok.com/@creator{i % 50}/video/73000000000{i:08d}" for i in range(600)]
+    urls += [u.replace("https://www.", "") for u in urls[:60]] + ["not a url"] * 5
+    handles = [f"creator{i}" for i in range(12)]
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    async with (
+        FakeDumplingServer(faults=plan) as server,
+        AsyncDumplingClient(
+            KEY,
+            base_url=server.url,
+            max_concurrency=32,
+            timeout=1.5,
+            retry=RetryPolicy(backoff_base=0.002, backoff_max=0.01),
+            max_response_bytes=64 * 1024,
+        ) as client,
+    ):
+        videos, transcripts, *walks = await asyncio.gather(
+            client.gather_videos(urls),
+            client.gather_transcripts(urls),
+            *(_walk(client, h) for h in handles),
+        )
+    assert {r.fault for r in server.records if r.fault} == set(plan.kinds)
+    for results in (videos, transcripts):
+        assert [r.index for r in results] == list(range(len(urls)))
+        assert all(isinstance(r.error, InvalidVideoURLError) for r in results[-5:])
+        assert sum(r.ok for r in results[:-5]) > 0.6 * len(urls)
+    # A listing walked through faults holds the server's list exactly once.
+    for handle, (ids, errors) in zip(handles, walks, strict=True):
+        assert all(isinstance(e, TRANSIENT) for e in errors), errors
+        assert ids == [entry["user"]["id"] for entry in fake_followers(handle)]
+    # No request (a video, a transcript, a page at its cursor) was charged twice.
+    charged = Counter((r.endpoint, r.subject, r.cursor) for r in server.records if r.charged)
+    assert charged and max(charged.values()) == 1
+    assert client.credits_spent >= server.credits_charged
+    await asyncio.sleep(0.01)
+    leftover = [
+        t
+        for t in asyncio.all_tasks()
+        if t is not asyncio.current_task() and "aiohttp/web_" not in repr(t)
+    ]
+    assert leftover == []
