@@ -9,6 +9,7 @@ the ones already fetched, so stopping early never pays for a page nobody reads.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections import deque
 from collections.abc import AsyncIterator
@@ -105,7 +106,8 @@ class Pager(AsyncIterator[T]):
     ``cursor`` is where the next item's page starts (``None``: the first page); pass it
     as ``start_cursor=`` to continue later. If a page fails after retries, the error is
     raised with ``error.cursor`` set to that page's cursor, and iterating again retries
-    it. ``limit`` caps the items yielded; ``pages`` counts the pages fetched.
+    it. ``limit`` caps the items yielded; ``pages`` counts the pages fetched. Several
+    tasks may consume one pager: each page is still fetched once.
     """
 
     def __init__(
@@ -133,6 +135,7 @@ class Pager(AsyncIterator[T]):
         self._seen_cursors: set[str | None] = {start_cursor}
         self._empty_pages = 0
         self._done = False
+        self._fetching: asyncio.Lock | None = None
         self.pages = 0
         self.yielded = 0
 
@@ -165,7 +168,15 @@ class Pager(AsyncIterator[T]):
         while not self._buffer:
             if self._done:
                 raise StopAsyncIteration
-            await self._fetch()
+            # Consumers sharing one pager wait for the page being fetched instead of
+            # each buying the same page.
+            if self._fetching is None:
+                self._fetching = asyncio.Lock()
+            async with self._fetching:
+                if not self._buffer and not self._done:
+                    await self._fetch()
+        if self._limit is not None and self.yielded >= self._limit:
+            raise StopAsyncIteration
         self.yielded += 1
         return self._buffer.popleft()
 

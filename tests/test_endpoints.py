@@ -479,3 +479,20 @@ async def test_bulk_videos_accept_async_input(client: AsyncDumplingClient) -> No
     """gather_videos reads an async iterable like gather_profiles does."""
     results = await client.gather_videos(_aiter([_video_url(n) for n in range(5)]))
     assert all(r.ok for r in results)
+
+
+async def test_consumers_sharing_a_pager_buy_each_page_once(
+    client: AsyncDumplingClient, server: FakeDumplingServer
+) -> None:
+    """Four tasks draining one pager get every item once and the server sees each page once."""
+    subject = _subject("search", 25)
+    pager = client.search_users(subject)
+
+    async def drain() -> list[str]:
+        return [str(u.user.id) async for u in pager if u.user is not None]
+
+    parts = await asyncio.gather(*(drain() for _ in range(4)))
+    got = sorted(i for part in parts for i in part)
+    assert got == sorted(str(u["user"]["id"]) for u in fake_search_users(subject))
+    cursors = [r.cursor for r in server.requests_to("search-tiktok-users")]
+    assert len(cursors) == len(set(cursors)) == pager.pages
