@@ -39,11 +39,10 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-import re
 import time
 from collections import Counter, deque
 from collections.abc import Collection, Iterable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 import attrs
 import orjson
@@ -63,6 +62,26 @@ from ._fake_data import (
     fake_video_id,
     parse_video_url,
     relation_entries,
+)
+from ._fake_quota import RateLimitRule, Window
+from ._fake_requests import (
+    API_PREFIX,
+    BY_HANDLE,
+    BY_VIDEO,
+    COMMENTS,
+    ENDPOINTS,
+    FOLLOWERS,
+    FOLLOWING,
+    PROFILE,
+    SEARCH,
+    TRANSCRIPT,
+    VIDEO,
+    VIDEOS,
+    BadRequest,
+    Query,
+    Seen,
+    parse_body,
+    seen_in,
 )
 
 __all__ = [
@@ -84,7 +103,6 @@ __all__ = [
     "fake_video_id",
 ]
 
-Algorithm = Literal["fixed", "sliding", "token_bucket"]
 FAULT_KINDS = (
     "500",
     "502",
@@ -99,56 +117,6 @@ FAULT_KINDS = (
 )
 # Faults only a test asks for by name (FakeDumplingServer.inject), never drawn at random.
 SCRIPTED_ONLY = ("400", "html_500", "latency", "slow_body")
-ENDPOINTS = (
-    "get-tiktok-profile",
-    "get-tiktok-profile-videos",
-    "get-tiktok-video",
-    "get-tiktok-video-comments",
-    "get-tiktok-transcript",
-    "get-tiktok-user-followers",
-    "get-tiktok-user-following",
-    "search-tiktok-users",
-)
-_PROFILE, _VIDEOS, _VIDEO, _COMMENTS, _TRANSCRIPT, _FOLLOWERS, _FOLLOWING, _SEARCH = ENDPOINTS
-API_PREFIX = "/api/v1/"
-PROFILE_PATH = API_PREFIX + _PROFILE
-# The body field naming what each endpoint is asked about, and the one holding its cursor.
-_SUBJECT = {
-    _PROFILE: "handle",
-    _VIDEOS: "handle",
-    _VIDEO: "url",
-    _COMMENTS: "url",
-    _TRANSCRIPT: "videoUrl",
-    _FOLLOWERS: "handle",
-    _FOLLOWING: "handle",
-    _SEARCH: "query",
-}
-_CURSOR = {
-    _VIDEOS: "maxCursor",
-    _COMMENTS: "cursor",
-    _FOLLOWERS: "minTime",
-    _FOLLOWING: "minTime",
-    _SEARCH: "cursor",
-}
-_BY_HANDLE = frozenset({_PROFILE, _VIDEOS, _FOLLOWERS, _FOLLOWING})
-_BY_VIDEO = frozenset({_VIDEO, _COMMENTS, _TRANSCRIPT})
-_COUNTED = frozenset({_COMMENTS, _FOLLOWERS, _FOLLOWING, _SEARCH})
-MAX_COUNT = 50
-REQUEST_SOURCES = frozenset(
-    {"API", "WEB", "MAKE_DOT_COM", "ZAPIER", "N8N", "PLAYGROUND", "DEFAULT_AUTOMATION",
-     "AGENT_PREVIEW", "AGENT_LIVE", "AUTOPILOT", "STUDIO"}
-)  # fmt: skip
-# At most a u64, so hostile cursors stay cheap to parse.
-_DIGITS = re.compile(r"[0-9]{0,20}")
-
-
-@attrs.frozen
-class RateLimitRule:
-    """``limit`` requests per ``window`` seconds per API key, by ``algorithm``."""
-
-    limit: int
-    window: float
-    algorithm: Algorithm = "fixed"
 
 
 @attrs.frozen(kw_only=True)
@@ -185,139 +153,6 @@ class RequestRecord:
     fault: str | None
     at: float
     authorized: bool
-
-
-@attrs.frozen
-class _Seen:
-    """What a request asked, for its record."""
-
-    endpoint: str
-    subject: str | None = None
-    cursor: str | None = None
-
-
-@attrs.frozen
-class _Query:
-    """A valid request body: *cursor* is the offset, maxCursor or minTime (0 = start)."""
-
-    subject: str
-    cursor: int = 0
-    count: int | None = None
-    trim: bool = False
-    language: str = "en"
-
-
-class _BadRequest(Exception):
-    """A body the vendor answers 400, with this message."""
-
-
-def _whole(value: object) -> int | None:
-    """*value* as an int when it is a whole JSON number (a bool is not)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
-def _optional(body: dict[str, Any], field: str, kind: type, default: Any) -> Any:
-    # null counts as absent, as it does for the vendor's JavaScript.
-    value = body.get(field)
-    if value is None:
-        return default
-    if not isinstance(value, kind):
-        raise _BadRequest(f"'{field}' must be a {kind.__name__}.")
-    return value
-
-
-def _parse(endpoint: str, body: dict[str, Any]) -> _Query:
-    """Check *body* for *endpoint* as the vendor does; raise _BadRequest if it is bad."""
-    field = _SUBJECT[endpoint]
-    subject = body.get(field)
-    if not isinstance(subject, str) or not subject:
-        raise _BadRequest(f"'{field}' parameter is required and must be a non-empty string.")
-    if endpoint in _BY_VIDEO and parse_video_url(subject) is None:
-        raise _BadRequest("Invalid TikTok video URL")
-    source = body.get("requestSource")
-    if source is not None and (not isinstance(source, str) or source not in REQUEST_SOURCES):
-        raise _BadRequest("'requestSource' must be one of: " + ", ".join(sorted(REQUEST_SOURCES)))
-    cursor, name = 0, _CURSOR.get(endpoint)
-    if name == "maxCursor":
-        text = _optional(body, name, str, "")
-        if not _DIGITS.fullmatch(text):
-            raise _BadRequest("'maxCursor' must be a string of digits.")
-        cursor = int(text or "0")
-    elif name is not None and body.get(name) is not None:
-        whole = _whole(body[name])
-        if whole is None or whole < 0:
-            raise _BadRequest(f"'{name}' must be a non-negative integer.")
-        cursor = whole
-    count = None
-    if endpoint in _COUNTED and body.get("count") is not None:
-        count = _whole(body["count"])
-        if count is None or count < 1:
-            raise _BadRequest("'count' must be a positive integer.")
-        count = min(count, MAX_COUNT)
-    trim = _optional(body, "trim", bool, False) if endpoint == _VIDEOS else False
-    language = "en"
-    if endpoint == _TRANSCRIPT:
-        language = _optional(body, "preferredLanguage", str, "en")
-    return _Query(subject, cursor, count, trim, language)
-
-
-class _Window:
-    """Server-side quota state for one key."""
-
-    def __init__(self, rule: RateLimitRule, now: float) -> None:
-        self.rule = rule
-        self.limit = rule.limit
-        self.start = now
-        self.count = 0
-        self.log: deque[float] = deque()
-        self.tokens = float(rule.limit)
-        self.stamp = now
-
-    def _refresh(self, now: float) -> None:
-        rule = self.rule
-        if rule.algorithm == "fixed":
-            if now - self.start >= rule.window:
-                self.start += math.floor((now - self.start) / rule.window) * rule.window
-                self.count = 0
-        elif rule.algorithm == "sliding":
-            while self.log and self.log[0] + rule.window <= now:
-                self.log.popleft()
-        else:
-            rate = self.limit / rule.window
-            self.tokens = min(float(self.limit), self.tokens + (now - self.stamp) * rate)
-            self.stamp = now
-
-    def remaining(self, now: float) -> int:
-        self._refresh(now)
-        if self.rule.algorithm == "fixed":
-            return max(0, self.limit - self.count)
-        if self.rule.algorithm == "sliding":
-            return max(0, self.limit - len(self.log))
-        return max(0, math.floor(self.tokens))
-
-    def take(self, now: float) -> float | None:
-        """Count one request; None when allowed, else seconds until one would be."""
-        if self.remaining(now) <= 0:
-            rule = self.rule
-            if rule.algorithm == "fixed":
-                return self.start + rule.window - now
-            if rule.algorithm == "sliding":
-                excess = len(self.log) - self.limit
-                return self.log[excess] + rule.window - now
-            return (1.0 - self.tokens) / (self.limit / rule.window)
-        if self.rule.algorithm == "fixed":
-            self.count += 1
-        elif self.rule.algorithm == "sliding":
-            self.log.append(now)
-        else:
-            self.tokens -= 1.0
-        return None
 
 
 def _error(
@@ -384,7 +219,7 @@ class FakeDumplingServer:
         self.max_in_flight = 0
         self._credits_charged = 0
         self._in_flight = 0
-        self._windows: dict[str, _Window] = {}
+        self._windows: dict[str, Window] = {}
         self._scripted: dict[tuple[str | None, str | None], deque[str]] = {}
         self._rng = random.Random(faults.seed if faults else 0)
         self._bodies: dict[str, bytes] = {}
@@ -480,7 +315,7 @@ class FakeDumplingServer:
     # -- the endpoints --------------------------------------------------------------------
     def _record(
         self,
-        seen: _Seen,
+        seen: Seen,
         status: int,
         *,
         credits: int | None = None,
@@ -491,7 +326,7 @@ class FakeDumplingServer:
             RequestRecord(
                 endpoint=seen.endpoint,
                 subject=seen.subject,
-                handle=seen.subject if seen.endpoint in _BY_HANDLE else None,
+                handle=seen.subject if seen.endpoint in BY_HANDLE else None,
                 cursor=seen.cursor,
                 status=status,
                 charged=credits is not None,
@@ -541,38 +376,38 @@ class FakeDumplingServer:
     async def _answer(self, request: web.Request) -> web.StreamResponse:
         endpoint = request.path.removeprefix(API_PREFIX)
         if self.redirect_to is not None:
-            self._record(_Seen(endpoint), 307, authorized="Authorization" in request.headers)
+            self._record(Seen(endpoint), 307, authorized="Authorization" in request.headers)
             raise web.HTTPTemporaryRedirect(self.redirect_to + request.path)
         auth = request.headers.get("Authorization", "")
         key = auth[7:] if auth.startswith("Bearer ") else ""
         if not key or (self.api_keys is not None and key not in self.api_keys):
-            self._record(_Seen(endpoint), 401, authorized=False)
+            self._record(Seen(endpoint), 401, authorized=False)
             return self._error(401, "API key is invalid or missing.", {})
         now = time.monotonic()
         headers: dict[str, str] = {}
         if self.rate_limit is not None:
             window = self._windows.get(key)
             if window is None:
-                window = self._windows[key] = _Window(self.rate_limit, now)
+                window = self._windows[key] = Window(self.rate_limit, now)
             wait = window.take(now)
             headers = self._rate_headers(key, now)
             if wait is not None:
                 self.rate_limited += 1
-                self._record(_Seen(endpoint), 429)
+                self._record(Seen(endpoint), 429)
                 return self._error(
                     429, "Too many requests.", {**headers, **self._retry_after(wait)}
                 )
         try:
             body = orjson.loads(await request.read())
         except orjson.JSONDecodeError:
-            self._record(_Seen(endpoint), 400)
+            self._record(Seen(endpoint), 400)
             return self._error(400, "Invalid JSON in request body", headers)
         if not isinstance(body, dict):
             body = {}
-        seen = _seen(endpoint, body)
+        seen = seen_in(endpoint, body)
         try:
-            query = _parse(endpoint, body)
-        except _BadRequest as exc:
+            query = parse_body(endpoint, body)
+        except BadRequest as exc:
             self._record(seen, 400)
             return self._error(400, str(exc), headers)
         if self.latency:
@@ -597,7 +432,7 @@ class FakeDumplingServer:
             self.credits -= cost
         self._credits_charged += cost
         self.charges[endpoint, query.subject] += 1
-        if endpoint == _PROFILE:
+        if endpoint == PROFILE:
             self.charged[query.subject] += 1
         self._record(seen, 200, credits=cost)
         return web.Response(body=answer, content_type="application/json", headers=headers)
@@ -605,25 +440,25 @@ class FakeDumplingServer:
     def _short_of_credits(self, endpoint: str) -> bool:
         return self.credits is not None and self.credits < self.costs[endpoint]
 
-    def _no_credits(self, seen: _Seen, headers: dict[str, str]) -> web.Response:
+    def _no_credits(self, seen: Seen, headers: dict[str, str]) -> web.Response:
         self._record(seen, 403)
         return self._error(403, "Insufficient credits. Please top up your account.", headers)
 
-    def _lookup(self, endpoint: str, query: _Query) -> bytes | str:
+    def _lookup(self, endpoint: str, query: Query) -> bytes | str:
         """The body of the normal answer, or the message of its 404."""
         subject = query.subject
-        if endpoint in _BY_HANDLE and (
+        if endpoint in BY_HANDLE and (
             subject in self.unknown_handles or subject.startswith("unknown")
         ):
             return f"TikTok profile not found for handle: {subject}"
-        parsed = parse_video_url(subject) if endpoint in _BY_VIDEO else None
+        parsed = parse_video_url(subject) if endpoint in BY_VIDEO else None
         if parsed is not None and (
             parsed[1] in self.unknown_videos or parsed[0].startswith("unknown")
         ):
-            if endpoint == _TRANSCRIPT:
+            if endpoint == TRANSCRIPT:
                 return "No subtitles found for this video"
             return f"TikTok video not found: {subject}"
-        if endpoint == _PROFILE:
+        if endpoint == PROFILE:
             payload = self._bodies.get(subject)
             if payload is None:
                 if len(self._bodies) > 50_000:
@@ -633,14 +468,14 @@ class FakeDumplingServer:
         data = self._payload(endpoint, query)
         return "No subtitles found for this video" if data is None else orjson.dumps(data)
 
-    def _payload(self, endpoint: str, query: _Query) -> dict[str, Any] | None:
+    def _payload(self, endpoint: str, query: Query) -> dict[str, Any] | None:
         subject, cursor = query.subject, query.cursor
         size = query.count or self.page_size
-        if endpoint == _VIDEO:
+        if endpoint == VIDEO:
             return fake_video(subject)
-        if endpoint == _TRANSCRIPT:
+        if endpoint == TRANSCRIPT:
             return fake_transcript(subject, query.language)
-        if endpoint == _VIDEOS:
+        if endpoint == VIDEOS:
             items = fake_profile_videos(subject)
             if cursor:  # the cursor is a time in ms: older items than the last page's
                 items = [i for i in items if i["create_time"] * 1000 < cursor]
@@ -655,21 +490,21 @@ class FakeDumplingServer:
                 "has_more": int(len(items) > len(page)),  # the vendor's integer flag
                 "extra": {"now": int(time.time() * 1000)},
             }
-        if endpoint in (_FOLLOWERS, _FOLLOWING):
+        if endpoint in (FOLLOWERS, FOLLOWING):
             entries = relation_entries(subject, endpoint.rsplit("-", 1)[1])
             later = [(t, e) for t, e in entries if t < cursor] if cursor else entries
             head = later[:size]
             return {
-                "followers" if endpoint == _FOLLOWERS else "followingList": [e for _, e in head],
+                "followers" if endpoint == FOLLOWERS else "followingList": [e for _, e in head],
                 "minCursor": head[-1][0] if head else 0,
                 "maxCursor": head[0][0] if head else 0,
                 "hasMore": len(later) > len(head),
                 "total": len(entries),
             }
-        found = fake_comments(subject) if endpoint == _COMMENTS else fake_search_users(subject)
+        found = fake_comments(subject) if endpoint == COMMENTS else fake_search_users(subject)
         page = found[cursor : cursor + size]
         after = cursor + len(page)
-        if endpoint == _SEARCH:
+        if endpoint == SEARCH:
             return {"userList": page, "cursor": after, "hasMore": after < len(found)}
         return {
             "comments": page,
@@ -684,8 +519,8 @@ class FakeDumplingServer:
         request: web.Request,
         fault: str,
         endpoint: str,
-        query: _Query,
-        seen: _Seen,
+        query: Query,
+        seen: Seen,
         headers: dict[str, str],
     ) -> web.StreamResponse:
         plan = self.faults or FaultPlan()
@@ -694,9 +529,9 @@ class FakeDumplingServer:
             # What the client can see: nothing for a drop, the late 500 for slow.
             status = {"drop": 0, "slow": 500, "html_500": 500}.get(fault, 200)
         self._record(seen, status, fault=fault)
-        service = "profile service" if endpoint == _PROFILE else "TikTok service"
+        service = "profile service" if endpoint == PROFILE else "TikTok service"
         if fault == "400":
-            what = "handle" if endpoint == _PROFILE else "request"
+            what = "handle" if endpoint == PROFILE else "request"
             return self._error(400, f"The {service} could not process the {what}.", headers)
         if fault == "html_500":
             return web.Response(
@@ -769,15 +604,3 @@ class FakeDumplingServer:
         if transport is not None:
             transport.abort()
         return response
-
-
-def _seen(endpoint: str, body: dict[str, Any]) -> _Seen:
-    """The subject and cursor of *body* as sent, whatever their types."""
-    subject = body.get(_SUBJECT[endpoint])
-    name = _CURSOR.get(endpoint)
-    cursor = body.get(name) if name is not None else None
-    return _Seen(
-        endpoint,
-        subject if isinstance(subject, str) else None,
-        None if cursor is None else str(cursor),
-    )
