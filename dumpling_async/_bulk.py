@@ -89,7 +89,7 @@ def _transcript_result(index: int, given: object, url: str, outcome: Outcome) ->
 
 PROFILES: BulkKind[ProfileResult] = BulkKind(
     normalize_handle,
-    lambda client, handle, stop: client._lookup(handle, should_stop=stop),
+    lambda client, handle, stop: client._profile_flight(handle, stop),
     _profile_result,
 )
 
@@ -97,7 +97,7 @@ PROFILES: BulkKind[ProfileResult] = BulkKind(
 def videos() -> BulkKind[VideoResult]:
     return BulkKind(
         normalize_video_url,
-        lambda client, url, stop: client._video(url, should_stop=stop),
+        lambda client, url, stop: client._video_flight(url, stop),
         _video_result,
     )
 
@@ -105,7 +105,7 @@ def videos() -> BulkKind[VideoResult]:
 def transcripts(language: str) -> BulkKind[TranscriptResult]:
     return BulkKind(
         normalize_video_url,
-        lambda client, url, stop: client._transcript(url, language, should_stop=stop),
+        lambda client, url, stop: client._transcript_flight(url, language, stop),
         _transcript_result,
     )
 

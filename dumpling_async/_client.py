@@ -12,7 +12,14 @@ import ipaddress
 import logging
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Coroutine, Iterable
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+)
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -269,16 +276,14 @@ class AsyncDumplingClient(ListingsMixin):
 
         Concurrent calls for the same handle share one request (and one charge).
         """
-        normalized = normalize_handle(handle)
-        return await self._shared((PROFILE.name, normalized), lambda: self._lookup(normalized))
+        return await self._profile_flight(normalize_handle(handle))
 
     async def get_tiktok_video(self, url: str) -> TikTokVideo:
         """Fetch one video by URL (``tiktok.com/@user/video/ID`` or a short link).
 
         Concurrent calls for the same video share one request (and one charge).
         """
-        canonical = normalize_video_url(url)
-        return await self._shared((VIDEO.name, canonical), lambda: self._video(canonical))
+        return await self._video_flight(normalize_video_url(url))
 
     async def get_tiktok_transcript(
         self, video_url: str, *, preferred_language: str = "en"
@@ -288,10 +293,23 @@ class AsyncDumplingClient(ListingsMixin):
         A video without subtitles raises :class:`TranscriptNotFoundError` (not charged).
         """
         canonical = normalize_video_url(video_url)
-        language = check_language(preferred_language)
-        return await self._shared(
-            (TRANSCRIPT.name, f"{language} {canonical}"),
-            lambda: self._transcript(canonical, language),
+        return await self._transcript_flight(canonical, check_language(preferred_language))
+
+    # Single and bulk calls for one thing share one request: they go through these.
+    def _profile_flight(self, handle: str, should_stop: Any = None) -> Awaitable[TikTokProfile]:
+        return self._shared(
+            (PROFILE.name, handle), lambda: self._lookup(handle, should_stop=should_stop)
+        )
+
+    def _video_flight(self, url: str, should_stop: Any = None) -> Awaitable[TikTokVideo]:
+        return self._shared((VIDEO.name, url), lambda: self._video(url, should_stop=should_stop))
+
+    def _transcript_flight(
+        self, url: str, language: str, should_stop: Any = None
+    ) -> Awaitable[TikTokTranscript]:
+        return self._shared(
+            (TRANSCRIPT.name, f"{language} {url}"),
+            lambda: self._transcript(url, language, should_stop=should_stop),
         )
 
     async def _shared(self, key: tuple[str, str], start: Callable[[], Coroutine[Any, Any, T]]) -> T:

@@ -254,3 +254,21 @@ async def test_unexpected_errors_become_results(server: FakeDumplingServer) -> N
         results = await c.gather_profiles(["alice", "bob"])
     assert [type(r.error).__name__ for r in results] == ["DumplingError", "DumplingError"]
     assert isinstance(results[0].error.__cause__, RuntimeError)  # type: ignore[union-attr]
+
+
+async def test_overlapping_bulk_and_single_calls_pay_once(
+    make_client: MakeClient, server: FakeDumplingServer
+) -> None:
+    """Two batches and single lookups in flight at once for the same handles buy each once."""
+    client = make_client(max_concurrency=64)
+    server.latency = 0.05  # every lookup is still in flight when the others ask
+    handles = [f"shared{i}" for i in range(20)]
+    first, second, *singles = await asyncio.gather(
+        client.gather_profiles(handles),
+        client.gather_profiles(list(reversed(handles))),
+        *(client.get_tiktok_profile(h) for h in handles[:5]),
+    )
+    assert all(r.ok for r in first + second)
+    assert [p.user.unique_id for p in singles if p.user] == handles[:5]
+    assert server.charged == dict.fromkeys(handles, 1)
+    assert client.credits_spent == 200
