@@ -73,6 +73,7 @@ REQUEST_SOURCES = frozenset(
     }
 )
 _LOOPBACK_NAMES = frozenset({"localhost"})
+_KEPT_BODY = 64 * 1024  # of a 200 body that could not be parsed, for InvalidResponseError
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -504,7 +505,7 @@ class AsyncDumplingClient(ListingsMixin):
                 )
                 charged = True
                 # Received and charged: whatever the body holds, it is never sent again.
-                return parse(data)
+                return _parse_body(parse, data)
             except DumplingError as error:
                 charged = _was_charged(error)
                 delay = self._retry.delay(error, attempt)
@@ -672,6 +673,14 @@ def _was_charged(error: DumplingError) -> bool:
     if isinstance(error, InvalidResponseError):
         return error.status == 200
     return isinstance(error, APIConnectionError) and error.response_received
+
+
+def _parse_body(parse: Callable[[bytes], T], data: bytes) -> T:
+    try:
+        return parse(data)
+    except InvalidResponseError as error:
+        error.body = data[:_KEPT_BODY]
+        raise
 
 
 def _parse_as(cls: type[T], target: str, body: bytes) -> T:

@@ -217,7 +217,9 @@ class APITimeoutError(APIConnectionError):
 
 class InvalidResponseError(DumplingError):
     """A 200 response whose body is not what the endpoint returns (not JSON, truncated,
-    wrong shape)."""
+    wrong shape). ``body`` keeps the first 64 KiB of what arrived, for a bug report."""
+
+    body: bytes | None = None
 
     def __init__(
         self,

@@ -264,13 +264,27 @@ def _error_fields(error: DumplingError | None) -> dict[str, Any]:
     }
 
 
+# Text starting with these runs as a formula when a spreadsheet opens the CSV.
+_FORMULA_START: Final = ("=", "+", "-", "@", "\t")
+
+
 def _cell(value: object) -> str:
+    """A CSV cell on one line; text a spreadsheet would run as a formula gets a leading
+    quote (nicknames, captions and comments are anyone's text)."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     # One physical line per record keeps torn-write detection line based.
-    return str(value).replace("\r", " ").replace("\n", " ")
+    text = str(value).replace("\r", " ").replace("\n", " ")
+    if isinstance(value, str) and text.startswith(_FORMULA_START):
+        return "'" + text
+    return text
+
+
+def _uncell(text: str) -> str:
+    """Undo ``_cell``'s formula quote, to read a written cell back."""
+    return text[1:] if text.startswith("'") and text[1:].startswith(_FORMULA_START) else text
 
 
 def _dumps(record: dict[str, Any]) -> bytes:
@@ -379,7 +393,7 @@ def _parse_csv(raw: bytes) -> _Line | None:
     if len(rows) != 1 or len(rows[0]) != len(CSV_COLUMNS):
         return None
     row = rows[0]
-    handle, error = row[0], row[-1]
+    handle, error = _uncell(row[0]), row[-1]
     if not error:
         return _Line(entry_key(handle), True, None)
     error_type = error.split(":", 1)[0].strip()

@@ -1,8 +1,10 @@
 """The ``dumpling-async`` command line.
 
 Commands: ``profiles`` (bulk lookups with resume, progress and a summary), ``profile``
-(one lookup), ``fake-server`` (serve the offline fake API) and ``demo`` (a bundled sample
-against the in-process fake server, no key needed).
+(one lookup), ``fake-server`` (serve the offline fake API), ``demo`` (a bundled sample
+against the in-process fake server, no key needed), and the listings ``videos``,
+``comments``, ``followers``, ``following``, ``search`` plus ``transcript`` (in
+``_cli_listings``).
 
 Exit status: 0 all answered ok, 1 some handles failed (or were not attempted), 2 usage,
 configuration or input error, 3 aborted by an account-level error (401 invalid key,
@@ -31,6 +33,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from ._cli_listings import add_listing_commands
 from ._cli_progress import (
     final_code,
     print_demo_story,
@@ -92,7 +95,8 @@ def cli(
     base_url: str | None,
     simulate: bool | None,
 ) -> None:
-    """Look up TikTok profiles through the DumplingAI API.
+    """Look up TikTok profiles, videos, comments, followers and transcripts through the
+    DumplingAI API.
 
     The API key comes from DUMPLINGAI_API_KEY (or DUMPLING_API_KEY), --api-key-file, or
     --api-key; --simulate runs against an in-process fake server instead.
@@ -502,6 +506,9 @@ def demo(
     expected = {"ok", "ProfileNotFoundError", "InvalidHandleError"}
     unexpected = set(stats.outcomes) - expected
     sys.exit(EXIT_FAILED if unexpected or stats.aborted else EXIT_OK)
+
+
+add_listing_commands(cli)
 
 
 def main(argv: list[str] | None = None) -> None:

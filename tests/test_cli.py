@@ -579,3 +579,23 @@ def test_normalised_handles_are_the_resume_key(
     assert result.returncode == 0, result.stderr
     assert [normalize_handle(r["handle"]) for r in read_jsonl(out)] == ["alice.cooks", "bob"]
     assert server.charged == Counter({"alice.cooks": 1, "bob": 1})
+
+
+def test_csv_formulas_are_quoted_and_resume_still_matches(
+    serve: Callable[..., FakeDumplingServer], tmp_path: Path
+) -> None:
+    """An input that reads as a formula is written quoted, and a rerun still knows it."""
+    server = serve()
+    source = tmp_path / "in.txt"
+    source.write_text('alice\n=HYPERLINK("http://x")\n+bob\n', encoding="utf-8")
+    out = tmp_path / "out.csv"
+    first = run_cli("profiles", str(source), "-o", str(out), "--base-url", server.url)
+    assert first.returncode == 1, first.stderr  # two inputs are not handles
+    with out.open(newline="", encoding="utf-8") as handle:
+        cells = [row["handle"] for row in csv.DictReader(handle)]
+    assert sorted(cells) == sorted(["alice", '\'=HYPERLINK("http://x")', "'+bob"])
+    written = out.read_bytes()
+    again = run_cli("profiles", str(source), "-o", str(out), "--base-url", server.url)
+    assert again.returncode == 1, again.stderr
+    assert out.read_bytes() == written  # nothing written twice
+    assert server.charged == {"alice": 1}

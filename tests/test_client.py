@@ -167,6 +167,19 @@ async def test_received_200_is_never_retried(
     assert client.credits_spent == 10  # counted as charged: a 200 arrived
 
 
+@pytest.mark.parametrize(
+    ("fault", "start"), [("truncated_json", b'{"user"'), ("html_200", b"<html>")]
+)
+async def test_unusable_body_is_kept_on_the_error(
+    client: AsyncDumplingClient, server: FakeDumplingServer, fault: str, start: bytes
+) -> None:
+    """InvalidResponseError keeps what arrived, for a bug report."""
+    server.inject(fault, handle="someone")
+    with pytest.raises(InvalidResponseError) as info:
+        await client.get_tiktok_profile("someone")
+    assert info.value.body is not None and info.value.body.startswith(start)
+
+
 async def test_oversized_body_is_refused(
     make_client: MakeClient, server: FakeDumplingServer
 ) -> None:

@@ -1,0 +1,422 @@
+"""Output and resume state of the listing commands (``videos``, ``comments``,
+``followers``, ``following``, ``search``).
+
+OUTPUT holds one line per item: the vendor's item JSON as is (JSONL), or a fixed set of
+flattened columns whose first is the item's id (CSV). Next to a regular OUTPUT file lives
+a small state file, ``OUTPUT.cursor.json``: which listing (command and subject) OUTPUT
+holds, the cursor of the first page not completely written yet, and whether the listing
+ended. It is replaced atomically after each page, once that page's lines are written, so
+it is never ahead of OUTPUT. Resuming starts at that cursor and skips the items whose id
+OUTPUT already holds (which also covers a page half written when a run was killed); an
+unterminated last line is a torn write and is cut away (its page is fetched again).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import stat
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any, Final, Literal
+
+import orjson
+
+from ._media import ProfileVideo, TikTokUserSummary, VideoComment
+from ._output import OutputError, _cell, _complete_lines, _csv_line, _dumps, _lock
+
+__all__ = [
+    "COMMENT_SHAPE",
+    "STATE_SUFFIX",
+    "USER_SHAPE",
+    "VIDEO_SHAPE",
+    "ItemShape",
+    "ListingFormat",
+    "ListingOutput",
+    "ListingState",
+    "item_line",
+    "open_listing_output",
+    "write_atomic",
+]
+
+ListingFormat = Literal["jsonl", "csv"]
+
+STATE_SUFFIX: Final = ".cursor.json"
+_STATE_VERSION: Final = 1
+_MAX_STATE_BYTES: Final = 64 * 1024
+
+
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
+def _id_text(value: object) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    text = _cell(value)  # the form the id takes in a CSV, so both formats agree
+    return text or None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemShape:
+    """One kind of listed item: its id in the vendor's JSON, and its CSV columns."""
+
+    columns: tuple[str, ...]  # the first is the id
+    raw_id: Callable[[dict[str, Any]], object]
+    cells: Callable[[Any], list[object]]  # the columns after the id, from the model
+
+    def key(self, raw: dict[str, Any]) -> str | None:
+        """The item's identity for "already written", or None when it has no id."""
+        return _id_text(self.raw_id(raw))
+
+
+def _video_cells(item: ProfileVideo) -> list[object]:
+    stats = item.statistics
+    return [
+        item.url,
+        item.desc,
+        item.create_time,
+        stats.play_count if stats else None,
+        stats.digg_count if stats else None,
+        stats.comment_count if stats else None,
+        stats.share_count if stats else None,
+    ]
+
+
+def _comment_cells(item: VideoComment) -> list[object]:
+    user = item.user.unique_id if item.user else None
+    return [user, item.text, item.create_time, item.digg_count, item.reply_comment_total]
+
+
+def _user_cells(item: TikTokUserSummary) -> list[object]:
+    user, stats = item.user, item.stats
+    return [
+        user.unique_id if user else None,
+        user.nickname if user else None,
+        user.verified if user else None,
+        stats.follower_count if stats else None,
+        stats.following_count if stats else None,
+        stats.heart_count if stats else None,
+        stats.video_count if stats else None,
+    ]
+
+
+def _user_id(raw: dict[str, Any]) -> object:
+    user = raw.get("user")
+    return user.get("id") if isinstance(user, dict) else None
+
+
+VIDEO_SHAPE: Final = ItemShape(
+    (
+        "aweme_id",
+        "url",
+        "desc",
+        "create_time",
+        "play_count",
+        "digg_count",
+        "comment_count",
+        "share_count",
+    ),
+    lambda raw: raw.get("aweme_id"),
+    _video_cells,
+)
+COMMENT_SHAPE: Final = ItemShape(
+    ("cid", "user", "text", "create_time", "digg_count", "reply_comment_total"),
+    lambda raw: raw.get("cid"),
+    _comment_cells,
+)
+USER_SHAPE: Final = ItemShape(
+    (
+        "id",
+        "unique_id",
+        "nickname",
+        "verified",
+        "follower_count",
+        "following_count",
+        "heart_count",
+        "video_count",
+    ),
+    _user_id,
+    _user_cells,
+)
+
+
+def item_line(shape: ItemShape, item: Any, key: str | None, fmt: ListingFormat) -> bytes:
+    """The output line (with its newline) for *item*, whose id is *key*."""
+    if fmt == "jsonl":
+        return _dumps(item.raw) + b"\n"
+    return _csv_line([key or "", *(_cell(value) for value in shape.cells(item))])
+
+
+# -- the state file ------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ListingState:
+    """What OUTPUT holds: which listing, and where it continues."""
+
+    command: str
+    subject: str
+    format: ListingFormat
+    cursor: str | None = None  # the first page not completely written (None: the first)
+    finished: bool = False  # the listing ended: a rerun has nothing to do
+
+    def describe(self) -> str:
+        return f"`{self.command} {self.subject}`"
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(
+            {
+                "version": _STATE_VERSION,
+                "command": self.command,
+                "subject": self.subject,
+                "format": self.format,
+                "cursor": self.cursor,
+                "finished": self.finished,
+            },
+            option=orjson.OPT_INDENT_2,
+        )
+
+
+def _load_state(path: str) -> ListingState | None:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(_MAX_STATE_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise OutputError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        value = orjson.loads(data)
+        state = ListingState(
+            command=value["command"],
+            subject=value["subject"],
+            format=value["format"],
+            cursor=value["cursor"],
+            finished=value["finished"],
+        )
+        valid = (
+            value.get("version") == _STATE_VERSION
+            and isinstance(state.command, str)
+            and isinstance(state.subject, str)
+            and state.format in ("jsonl", "csv")
+            and (state.cursor is None or isinstance(state.cursor, str))
+            and isinstance(state.finished, bool)
+        )
+    except (orjson.JSONDecodeError, TypeError, KeyError):
+        valid = False
+    if not valid:
+        raise OutputError(
+            f"{path} is not a dumpling-async listing state file; pass --overwrite to start "
+            "the output afresh"
+        )
+    return state
+
+
+def write_atomic(path: str, data: bytes, *, mode: int = 0o644) -> None:
+    """Replace *path* by *data* all at once (temporary file, fsync, ``os.replace``), so a
+    killed run leaves the old content or the new, never a mix."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".")
+    try:
+        with open(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, mode)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+# -- the output ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ListingOutput:
+    """The open output: item lines, flushed as written; the ids it holds; its state."""
+
+    stream: IO[bytes] = field(repr=False)
+    name: str
+    owned: bool
+    state: ListingState | None = None  # None: not resumable (stdout, a pipe)
+    keys: set[str] = field(default_factory=set)  # ids of the items OUTPUT holds
+    existing: int = 0  # item lines OUTPUT held when opened
+    torn: bool = False  # a torn last line was cut away
+    resumed: bool = False
+
+    @property
+    def state_path(self) -> str:
+        return self.name + STATE_SUFFIX
+
+    def write(self, data: bytes) -> None:
+        self.stream.write(data)
+        self.stream.flush()
+
+    def save(self, cursor: str | None, *, finished: bool) -> None:
+        """Record that every page before *cursor* is completely in OUTPUT."""
+        state = self.state
+        if state is None or (state.cursor == cursor and state.finished == finished):
+            return
+        # On disk before the state that counts on it: a crash never leaves the state
+        # ahead of OUTPUT (behind is harmless: those items are skipped by id).
+        os.fsync(self.stream.fileno())
+        state.cursor, state.finished = cursor, finished
+        write_atomic(self.state_path, state.to_bytes(), mode=self._mode())
+
+    def _mode(self) -> int:
+        return stat.S_IMODE(os.fstat(self.stream.fileno()).st_mode)
+
+    def close(self) -> None:
+        if self.owned:
+            self.stream.close()
+        else:
+            with contextlib.suppress(OSError):
+                self.stream.flush()
+
+
+def _header(fmt: ListingFormat, shape: ItemShape) -> bytes:
+    return _csv_line(list(shape.columns)) if fmt == "csv" else b""
+
+
+def open_listing_output(
+    path: str | None,
+    fmt: ListingFormat,
+    shape: ItemShape,
+    *,
+    wanted: ListingState,
+    resume: bool,
+    stdout: IO[bytes] | None = None,
+) -> ListingOutput:
+    """Open OUTPUT for appending the listing *wanted* describes.
+
+    *path* None or ``-`` writes to stdout (nothing to resume). A regular file is locked
+    against a concurrent run; with *resume* and a state file for the same listing, the
+    returned output's ``state``, ``keys`` and ``existing`` say where to continue.
+    """
+    if path is None or path == "-":
+        stream = stdout if stdout is not None else sys.stdout.buffer
+        stream.write(_header(fmt, shape))
+        stream.flush()
+        return ListingOutput(stream, "<stdout>", owned=False)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        existed = False
+    except FileExistsError:
+        existed = True
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError as exc:
+            raise OutputError(f"cannot open {path}: {exc.strerror}") from None
+    except OSError as exc:
+        raise OutputError(f"cannot open {path}: {exc.strerror}") from None
+    stream = open(fd, "r+b")  # noqa: SIM115 - owned by the returned ListingOutput
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # /dev/null, a FIFO: plain writing
+            stream.close()
+            stream = open(path, "wb")  # noqa: SIM115 - owned by the returned ListingOutput
+            stream.write(_header(fmt, shape))
+            stream.flush()
+            return ListingOutput(stream, path, owned=True)
+        _lock(fd, path)
+        out = ListingOutput(stream, path, owned=True)
+        saved = _load_state(out.state_path) if existed and resume else None
+        if saved is not None:
+            _check_state(saved, wanted, path, fmt)
+            _scan(out, fmt, shape)
+            out.state, out.resumed = saved, True
+            if os.fstat(fd).st_size == 0:  # emptied, or a torn CSV header cut away
+                stream.write(_header(fmt, shape))
+                stream.flush()
+        else:
+            if existed and resume and _has_items(stream, path, fmt, shape):
+                raise OutputError(
+                    f"{path} holds data but no {out.state_path} saying which listing it "
+                    "is; pass --overwrite to replace it or choose another file"
+                )
+            stream.truncate(0)
+            stream.write(_header(fmt, shape))
+            stream.flush()
+            out.state = wanted
+            write_atomic(out.state_path, wanted.to_bytes(), mode=out._mode())
+        stream.seek(0, os.SEEK_END)
+    except BaseException:
+        stream.close()
+        raise
+    return out
+
+
+def _check_state(saved: ListingState, wanted: ListingState, path: str, fmt: ListingFormat) -> None:
+    if (saved.command, saved.subject) != (wanted.command, wanted.subject):
+        raise OutputError(
+            f"{path} holds {saved.describe()}, not {wanted.describe()} (see {path}"
+            f"{STATE_SUFFIX}); pass --overwrite to replace it or choose another file"
+        )
+    if saved.format != fmt:
+        raise OutputError(
+            f"{path} is {saved.format.upper()}, not {fmt.upper()}; pass --format "
+            f"{saved.format} to resume it, or --overwrite to replace it"
+        )
+
+
+def _lines(stream: IO[bytes], path: str) -> Iterator[tuple[int, int, bytes]]:
+    stream.seek(0)
+    return _complete_lines(stream, path)
+
+
+def _has_items(stream: IO[bytes], path: str, fmt: ListingFormat, shape: ItemShape) -> bool:
+    header = _header(fmt, shape)
+    return any(raw.strip() and raw != header for _, _, raw in _lines(stream, path))
+
+
+def _scan(out: ListingOutput, fmt: ListingFormat, shape: ItemShape) -> None:
+    """Read the ids OUTPUT holds; cut a torn last line away."""
+    path, stream = out.name, out.stream
+    header = _header(fmt, shape)
+    keep_end = 0
+    for number, end, raw in _lines(stream, path):
+        if not raw.endswith(b"\n"):
+            # Only a killed run leaves a line unterminated (lines are written whole), and
+            # the state was not saved after it, so its page is fetched again.
+            out.torn = True
+            break
+        keep_end = end
+        body = raw.rstrip(b"\r\n")
+        if number == 1 and header:
+            if raw != header:
+                raise OutputError(
+                    f"{path} does not start with the CSV header of this listing; pass "
+                    "--overwrite to replace it or choose another file"
+                )
+            continue
+        if not body.strip():
+            continue
+        key = _parse_line(body, fmt, shape)
+        if key is False:
+            raise OutputError(
+                f"{path}:{number}: not a line of a dumpling-async {fmt.upper()} listing; "
+                "pass --overwrite to replace the file"
+            )
+        out.existing += 1
+        if isinstance(key, str):
+            out.keys.add(key)
+    stream.truncate(keep_end)
+
+
+def _parse_line(body: bytes, fmt: ListingFormat, shape: ItemShape) -> str | bool | None:
+    """The id of the item on a line, None when it has none, False when it is no item."""
+    if fmt == "jsonl":
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return False
+        return shape.key(data) if isinstance(data, dict) else False
+    try:
+        rows = list(csv.reader([body.decode("utf-8")]))
+    except (UnicodeDecodeError, csv.Error):
+        return False
+    if len(rows) != 1 or len(rows[0]) != len(shape.columns):
+        return False
+    return rows[0][0] or None

@@ -1,0 +1,440 @@
+"""The run behind the listing commands: fetch a listing one page at a time through the
+client's ``Pager``, write each page's items not in OUTPUT yet, then advance the state file
+(``_listing_output``), so a rerun continues at the first page not completely written; stop
+gracefully on SIGINT/SIGTERM; show progress, the summary and why a run stopped early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from rich import box
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from ._cli_progress import PLAIN_PROGRESS_EVERY, ProgressMode
+from ._cli_support import (
+    EXIT_ABORTED,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    CLIError,
+    Connection,
+    make_client,
+    simulated_server,
+)
+from ._client import AsyncDumplingClient
+from ._errors import (
+    AuthenticationError,
+    BadRequestError,
+    BudgetExceededError,
+    DumplingError,
+    InsufficientCreditsError,
+    InvalidInputError,
+    NotFoundError,
+)
+from ._listing_output import (
+    ItemShape,
+    ListingFormat,
+    ListingOutput,
+    ListingState,
+    item_line,
+    open_listing_output,
+)
+from ._output import OutputError
+from ._paging import Pager
+
+__all__ = [
+    "Listing",
+    "ListingJob",
+    "ListingStats",
+    "PagerArgs",
+    "execute_listing",
+    "print_outcome",
+    "print_summary",
+]
+
+STOP_GRACE: Final = 10.0  # seconds the page in flight gets to arrive after SIGINT/SIGTERM
+
+
+@dataclass(frozen=True, slots=True)
+class PagerArgs:
+    start_cursor: str | None
+    page_size: int | None
+    trim: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """One listing command: its argument, how it is checked and paged, its items' shape."""
+
+    command: str
+    metavar: str
+    summary: str  # the help's first line
+    normalize: Callable[[str], str]  # the canonical subject; InvalidInputError if bad
+    open: Callable[[AsyncDumplingClient, str, PagerArgs], Pager[Any]]
+    shape: ItemShape
+    has_page_size: bool = True  # else --trim (videos)
+
+
+@dataclass(slots=True)
+class ListingJob:
+    """One listing run, as the options describe it."""
+
+    listing: Listing
+    subject: str  # canonical
+    output: str | None
+    fmt: ListingFormat
+    limit: int | None
+    args: PagerArgs
+    max_credits: int | None
+    resume: bool
+    progress: ProgressMode
+
+
+@dataclass(slots=True)
+class ListingStats:
+    """What a listing run did; read by the progress display, the summary and exit code."""
+
+    written: int = 0  # items written this run
+    existing: int = 0  # items OUTPUT held before
+    repeats: int = 0  # items skipped: already in OUTPUT, or sent twice by the API
+    pages: int = 0  # pages fetched (and paid for) this run
+    cursor: str | None = None  # where the listing continues
+    complete: bool = False  # the listing ended
+    limited: bool = False  # stopped because OUTPUT holds --limit items
+    note: str | None = None  # why nothing was fetched
+    error: DumplingError | None = None
+    interrupted: str | None = None
+    resumable: bool = False  # a state file records the cursor
+    output: str = "<stdout>"
+    client: AsyncDumplingClient | None = None
+    started: float = field(default_factory=time.monotonic)
+    ended: float | None = None
+
+    @property
+    def elapsed(self) -> float:
+        return (self.ended or time.monotonic()) - self.started
+
+    @property
+    def credits(self) -> int:
+        return self.client.credits_spent if self.client is not None else 0
+
+    def exit_code(self) -> int:
+        if self.complete:  # a signal that came as the last page arrived stopped nothing
+            return EXIT_OK
+        if self.interrupted == "SIGTERM":
+            return EXIT_SIGTERM
+        if self.interrupted is not None:
+            return EXIT_SIGINT
+        if isinstance(self.error, AuthenticationError | InsufficientCreditsError):
+            return EXIT_ABORTED
+        return EXIT_FAILED if self.error is not None else EXIT_OK
+
+
+# -- the run -------------------------------------------------------------------------------
+
+
+async def _copy(
+    pager: Pager[Any], job: ListingJob, out: ListingOutput, stats: ListingStats, room: int | None
+) -> None:
+    """Write the pager's items not in OUTPUT yet; advance the state after each page."""
+    shape, fmt = job.listing.shape, job.fmt
+    page = pager.cursor  # the cursor of the page being written
+    try:
+        async for item in pager:
+            stats.pages = pager.pages
+            key = shape.key(item.raw)
+            if key is not None and key in out.keys:
+                stats.repeats += 1
+            else:
+                out.write(item_line(shape, item, key, fmt))
+                if key is not None:
+                    out.keys.add(key)
+                stats.written += 1
+            stats.limited = room is not None and stats.written >= room
+            if pager.cursor != page or pager.done or stats.limited:
+                # A new page starts with the next item: this one is completely written (or
+                # the limit is reached, and the rest of it is fetched again to continue).
+                page = stats.cursor = pager.cursor
+                stats.complete = pager.done
+                out.save(page, finished=pager.done)
+                if stats.limited or stats.interrupted is not None:
+                    break
+        else:  # the listing ended (maybe after empty pages, or with no item at all)
+            stats.cursor, stats.complete = pager.cursor, pager.done
+            out.save(pager.cursor, finished=pager.done)
+    except DumplingError as error:
+        stats.error = error
+        stats.cursor = error.cursor
+        out.save(error.cursor, finished=False)
+    finally:
+        stats.pages = pager.pages
+
+
+def _open_pager(client: AsyncDumplingClient, job: ListingJob, cursor: str | None) -> Pager[Any]:
+    args = PagerArgs(cursor, job.args.page_size, job.args.trim)
+    return job.listing.open(client, job.subject, args)
+
+
+async def _listing(
+    client: AsyncDumplingClient, job: ListingJob, stats: ListingStats, console: Console
+) -> None:
+    try:
+        pager = _open_pager(client, job, job.args.start_cursor)
+    except InvalidInputError as exc:
+        raise CLIError(f"invalid --start-cursor: {exc}") from None
+    wanted = ListingState(job.listing.command, job.subject, job.fmt, job.args.start_cursor)
+    out = open_listing_output(
+        job.output, job.fmt, job.listing.shape, wanted=wanted, resume=job.resume
+    )
+    try:
+        stats.output, stats.existing = out.name, out.existing
+        stats.resumable = out.state is not None
+        stats.cursor = job.args.start_cursor
+        state = out.state
+        if out.resumed and state is not None:
+            if job.progress != "off":
+                _print_resume(console, out, state)
+            if job.args.start_cursor is None:  # an explicit cursor overrides the saved one
+                stats.cursor, stats.complete = state.cursor, state.finished
+                if state.finished:
+                    stats.note = f"the listing is complete in {out.name}; nothing to fetch"
+                    return
+                try:
+                    pager = _open_pager(client, job, state.cursor)
+                except InvalidInputError:
+                    raise OutputError(
+                        f"{out.state_path} holds an invalid cursor; pass --overwrite to start "
+                        "afresh"
+                    ) from None
+        room = None if job.limit is None else job.limit - out.existing
+        if room is not None and room <= 0:
+            stats.note = f"{out.name} already holds --limit {job.limit} items; nothing to fetch"
+            return
+        out.save(stats.cursor, finished=False)
+        stats.started = time.monotonic()
+        with _stop_on_signals(stats, console):
+            async with _Progress(job, stats, console):
+                await _copy(pager, job, out, stats, room)
+    finally:
+        stats.ended = stats.ended or time.monotonic()
+        out.close()
+
+
+async def _run(conn: Connection, job: ListingJob, stats: ListingStats, console: Console) -> None:
+    async with simulated_server(conn.simulate) as server:
+        url = server.url if server is not None else None
+        client = make_client(conn, base_url=url, max_concurrency=1, max_credits=job.max_credits)
+        stats.client = client
+        async with client:
+            await _listing(client, job, stats, console)
+
+
+def execute_listing(conn: Connection, job: ListingJob, console: Console) -> ListingStats:
+    """Run the job; map interruptions and I/O failures to the stats / CLIError."""
+    stats = ListingStats()
+    try:
+        asyncio.run(_run(conn, job, stats, console))
+    except KeyboardInterrupt:
+        stats.interrupted = stats.interrupted or "SIGINT"
+    except asyncio.CancelledError:
+        stats.interrupted = stats.interrupted or "SIGTERM"
+    except OutputError as exc:
+        raise CLIError(str(exc)) from None
+    except BrokenPipeError:
+        # The reader of stdout went away (e.g. `| head`): stop quietly.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise CLIError("output closed by the reader", EXIT_FAILED) from None
+    except OSError as exc:
+        raise CLIError(f"I/O error: {exc}") from None
+    stats.ended = stats.ended or time.monotonic()
+    return stats
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stats: ListingStats, console: Console) -> Iterator[None]:
+    """On SIGINT/SIGTERM let the page in flight (maybe already charged) arrive and be
+    written, for up to STOP_GRACE seconds, then stop; a second signal stops at once.
+
+    Like ``_cli_run._graceful_stop``, which is tied to the bulk run's stats.
+    """
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    timers: list[asyncio.TimerHandle] = []
+    installed: list[int] = []
+
+    def on_signal(name: str) -> None:
+        assert task is not None
+        if stats.interrupted is not None:
+            task.cancel()
+            return
+        stats.interrupted = name
+        console.print(
+            f"{name}: writing the page in flight (up to {STOP_GRACE:g}s), then stopping; "
+            "send it again to stop at once",
+            markup=False,
+        )
+        timers.append(loop.call_later(STOP_GRACE, task.cancel))
+
+    if task is not None:
+        for signum, name in ((int(signal.SIGINT), "SIGINT"), (int(signal.SIGTERM), "SIGTERM")):
+            try:
+                loop.add_signal_handler(signum, on_signal, name)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue  # not the main thread, or no signal support (Windows)
+            installed.append(signum)
+    try:
+        yield
+    finally:
+        for timer in timers:
+            timer.cancel()
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+
+
+# -- progress and summary ------------------------------------------------------------------
+
+
+class _Progress:
+    """Items, pages and credits on stderr: a rich line on a TTY, a plain line every ~2 s
+    otherwise."""
+
+    def __init__(self, job: ListingJob, stats: ListingStats, console: Console) -> None:
+        self.mode = job.progress
+        self.label = f"{job.listing.command} {job.subject}"
+        self.stats = stats
+        self.console = console
+        self._progress: Progress | None = None
+        self._bar: TaskID | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> _Progress:
+        if self.mode == "bar":
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn("[bold cyan]{task.description}"),
+                TextColumn("{task.completed} items"),
+                TextColumn("pages {task.fields[pages]}"),
+                TextColumn("credits [bold]{task.fields[credits]}"),
+                TimeElapsedColumn(),
+                console=self.console,
+                refresh_per_second=8,
+                redirect_stdout=False,
+                redirect_stderr=True,
+            )
+            self._bar = self._progress.add_task(self.label[:60], total=None, pages=0, credits=0)
+            self._progress.start()
+        if self.mode != "off":
+            self._task = asyncio.create_task(self._tick())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._progress is not None:
+            self._update()
+            self._progress.stop()
+
+    def _update(self) -> None:
+        stats = self.stats
+        if self._progress is not None and self._bar is not None:
+            self._progress.update(
+                self._bar, completed=stats.written, pages=stats.pages, credits=stats.credits
+            )
+            return
+        self.console.print(
+            f"[{stats.elapsed:6.1f}s] {self.label}: {stats.written} items · {stats.pages} "
+            f"pages · credits {stats.credits}",
+            markup=False,
+        )
+
+    async def _tick(self) -> None:
+        every = 0.25 if self.mode == "bar" else PLAIN_PROGRESS_EVERY
+        while True:
+            await asyncio.sleep(every)
+            self._update()
+
+
+def _print_resume(console: Console, out: ListingOutput, state: ListingState) -> None:
+    if state.finished:
+        where = "the listing is complete"
+    else:
+        where = "from " + ("the first page" if state.cursor is None else f"cursor {state.cursor}")
+    torn = ", a torn last line removed" if out.torn else ""
+    console.print(f"resuming {out.name}: {out.existing} items, {where}{torn}", markup=False)
+
+
+def print_summary(console: Console, stats: ListingStats) -> None:
+    rows = [("items written", str(stats.written), "")]
+    if stats.existing:
+        rows.append(("already in output", str(stats.existing), "(from earlier runs)"))
+    if stats.repeats:
+        rows.append(("skipped", str(stats.repeats), "(already written)"))
+    rows.append(("pages", str(stats.pages), ""))
+    rows.append(("credits spent", str(stats.credits), ""))
+    rows.append(("elapsed", f"{stats.elapsed:.1f}s", ""))
+    if stats.complete:
+        rows.append(("listing", "complete", ""))
+    else:
+        shown = "(first page)" if stats.cursor is None else stats.cursor
+        rows.append(("next cursor", shown, "(--limit reached)" if stats.limited else ""))
+    rows.append(("output", stats.output, ""))
+    # An all-empty notes column would make rich measure the grid too narrow.
+    notes = any(note for _, _, note in rows)
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(justify="right", overflow="fold")
+    if notes:
+        grid.add_column()
+    for row in rows:
+        grid.add_row(*(row if notes else row[:2]))
+    console.print(Panel(grid, title="summary", title_align="left", expand=False, box=box.ROUNDED))
+
+
+def _resume_hint(stats: ListingStats) -> str:
+    cursor = stats.cursor
+    flag = f"--start-cursor {cursor}" if cursor is not None else ""
+    if stats.resumable:
+        return "run the same command again to resume there" + (f" (or pass {flag})" if flag else "")
+    return f"pass {flag} to resume there" if flag else "run the command again"
+
+
+def print_outcome(console: Console, stats: ListingStats) -> None:
+    """Why the run stopped early, if it did (printed even with --quiet)."""
+    error = stats.error
+    if error is not None:
+        if isinstance(error, BudgetExceededError):
+            console.print(Text(f"stopped: {error}", style="bold red"))
+        elif isinstance(error, AuthenticationError | InsufficientCreditsError):
+            console.print(Text(f"aborted: {error}", style="bold red"))
+        elif isinstance(error, NotFoundError | BadRequestError):  # a rerun cannot help
+            label = "not found" if isinstance(error, NotFoundError) else "refused"
+            console.print(Text(f"{label}: {error}", style="bold red"))
+            return
+        else:
+            where = "the first page" if error.cursor is None else f"the page at {error.cursor}"
+            console.print(
+                Text(f"{where} failed: {type(error).__name__}: {error}", style="bold red")
+            )
+        console.print(f"{stats.written} items written; {_resume_hint(stats)}", markup=False)
+    if stats.interrupted is not None and not stats.complete:
+        console.print(
+            f"interrupted ({stats.interrupted}) after {stats.written} items; {_resume_hint(stats)}",
+            markup=False,
+        )
