@@ -10,13 +10,12 @@ import asyncio
 import contextlib
 import itertools
 import os
-import signal
 import stat
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any, Final, cast
+from typing import IO, Any, cast
 
 from rich.console import Console
 
@@ -30,6 +29,7 @@ from ._cli_support import (
     make_client,
     resolve_api_key,
     simulated_server,
+    stop_on_signals,
 )
 from ._client import AsyncDumplingClient
 from ._errors import (
@@ -56,7 +56,6 @@ from ._ratelimit import AdaptiveRateLimiter
 
 __all__ = ["BulkJob", "BulkRun", "execute_bulk"]
 
-STOP_GRACE: Final = 10.0  # seconds the lookups in flight get to finish after SIGINT/SIGTERM
 _ABORT_ERRORS = (AuthenticationError, InsufficientCreditsError, BatchAbortedError)
 
 
@@ -248,7 +247,7 @@ async def _run_bulk(conn: Connection, job: BulkJob, stats: RunStats, console: Co
                     source = async_entries(entries, threaded=threaded)
                     bulk = BulkRun(client, job, out, stats, resume.done)
                     stats.started = time.monotonic()
-                    with _graceful_stop(stats, console):
+                    with stop_on_signals(stats, console, "finishing the lookups in flight"):
                         async with Reporter(job.progress, console, stats):
                             await bulk.run(source)
                 finally:
@@ -256,44 +255,6 @@ async def _run_bulk(conn: Connection, job: BulkJob, stats: RunStats, console: Co
                     out.close()
             finally:
                 stream.close()
-
-
-@contextlib.contextmanager
-def _graceful_stop(stats: RunStats, console: Console) -> Iterator[None]:
-    """On SIGINT/SIGTERM stop reading input and let the lookups in flight finish (they
-    may already be charged) for up to STOP_GRACE seconds; a second signal stops at once."""
-    task = asyncio.current_task()
-    loop = asyncio.get_running_loop()
-    timers: list[asyncio.TimerHandle] = []
-    installed: list[int] = []
-
-    def on_signal(name: str) -> None:
-        assert task is not None
-        if stats.interrupted is not None:
-            task.cancel()
-            return
-        stats.interrupted = name
-        console.print(
-            f"{name}: finishing the lookups in flight (up to {STOP_GRACE:g}s), then stopping; "
-            "send it again to stop at once",
-            markup=False,
-        )
-        timers.append(loop.call_later(STOP_GRACE, task.cancel))
-
-    if task is not None:
-        for signum, name in ((int(signal.SIGINT), "SIGINT"), (int(signal.SIGTERM), "SIGTERM")):
-            try:
-                loop.add_signal_handler(signum, on_signal, name)
-            except (NotImplementedError, RuntimeError, ValueError):
-                continue  # not the main thread, or no signal support (Windows)
-            installed.append(signum)
-    try:
-        yield
-    finally:
-        for timer in timers:
-            timer.cancel()
-        for signum in installed:
-            loop.remove_signal_handler(signum)
 
 
 def _input_name(job: BulkJob) -> str:

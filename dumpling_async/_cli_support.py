@@ -5,12 +5,14 @@ in-process fake server.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, Protocol, cast
 
 import click
 import structlog
@@ -300,3 +302,51 @@ def parse_rate_limit(value: str | None) -> RateLimitRule | None:
     if limit < 1 or not window > 0:
         raise click.BadParameter("LIMIT must be >= 1 and WINDOW > 0", param_hint="--rate-limit")
     return RateLimitRule(limit, window, cast(Any, algorithm))
+
+
+class Interruptible(Protocol):
+    """A run's stats as far as signals go: which signal stopped it, if any."""
+
+    interrupted: str | None
+
+
+STOP_GRACE: Final = 10.0  # seconds the work in flight gets to finish after SIGINT/SIGTERM
+
+
+@contextlib.contextmanager
+def stop_on_signals(stats: Interruptible, console: Console, doing: str) -> Iterator[None]:
+    """On SIGINT/SIGTERM set ``stats.interrupted`` and let the work in flight (maybe
+    already charged) finish for up to STOP_GRACE seconds, then cancel the running task;
+    a second signal cancels it at once. *doing* says what is being finished."""
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    timers: list[asyncio.TimerHandle] = []
+    installed: list[int] = []
+
+    def on_signal(name: str) -> None:
+        assert task is not None
+        if stats.interrupted is not None:
+            task.cancel()
+            return
+        stats.interrupted = name
+        console.print(
+            f"{name}: {doing} (up to {STOP_GRACE:g}s), then stopping; "
+            "send it again to stop at once",
+            markup=False,
+        )
+        timers.append(loop.call_later(STOP_GRACE, task.cancel))
+
+    if task is not None:
+        for signum, name in ((int(signal.SIGINT), "SIGINT"), (int(signal.SIGTERM), "SIGTERM")):
+            try:
+                loop.add_signal_handler(signum, on_signal, name)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue  # not the main thread, or no signal support (Windows)
+            installed.append(signum)
+    try:
+        yield
+    finally:
+        for timer in timers:
+            timer.cancel()
+        for signum in installed:
+            loop.remove_signal_handler(signum)

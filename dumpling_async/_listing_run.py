@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
 from rich import box
 from rich.console import Console
@@ -34,6 +33,7 @@ from ._cli_support import (
     Connection,
     make_client,
     simulated_server,
+    stop_on_signals,
 )
 from ._client import AsyncDumplingClient
 from ._errors import (
@@ -65,8 +65,6 @@ __all__ = [
     "print_outcome",
     "print_summary",
 ]
-
-STOP_GRACE: Final = 10.0  # seconds the page in flight gets to arrive after SIGINT/SIGTERM
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +224,7 @@ async def _listing(
             return
         out.save(stats.cursor, finished=False)
         stats.started = time.monotonic()
-        with _stop_on_signals(stats, console):
+        with stop_on_signals(stats, console, "writing the page in flight"):
             async with _Progress(job, stats, console):
                 await _copy(pager, job, out, stats, room)
     finally:
@@ -263,47 +261,6 @@ def execute_listing(conn: Connection, job: ListingJob, console: Console) -> List
         raise CLIError(f"I/O error: {exc}") from None
     stats.ended = stats.ended or time.monotonic()
     return stats
-
-
-@contextlib.contextmanager
-def _stop_on_signals(stats: ListingStats, console: Console) -> Iterator[None]:
-    """On SIGINT/SIGTERM let the page in flight (maybe already charged) arrive and be
-    written, for up to STOP_GRACE seconds, then stop; a second signal stops at once.
-
-    Like ``_cli_run._graceful_stop``, which is tied to the bulk run's stats.
-    """
-    task = asyncio.current_task()
-    loop = asyncio.get_running_loop()
-    timers: list[asyncio.TimerHandle] = []
-    installed: list[int] = []
-
-    def on_signal(name: str) -> None:
-        assert task is not None
-        if stats.interrupted is not None:
-            task.cancel()
-            return
-        stats.interrupted = name
-        console.print(
-            f"{name}: writing the page in flight (up to {STOP_GRACE:g}s), then stopping; "
-            "send it again to stop at once",
-            markup=False,
-        )
-        timers.append(loop.call_later(STOP_GRACE, task.cancel))
-
-    if task is not None:
-        for signum, name in ((int(signal.SIGINT), "SIGINT"), (int(signal.SIGTERM), "SIGTERM")):
-            try:
-                loop.add_signal_handler(signum, on_signal, name)
-            except (NotImplementedError, RuntimeError, ValueError):
-                continue  # not the main thread, or no signal support (Windows)
-            installed.append(signum)
-    try:
-        yield
-    finally:
-        for timer in timers:
-            timer.cancel()
-        for signum in installed:
-            loop.remove_signal_handler(signum)
 
 
 # -- progress and summary ------------------------------------------------------------------
