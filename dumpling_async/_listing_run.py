@@ -163,17 +163,17 @@ async def _copy(
                     out.keys.add(key)
                 stats.written += 1
             stats.limited = room is not None and stats.written >= room
-            if pager.cursor != page or pager.done or stats.limited:
+            if pager.cursor != page or pager.ended or stats.limited:
                 # A new page starts with the next item: this one is completely written (or
                 # the limit is reached, and the rest of it is fetched again to continue).
                 page = stats.cursor = pager.cursor
-                stats.complete = pager.done
-                out.save(page, finished=pager.done)
+                stats.complete = pager.ended
+                out.save(page, finished=pager.ended)
                 if stats.limited or stats.interrupted is not None:
                     break
         else:  # the listing ended (maybe after empty pages, or with no item at all)
-            stats.cursor, stats.complete = pager.cursor, pager.done
-            out.save(pager.cursor, finished=pager.done)
+            stats.cursor, stats.complete = pager.cursor, pager.ended
+            out.save(pager.cursor, finished=pager.ended)
     except DumplingError as error:
         stats.error = error
         stats.cursor = error.cursor

@@ -104,10 +104,12 @@ class Pager(AsyncIterator[T]):
     """Items of a paged listing, fetched one page at a time as they are consumed.
 
     ``cursor`` is where the next item's page starts (``None``: the first page); pass it
-    as ``start_cursor=`` to continue later. If a page fails after retries, the error is
-    raised with ``error.cursor`` set to that page's cursor, and iterating again retries
-    it. ``limit`` caps the items yielded; ``pages`` counts the pages fetched. Several
-    tasks may consume one pager: each page is still fetched once.
+    as ``start_cursor=`` to continue later. ``ended`` says the whole listing was read,
+    ``done`` that nothing more will be yielded (ended, ``limit`` or ``aclose()``). If a
+    page fails after retries, the error is raised with ``error.cursor`` set to that
+    page's cursor, and iterating again retries it. ``limit`` caps the items yielded;
+    ``pages`` counts the pages fetched. Several tasks may consume one pager: each page
+    is still fetched once.
     """
 
     def __init__(
@@ -134,7 +136,8 @@ class Pager(AsyncIterator[T]):
         self._buffer: deque[T] = deque()
         self._seen_cursors: set[str | None] = {start_cursor}
         self._empty_pages = 0
-        self._done = False
+        self._ended = False  # the API said nothing follows
+        self._closed = False
         self._fetching: asyncio.Lock | None = None
         self.pages = 0
         self.yielded = 0
@@ -143,47 +146,54 @@ class Pager(AsyncIterator[T]):
         return (
             f"Pager({self._spec.endpoint.name}, target={self._target!r:.80}, "
             f"cursor={self.cursor!r}, yielded={self.yielded}, pages={self.pages}, "
-            f"done={self.done})"
+            f"ended={self.ended})"
         )
 
     @property
     def cursor(self) -> str | None:
-        """Where to resume: the cursor of the page the next item comes from."""
+        """Where to resume: the cursor of the page the next item comes from (``None``:
+        the first page, or nothing when ``ended``)."""
         return self._cursor if self._buffer else self._next_cursor
 
     @property
-    def done(self) -> bool:
-        """True once the listing ended, the limit was reached, or ``aclose()`` was called."""
-        return self._exhausted() and not self._buffer
+    def ended(self) -> bool:
+        """True once every item of the listing was yielded: nothing is left to resume."""
+        return self._ended and not self._buffer
 
-    def _exhausted(self) -> bool:
-        return self._done or (self._limit is not None and self.yielded >= self._limit)
+    @property
+    def done(self) -> bool:
+        """True once no further item will be yielded: the listing ended, ``limit`` was
+        reached, or ``aclose()`` was called."""
+        return self.ended or self._closed or self._at_limit()
+
+    def _at_limit(self) -> bool:
+        return self._limit is not None and self.yielded >= self._limit
 
     def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> T:
-        if self._limit is not None and self.yielded >= self._limit:
+        if self._closed or self._at_limit():
             raise StopAsyncIteration
         while not self._buffer:
-            if self._done:
+            if self._ended or self._closed:
                 raise StopAsyncIteration
             # Consumers sharing one pager wait for the page being fetched instead of
             # each buying the same page.
             if self._fetching is None:
                 self._fetching = asyncio.Lock()
             async with self._fetching:
-                if not self._buffer and not self._done:
+                if not self._buffer and not self._ended and not self._closed:
                     await self._fetch()
-        if self._limit is not None and self.yielded >= self._limit:
+        if self._at_limit():
             raise StopAsyncIteration
         self.yielded += 1
         return self._buffer.popleft()
 
     async def aclose(self) -> None:
-        """Stop: no further page is requested."""
-        self._done = True
-        self._buffer.clear()
+        """Stop: no further item is yielded and no page requested (``cursor`` still says
+        where to resume)."""
+        self._closed = True
 
     async def _fetch(self) -> None:
         spec, cursor = self._spec, self._next_cursor
@@ -219,7 +229,7 @@ class Pager(AsyncIterator[T]):
                     cursor=page.next_cursor,
                     pages=self.pages,
                 )
-            self._done = True
+            self._ended = True
             self._next_cursor = None
         else:
             self._seen_cursors.add(page.next_cursor)

@@ -252,7 +252,7 @@ async def test_listing_pages_to_the_end(
     assert items[0].raw == expected[0]
     pages = math.ceil(len(expected) / server.page_size)
     assert pager.pages == pages == len(server.requests_to(endpoint))
-    assert pager.done
+    assert pager.ended and pager.done and pager.cursor is None
     assert client.credits_spent == server.credits_charged == 10 * pages
 
 
@@ -496,3 +496,22 @@ async def test_consumers_sharing_a_pager_buy_each_page_once(
     assert got == sorted(str(u["user"]["id"]) for u in fake_search_users(subject))
     cursors = [r.cursor for r in server.requests_to("search-tiktok-users")]
     assert len(cursors) == len(set(cursors)) == pager.pages
+
+
+async def test_closing_mid_page_keeps_the_resume_cursor(
+    client: AsyncDumplingClient, server: FakeDumplingServer
+) -> None:
+    """After aclose() or a limit mid-page, ``cursor`` resumes at that page and loses nothing."""
+    subject = _subject("comments", 25)
+    expected = [c["cid"] for c in fake_comments(subject)]
+    pager = client.iter_video_comments(subject)
+    first = [(await anext(pager)).cid for _ in range(server.page_size + 3)]  # into page two
+    await pager.aclose()
+    assert pager.done and not pager.ended
+    with pytest.raises(StopAsyncIteration):
+        await anext(pager)
+    limited = client.iter_video_comments(subject, limit=server.page_size + 3)
+    assert [c.cid async for c in limited] == first
+    assert limited.done and not limited.ended and limited.cursor == pager.cursor
+    rest = [c.cid async for c in client.iter_video_comments(subject, start_cursor=pager.cursor)]
+    assert first[: server.page_size] + rest == expected
