@@ -25,9 +25,11 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import attrs
 
+from ._endpoints import PROFILE, TRANSCRIPT, VIDEO, flight_key
 from ._errors import (
     AuthenticationError,
     BatchAbortedError,
+    ClientClosedError,
     DumplingError,
     DuplicateHandleError,
     InsufficientCreditsError,
@@ -65,7 +67,9 @@ class BulkKind(Generic[R]):
     """What a bulk run looks up: how inputs are keyed, fetched and reported."""
 
     normalize: Callable[[object], str]
+    key: Callable[[str], tuple[str, str]]  # the single-flight key
     fetch: Callable[[AsyncDumplingClient, str, StopCheck], Awaitable[Any]]
+    join: Callable[[AsyncDumplingClient, str], Awaitable[Any]]  # a lookup already in flight
     result: Callable[[int, object, str, Outcome], R]
 
 
@@ -89,7 +93,9 @@ def _transcript_result(index: int, given: object, url: str, outcome: Outcome) ->
 
 PROFILES: BulkKind[ProfileResult] = BulkKind(
     normalize_handle,
-    lambda client, handle, stop: client._profile_flight(handle, stop),
+    lambda handle: flight_key(PROFILE, handle),
+    lambda client, handle, stop: client._lookup(handle, should_stop=stop),
+    lambda client, handle: client._profile_flight(handle),
     _profile_result,
 )
 
@@ -97,7 +103,9 @@ PROFILES: BulkKind[ProfileResult] = BulkKind(
 def videos() -> BulkKind[VideoResult]:
     return BulkKind(
         normalize_video_url,
-        lambda client, url, stop: client._video_flight(url, stop),
+        lambda url: flight_key(VIDEO, url),
+        lambda client, url, stop: client._video(url, should_stop=stop),
+        lambda client, url: client._video_flight(url),
         _video_result,
     )
 
@@ -105,7 +113,9 @@ def videos() -> BulkKind[VideoResult]:
 def transcripts(language: str) -> BulkKind[TranscriptResult]:
     return BulkKind(
         normalize_video_url,
-        lambda client, url, stop: client._transcript_flight(url, language, stop),
+        lambda url: flight_key(TRANSCRIPT, url, language),
+        lambda client, url, stop: client._transcript(url, language, should_stop=stop),
+        lambda client, url: client._transcript_flight(url, language),
         _transcript_result,
     )
 
@@ -159,8 +169,11 @@ class _Job:
         error.handle = key if self.kind is PROFILES else None
         return error
 
-    async def fetch(self, handle: str) -> Outcome:
+    async def fetch(self, handle: str, join: bool) -> Outcome:
+        """The outcome of *handle*: looked up, or joined when another call has it in flight."""
         try:
+            if join:
+                return await self.kind.join(self.client, handle)
             return await self.kind.fetch(self.client, handle, self.stop_reason)
         except BatchAbortedError as error:
             return self.stamp(error, handle)
@@ -239,7 +252,11 @@ async def iter_results(
                 else:
                     job.first_index[handle] = position
                     job.waiting[handle] = [(position, given)]
-                    task = asyncio.ensure_future(job.fetch(handle))
+                    key = kind.key(handle)
+                    joined = client._in_flight(key)
+                    task = asyncio.ensure_future(job.fetch(handle, joined))
+                    if not joined:  # other calls for it join this task (single flight)
+                        client._adopt(key, task)
                     task.add_done_callback(on_done)
                     tasks[task] = handle
             while ready:
@@ -259,7 +276,10 @@ async def iter_results(
             while finished:
                 task = finished.popleft()
                 handle = tasks.pop(task)
-                outcome = task.result()
+                if task.cancelled():  # aclose() stopped the client's lookups
+                    outcome = job.stamp(ClientClosedError("the client was closed"), handle)
+                else:
+                    outcome = task.result()
                 job.remember(handle, outcome)
                 positions = job.waiting.pop(handle)
                 parked -= len(positions) - 1

@@ -31,7 +31,7 @@ from yarl import URL
 from ._budget import CreditBudget, LocalCreditBudget
 from ._cache import ProfileCache
 from ._converter import parse_object, parse_profile, structure
-from ._endpoints import PROFILE, TRANSCRIPT, VIDEO, CreditCosts, Endpoint
+from ._endpoints import PROFILE, TRANSCRIPT, VIDEO, CreditCosts, Endpoint, flight_key
 from ._errors import (
     APIConnectionError,
     APITimeoutError,
@@ -296,48 +296,61 @@ class AsyncDumplingClient(ListingsMixin):
         canonical = normalize_video_url(video_url)
         return await self._transcript_flight(canonical, check_language(preferred_language))
 
-    # Single and bulk calls for one thing share one request: they go through these.
-    def _profile_flight(self, handle: str, should_stop: Any = None) -> Awaitable[TikTokProfile]:
-        return self._shared(
-            (PROFILE.name, handle), lambda: self._lookup(handle, should_stop=should_stop)
-        )
+    # Single calls for one thing share one request through these; a bulk job registers
+    # its own task instead (``_adopt``), so the common case costs no extra task.
+    def _profile_flight(self, handle: str) -> Awaitable[TikTokProfile]:
+        return self._shared(flight_key(PROFILE, handle), lambda: self._lookup(handle))
 
-    def _video_flight(self, url: str, should_stop: Any = None) -> Awaitable[TikTokVideo]:
-        return self._shared((VIDEO.name, url), lambda: self._video(url, should_stop=should_stop))
+    def _video_flight(self, url: str) -> Awaitable[TikTokVideo]:
+        return self._shared(flight_key(VIDEO, url), lambda: self._video(url))
 
-    def _transcript_flight(
-        self, url: str, language: str, should_stop: Any = None
-    ) -> Awaitable[TikTokTranscript]:
+    def _transcript_flight(self, url: str, language: str) -> Awaitable[TikTokTranscript]:
         return self._shared(
-            (TRANSCRIPT.name, f"{language} {url}"),
-            lambda: self._transcript(url, language, should_stop=should_stop),
+            flight_key(TRANSCRIPT, url, language), lambda: self._transcript(url, language)
         )
 
     async def _shared(self, key: tuple[str, str], start: Callable[[], Coroutine[Any, Any, T]]) -> T:
         """Run *start* once for concurrent callers with the same *key* (single flight)."""
-        self._check_open()
-        flight = self._single_flight.get(key)
-        if flight is None:
-            flight = _Flight(asyncio.ensure_future(start()))
-            self._single_flight[key] = flight
-            flight.task.add_done_callback(functools.partial(self._landed, key, flight))
-        flight.waiters += 1
-        try:
-            result: T = await asyncio.shield(flight.task)
-            return result
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if flight.task.cancelled() and current is not None and not current.cancelling():
-                # The lookup was stopped under us (aclose), not this caller.
-                raise ClientClosedError("the client was closed during the lookup") from None
-            raise
-        finally:
-            flight.waiters -= 1
-            if flight.waiters == 0 and not flight.task.done():
-                # Every caller gave up: stop paying for it, and let a new caller start
-                # afresh rather than join a lookup that is being cancelled.
-                self._land(key, flight)
-                flight.task.cancel()
+        while True:
+            self._check_open()
+            flight = self._single_flight.get(key)
+            if flight is None:
+                flight = _Flight(asyncio.ensure_future(start()))
+                self._single_flight[key] = flight
+                flight.task.add_done_callback(functools.partial(self._landed, key, flight))
+            flight.waiters += 1
+            try:
+                result = await asyncio.shield(flight.task)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if not flight.task.cancelled() or current is None or current.cancelling():
+                    raise  # this caller was cancelled
+                if self._closed:
+                    raise ClientClosedError("the client was closed during the lookup") from None
+                continue  # the bulk job that owned the lookup stopped: start afresh
+            finally:
+                flight.waiters -= 1
+                if flight.waiters == 0 and not flight.owned and not flight.task.done():
+                    # Every caller gave up: stop paying for it, and let a new caller start
+                    # afresh rather than join a lookup that is being cancelled.
+                    self._land(key, flight)
+                    flight.task.cancel()
+            if flight.owned and isinstance(result, DumplingError):
+                raise result  # a bulk task returns its error as its outcome
+            value: T = result
+            return value
+
+    def _in_flight(self, key: tuple[str, str]) -> bool:
+        return key in self._single_flight
+
+    def _adopt(self, key: tuple[str, str], task: asyncio.Task[Any]) -> None:
+        """Register a bulk job's *task* as the lookup of *key* (none is in flight).
+
+        The task returns a value or a DumplingError; callers that join it get the same.
+        """
+        assert key not in self._single_flight
+        flight = self._single_flight[key] = _Flight(task, owned=True)
+        task.add_done_callback(functools.partial(self._landed, key, flight))
 
     def _land(self, key: tuple[str, str], flight: _Flight) -> None:
         if self._single_flight.get(key) is flight:
@@ -651,13 +664,18 @@ class _Headers(dict[str, str]):
 
 
 class _Flight:
-    """One lookup in progress and how many callers await it."""
+    """One lookup in progress and how many callers await it.
 
-    __slots__ = ("task", "waiters")
+    An *owned* lookup is a bulk job's task: it runs as long as the job wants it, whoever
+    else joins or leaves.
+    """
 
-    def __init__(self, task: asyncio.Task[Any]) -> None:
+    __slots__ = ("owned", "task", "waiters")
+
+    def __init__(self, task: asyncio.Task[Any], *, owned: bool = False) -> None:
         self.task = task
         self.waiters = 0
+        self.owned = owned
 
 
 def _scrubbed(exc: BaseException) -> BaseException:

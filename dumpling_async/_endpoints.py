@@ -27,6 +27,7 @@ __all__ = [
     "VIDEO",
     "CreditCosts",
     "Endpoint",
+    "flight_key",
 ]
 
 
@@ -82,3 +83,8 @@ TRANSCRIPT = Endpoint("get-tiktok-transcript", "transcript", TranscriptNotFoundE
 FOLLOWERS = Endpoint("get-tiktok-user-followers", "followers", ProfileNotFoundError)
 FOLLOWING = Endpoint("get-tiktok-user-following", "following", ProfileNotFoundError)
 SEARCH_USERS = Endpoint("search-tiktok-users", "search_users", NotFoundError)
+
+
+def flight_key(endpoint: Endpoint, subject: str, language: str | None = None) -> tuple[str, str]:
+    """What makes two requests the same request (for single flight)."""
+    return (endpoint.name, subject if language is None else f"{language} {subject}")

@@ -16,6 +16,7 @@ from dumpling_async import (
     AuthenticationError,
     BatchAbortedError,
     BudgetExceededError,
+    ClientClosedError,
     InsufficientCreditsError,
     InvalidHandleError,
     Permit,
@@ -272,3 +273,39 @@ async def test_overlapping_bulk_and_single_calls_pay_once(
     assert [p.user.unique_id for p in singles if p.user] == handles[:5]
     assert server.charged == dict.fromkeys(handles, 1)
     assert client.credits_spent == 200
+
+
+async def test_a_joined_lookup_survives_its_batch_being_cancelled(
+    client: AsyncDumplingClient, server: FakeDumplingServer
+) -> None:
+    """A single call that joined a batch's lookup still gets its profile if the batch stops."""
+    server.latency = 0.1
+    batch = asyncio.ensure_future(client.gather_profiles(["joined"]))
+    await asyncio.sleep(0.02)  # the batch's lookup is in flight
+    single = asyncio.ensure_future(client.get_tiktok_profile("joined"))
+    await asyncio.sleep(0.02)
+    batch.cancel()
+    profile = await single
+    assert profile.user is not None and profile.user.unique_id == "joined"
+    with pytest.raises(asyncio.CancelledError):
+        await batch
+
+
+async def test_closing_the_client_mid_batch_ends_every_position(
+    make_client: MakeClient, server: FakeDumplingServer
+) -> None:
+    """aclose() during a batch gives its unfinished positions ClientClosedError results."""
+    client = make_client()
+    server.latency = 0.2
+    results: list[ProfileResult] = []
+
+    async def consume() -> None:
+        async for result in client.iter_profiles([f"late{i}" for i in range(5)]):
+            results.append(result)
+
+    job = asyncio.ensure_future(consume())
+    await asyncio.sleep(0.05)
+    await client.aclose()
+    await job
+    assert sorted(r.index for r in results) == list(range(5))
+    assert all(isinstance(r.error, ClientClosedError) for r in results)
