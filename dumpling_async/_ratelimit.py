@@ -121,7 +121,10 @@ class AdaptiveRateLimiter:
         self._shrunk = False  # the limit dropped and no positive remaining seen since
         self._answered = False  # any response at all: before it, one probe at a time
         self._answered_at = 0.0
-        self._latency = 0.0  # moving average of send-to-answer time
+        # The slowest send-to-answer times of the last two windows, as (answered, seconds)
+        # with seconds decreasing: a request counts from when the server got it, which
+        # for one queued in a burst is well after it was sent.
+        self._latencies: deque[tuple[float, float]] = deque()
         # Send times of requests believed to count against the quota, oldest first.
         self._times: list[float] = []
         self._head = 0
@@ -183,9 +186,24 @@ class AdaptiveRateLimiter:
         stamp = self._times[self._head] if self._live() else now
         self._times[self._head : self._head] = [stamp] * count
 
+    def _note_latency(self, now: float, seconds: float) -> None:
+        latencies = self._latencies
+        while latencies and latencies[-1][1] <= seconds:
+            latencies.pop()  # a slower answer came later: the faster one never matters
+        latencies.append((now, seconds))
+
+    def _slowest(self, now: float) -> float:
+        """The slowest answer of the last two windows: the delay to allow on top of the
+        window, since the server counts a request from when it arrived."""
+        latencies = self._latencies
+        horizon = now - 2 * self._window
+        while latencies and latencies[0][0] < horizon:
+            latencies.popleft()
+        return latencies[0][1] if latencies else 0.0
+
     def _due(self, now: float) -> int:
         """How many logged requests the model says no longer count."""
-        horizon = now - self._window - self._latency
+        horizon = now - self._window - self._slowest(now)
         return bisect.bisect_right(self._times, horizon, self._head) - self._head
 
     def _wait_time(self, now: float) -> float:
@@ -209,7 +227,7 @@ class AdaptiveRateLimiter:
             return math.inf  # a probe is out; its answer re-syncs us
         # The server counts a request from when it arrives, a little after we sent it:
         # allow the typical latency on top of the window.
-        predicted = self._times[self._head + excess] + self._window + self._latency
+        predicted = self._times[self._head + excess] + self._window + self._slowest(now)
         # Someone else on the key can make the model too pessimistic; never go longer
         # than twice the typical Retry-After without asking the server again.
         if self._exacts:
@@ -282,8 +300,10 @@ class AdaptiveRateLimiter:
         if response is not None:
             self._answered = True
             self._answered_at = now
-            self._latency += 0.2 * (now - permit.sent_at - self._latency)
-            if probe and response.status != 429:
+            self._note_latency(now, now - permit.sent_at)
+            if probe and response.status != 429 and (response.remaining or 0) > 0:
+                # The server had quota to spare when the model first let one through:
+                # the window may be shorter than we think.
                 self._decay(now)
             if response.limit is not None and response.remaining is not None:
                 self._sync(permit, response.limit, response.remaining, now)
@@ -321,8 +341,10 @@ class AdaptiveRateLimiter:
         used = limit - remaining
         if counted > used and newest and not self._shrunk:
             self._pop(counted - used)
-        elif counted < used:
-            self._pad(used - counted, now)
+        elif self._live() < used:
+            # More in use than we ever sent and logged: another client on the key. (Our
+            # own requests in flight are logged already, answered or not.)
+            self._pad(used - self._live(), now)
 
     def _decay(self, now: float) -> None:
         # A predicted return that the server confirmed: the window may be shorter than
