@@ -286,11 +286,14 @@ async def iter_results(
                 for position, given in positions:
                     ready.append(_result(position, given, handle, outcome))
     finally:
-        for task in tasks:
+        cancelled = []
+        for task, handle in tasks.items():
             task.remove_done_callback(on_done)
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if not client._disown(kind.key(handle), task):
+                task.cancel()
+                cancelled.append(task)
+        if cancelled:
+            await asyncio.gather(*cancelled, return_exceptions=True)
         aclose = getattr(source, "aclose", None)
         if aclose is not None:
             await aclose()

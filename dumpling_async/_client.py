@@ -35,6 +35,7 @@ from ._endpoints import PROFILE, TRANSCRIPT, VIDEO, CreditCosts, Endpoint, fligh
 from ._errors import (
     APIConnectionError,
     APITimeoutError,
+    BatchAbortedError,
     ClientClosedError,
     ConfigurationError,
     DumplingError,
@@ -335,7 +336,9 @@ class AsyncDumplingClient(ListingsMixin):
                     # afresh rather than join a lookup that is being cancelled.
                     self._land(key, flight)
                     flight.task.cancel()
-            if flight.owned and isinstance(result, DumplingError):
+            if flight.outcomes and isinstance(result, DumplingError):
+                if isinstance(result, BatchAbortedError):
+                    continue  # the batch's own stop, not this caller's: ask afresh
                 raise result  # a bulk task returns its error as its outcome
             value: T = result
             return value
@@ -349,8 +352,17 @@ class AsyncDumplingClient(ListingsMixin):
         The task returns a value or a DumplingError; callers that join it get the same.
         """
         assert key not in self._single_flight
-        flight = self._single_flight[key] = _Flight(task, owned=True)
+        flight = self._single_flight[key] = _Flight(task, owned=True, outcomes=True)
         task.add_done_callback(functools.partial(self._landed, key, flight))
+
+    def _disown(self, key: tuple[str, str], task: asyncio.Task[Any]) -> bool:
+        """A bulk job no longer wants *task*: True if other callers still await it (it
+        runs on for them, since it may already be paid for), False to cancel it."""
+        flight = self._single_flight.get(key)
+        if flight is None or flight.task is not task or flight.waiters == 0:
+            return False
+        flight.owned = False  # from now on its waiters decide, as for a single call
+        return True
 
     def _land(self, key: tuple[str, str], flight: _Flight) -> None:
         if self._single_flight.get(key) is flight:
@@ -667,15 +679,18 @@ class _Flight:
     """One lookup in progress and how many callers await it.
 
     An *owned* lookup is a bulk job's task: it runs as long as the job wants it, whoever
-    else joins or leaves.
+    else joins or leaves; when the job stops, callers that joined it keep it running.
     """
 
-    __slots__ = ("owned", "task", "waiters")
+    __slots__ = ("outcomes", "owned", "task", "waiters")
 
-    def __init__(self, task: asyncio.Task[Any], *, owned: bool = False) -> None:
+    def __init__(
+        self, task: asyncio.Task[Any], *, owned: bool = False, outcomes: bool = False
+    ) -> None:
         self.task = task
         self.waiters = 0
         self.owned = owned
+        self.outcomes = outcomes  # the task returns its DumplingError instead of raising
 
 
 def _scrubbed(exc: BaseException) -> BaseException:

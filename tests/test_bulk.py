@@ -278,7 +278,7 @@ async def test_overlapping_bulk_and_single_calls_pay_once(
 async def test_a_joined_lookup_survives_its_batch_being_cancelled(
     client: AsyncDumplingClient, server: FakeDumplingServer
 ) -> None:
-    """A single call that joined a batch's lookup still gets its profile if the batch stops."""
+    """A single call that joined a batch's lookup gets it, unpaid again, if the batch stops."""
     server.latency = 0.1
     batch = asyncio.ensure_future(client.gather_profiles(["joined"]))
     await asyncio.sleep(0.02)  # the batch's lookup is in flight
@@ -289,6 +289,7 @@ async def test_a_joined_lookup_survives_its_batch_being_cancelled(
     assert profile.user is not None and profile.user.unique_id == "joined"
     with pytest.raises(asyncio.CancelledError):
         await batch
+    assert len(server.requests_for("joined")) == 1 and server.charged["joined"] == 1
 
 
 async def test_closing_the_client_mid_batch_ends_every_position(
