@@ -52,6 +52,7 @@ class Page(Generic[T]):
     items: tuple[T, ...]
     next_cursor: str | None
     has_more: bool
+    dropped: int = 0  # entries that were not objects
 
 
 def _has_more(data: dict[str, Any]) -> bool:
@@ -72,20 +73,40 @@ def _cursor_text(value: object) -> str | None:
     return None
 
 
+def _structure_item(spec: PageSpec[T], item: object, target: str, handle: str | None) -> T | None:
+    try:
+        return structure(item, spec.item_type, handle=handle, target=target)
+    except InvalidResponseError:
+        # One odd item must not cost the page (and every retry of it): keep what came,
+        # untyped, in ``raw``. Only a non-object is dropped.
+        return spec.item_type(raw=item) if isinstance(item, dict) else None  # type: ignore[call-arg]
+
+
 def parse_page(spec: PageSpec[T], target: str, handle: str | None, body: bytes) -> Page[T]:
     """Decode one page: its items (typed), the next cursor, whether more follow."""
     data = parse_object(body, handle=handle, target=target)
-    raw_items = data.get(spec.items_key)
+    code = data.get("status_code")
+    if spec.items_key not in data or (isinstance(code, int) and code != 0):
+        # An error in a 200's clothing: treating it as an empty last page would end the
+        # listing early and lose the cursor.
+        detail = data.get("status_msg") or data.get("message") or f"no {spec.items_key!r}"
+        raise InvalidResponseError(
+            f"not a page of {spec.items_key!r}: {str(detail)[:200]}",
+            handle=handle,
+            target=target,
+            status=200,
+        )
+    raw_items = data[spec.items_key]
     if raw_items is None:
         raw_items = []
     if not isinstance(raw_items, list):
         raise InvalidResponseError(
             f"{spec.items_key!r} is not a list", handle=handle, target=target, status=200
         )
-    items = tuple(
-        structure(item, spec.item_type, handle=handle, target=target) for item in raw_items
-    )
-    return Page(items, _cursor_text(data.get(spec.cursor_key)), _has_more(data))
+    typed = (_structure_item(spec, item, target, handle) for item in raw_items)
+    items = tuple(item for item in typed if item is not None)
+    next_cursor = _cursor_text(data.get(spec.cursor_key))
+    return Page(items, next_cursor, _has_more(data), len(raw_items) - len(items))
 
 
 def check_cursor(spec: PageSpec[Any], cursor: object) -> str | None:
@@ -93,7 +114,8 @@ def check_cursor(spec: PageSpec[Any], cursor: object) -> str | None:
     if cursor is None:
         return None
     text = _cursor_text(cursor)
-    if text is None or len(text) > 64 or not (spec.cursor_as_str or text.isdigit()):
+    numeric = text is not None and text.isascii() and text.isdigit()
+    if text is None or len(text) > 64 or not (spec.cursor_as_str or numeric):
         raise InvalidInputError(
             f"start_cursor must be a cursor this listing gave out, got {cursor!r:.40}"
         )
@@ -104,7 +126,8 @@ class Pager(AsyncIterator[T]):
     """Items of a paged listing, fetched one page at a time as they are consumed.
 
     ``cursor`` is where the next item's page starts (``None``: the first page); pass it
-    as ``start_cursor=`` to continue later. ``ended`` says the whole listing was read,
+    as ``start_cursor=`` to continue later (items of that page already consumed come
+    again: cursors are the API's, one per page). ``ended`` says the whole listing was read,
     ``done`` that nothing more will be yielded (ended, ``limit`` or ``aclose()``). If a
     page fails after retries, the error is raised with ``error.cursor`` set to that
     page's cursor, and iterating again retries it. ``limit`` caps the items yielded;
@@ -139,6 +162,8 @@ class Pager(AsyncIterator[T]):
         self._ended = False  # the API said nothing follows
         self._closed = False
         self._fetching: asyncio.Lock | None = None
+        self._fetches = 0  # page fetches finished, to tell waiters one failed meanwhile
+        self._failed: DumplingError | None = None
         self.pages = 0
         self.yielded = 0
 
@@ -182,9 +207,19 @@ class Pager(AsyncIterator[T]):
             # each buying the same page.
             if self._fetching is None:
                 self._fetching = asyncio.Lock()
+            finished = self._fetches
             async with self._fetching:
+                if self._fetches != finished and self._failed is not None:
+                    raise self._failed  # the page failed for the consumer ahead of us
                 if not self._buffer and not self._ended and not self._closed:
-                    await self._fetch()
+                    try:
+                        await self._fetch()
+                        self._failed = None
+                    except DumplingError as error:
+                        self._failed = error
+                        raise
+                    finally:
+                        self._fetches += 1
         if self._at_limit():
             raise StopAsyncIteration
         self.yielded += 1
@@ -199,7 +234,12 @@ class Pager(AsyncIterator[T]):
         spec, cursor = self._spec, self._next_cursor
         params = dict(self._params)
         if cursor is not None:
-            params[spec.cursor_param] = cursor if spec.cursor_as_str else int(cursor)
+            # Numbers where the API documents numbers; a cursor it gave out in another
+            # form goes back as it came.
+            numeric = cursor.isascii() and cursor.isdigit()
+            params[spec.cursor_param] = (
+                int(cursor) if numeric and not spec.cursor_as_str else cursor
+            )
         if spec.count_param is not None and self._page_size is not None:
             count = self._page_size
             if self._limit is not None:
@@ -219,10 +259,15 @@ class Pager(AsyncIterator[T]):
         self.pages += 1
         self._cursor = cursor
         self._buffer.extend(page.items)
+        if page.dropped:
+            self._client._log.warning(
+                "page_items_dropped", endpoint=spec.endpoint.name, count=page.dropped
+            )
         self._empty_pages = 0 if page.items else self._empty_pages + 1
         stalled = page.next_cursor in self._seen_cursors or self._empty_pages >= _MAX_EMPTY_PAGES
         if not page.has_more or page.next_cursor is None or stalled:
-            if page.has_more and stalled:
+            if page.has_more:
+                # "More" with no way to ask for it, or a cursor going round in circles.
                 self._client._log.warning(
                     "pagination_stalled",
                     endpoint=spec.endpoint.name,

@@ -21,6 +21,7 @@ from dumpling_async import (
     ConfigurationError,
     CreditCosts,
     InvalidInputError,
+    InvalidResponseError,
     InvalidVideoURLError,
     Pager,
     ProfileNotFoundError,
@@ -95,6 +96,23 @@ LISTINGS = {
     "search": Listing(
         "search_users", "search-tiktok-users", fake_search_users, TikTokUserSummary, "user.id"
     ),
+}
+
+
+# One nested field per listing, read from the typed item and from the server's JSON.
+NESTED: dict[str, Callable[[Any], object]] = {
+    "videos": lambda v: (v.statistics.play_count, v.author.unique_id, v.url),
+    "comments": lambda c: (c.user.unique_id, [r.cid for r in c.reply_comment]),
+    "followers": lambda u: (u.user.unique_id, u.stats.follower_count),
+    "following": lambda u: (u.user.unique_id, u.stats.follower_count),
+    "search": lambda u: (u.user.unique_id, u.stats.follower_count),
+}
+NESTED_RAW: dict[str, Callable[[dict[str, Any]], object]] = {
+    "videos": lambda v: (v["statistics"]["play_count"], v["author"]["unique_id"], v["share_url"]),
+    "comments": lambda c: (c["user"]["unique_id"], [r["cid"] for r in c["reply_comment"] or []]),
+    "followers": lambda u: (u["user"]["uniqueId"], u["stats"]["followerCount"]),
+    "following": lambda u: (u["user"]["uniqueId"], u["stats"]["followerCount"]),
+    "search": lambda u: (u["user"]["uniqueId"], u["stats"]["followerCount"]),
 }
 
 
@@ -250,6 +268,8 @@ async def test_listing_pages_to_the_end(
     assert all(isinstance(item, item_type) for item in items)
     assert [_item_id(i, id_path) for i in items] == [_raw_id(r, id_path) for r in expected]
     assert items[0].raw == expected[0]
+    for item, raw in zip(items, expected, strict=True):  # nested objects are typed too
+        assert NESTED[listing](item) == NESTED_RAW[listing](raw)
     pages = math.ceil(len(expected) / server.page_size)
     assert pager.pages == pages == len(server.requests_to(endpoint))
     assert pager.ended and pager.done and pager.cursor is None
@@ -515,3 +535,69 @@ async def test_closing_mid_page_keeps_the_resume_cursor(
     assert limited.done and not limited.ended and limited.cursor == pager.cursor
     rest = [c.cid async for c in client.iter_video_comments(subject, start_cursor=pager.cursor)]
     assert first[: server.page_size] + rest == expected
+
+
+async def _pages_server(pages: list[dict[str, Any]]) -> tuple[TestServer, list[Any]]:
+    """A search endpoint answering *pages* in turn, recording each request body."""
+    seen: list[Any] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(await request.json())
+        return web.json_response(pages[min(len(seen), len(pages)) - 1])
+
+    app = web.Application()
+    app.router.add_post("/api/v1/search-tiktok-users", handler)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return server, seen
+
+
+async def test_one_odd_item_does_not_cost_the_page(make_client: MakeClient) -> None:
+    """An item with a wrong-typed field comes back untyped (raw kept); the others are typed."""
+    page = {
+        "userList": [
+            {"user": {"id": "1", "uniqueId": "ok"}},
+            {"user": {"id": "2", "uniqueId": "odd"}, "stats": {"followerCount": "1.2K"}},
+            "not an object",
+        ],
+        "cursor": 3,
+        "hasMore": False,
+    }
+    server, _ = await _pages_server([page])
+    try:
+        client = make_client(base_url=str(server.make_url("")).rstrip("/"))
+        items = [u async for u in client.search_users("mixed")]
+    finally:
+        await server.close()
+    assert [i.raw.get("user", {}).get("uniqueId") for i in items] == ["ok", "odd"]
+    assert items[0].user is not None and items[1].user is None  # untyped, not lost
+
+
+async def test_an_error_shaped_200_is_not_the_end(make_client: MakeClient) -> None:
+    """A 200 without the items (an error in disguise) raises with the cursor to resume."""
+    good = {"userList": [{"user": {"id": "1"}}], "cursor": 1, "hasMore": True}
+    busy = {"status_code": 10201, "status_msg": "busy"}
+    server, seen = await _pages_server([good, busy, good | {"hasMore": False}])
+    try:
+        client = make_client(base_url=str(server.make_url("")).rstrip("/"))
+        pager = client.search_users("busy")
+        with pytest.raises(InvalidResponseError, match="busy") as info:
+            async for _ in pager:
+                pass
+        assert info.value.cursor == "1" and not pager.ended
+        rest = [u async for u in client.search_users("busy", start_cursor=info.value.cursor)]
+    finally:
+        await server.close()
+    assert len(rest) == 1 and seen[-1]["cursor"] == 1
+
+
+async def test_a_failed_shared_page_is_bought_once(
+    client: AsyncDumplingClient, server: FakeDumplingServer
+) -> None:
+    """When a page shared by four consumers fails, they all see the error; one request."""
+    pager = client.search_users("shared failure")
+    server.inject("html_200", handle="shared failure")
+    outcomes = await asyncio.gather(*(anext(pager) for _ in range(4)), return_exceptions=True)
+    assert all(isinstance(o, InvalidResponseError) for o in outcomes), outcomes
+    assert len(server.requests_to("search-tiktok-users")) == 1
+    assert client.credits_spent == 10
