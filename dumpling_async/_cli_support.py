@@ -14,12 +14,14 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, Protocol, cast
 
+import attrs
 import click
 import structlog
 from rich.console import Console
 from rich.text import Text
 
 from ._client import AsyncDumplingClient, _resolve_key
+from ._endpoints import CreditCosts
 from ._errors import ConfigurationError
 from ._log import LOGGER_NAME
 from ._secret import Secret
@@ -60,6 +62,8 @@ EXIT_SIGINT: Final = 130
 EXIT_SIGTERM: Final = 143
 
 SIMULATED_KEY: Final = "simulated-key"  # any key works against the fake server
+COST_NAMES: Final = tuple(attrs.fields_dict(CreditCosts))
+_COSTS_META: Final = "dumpling_async.credit_costs"
 SIMULATED_LIMIT: Final[tuple[int, float, Literal["sliding"]]] = (50, 1.0, "sliding")
 
 
@@ -144,6 +148,7 @@ class Connection:
     api_key: str | None = field(repr=False)  # never shown: reprs end up in logs
     base_url: str | None
     simulate: bool
+    credit_costs: CreditCosts | None = None
 
 
 def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -171,10 +176,42 @@ def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
             default=None,
             help="Run against an in-process fake server (50 requests/s); no key needed.",
         ),
+        click.option(
+            "--credit-cost",
+            metavar="NAME=N",
+            multiple=True,
+            envvar="DUMPLINGAI_CREDIT_COSTS",
+            show_envvar=True,
+            expose_value=False,
+            callback=_parse_credit_costs,
+            help="What your plan charges per request to an endpoint, for --max-credits and "
+            "the credits shown (default 10 each; only the profile's 10 is documented). "
+            f"NAME is one of {', '.join(COST_NAMES)}; repeat or separate with commas, "
+            "e.g. --credit-cost transcript=5,video=7.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def _parse_credit_costs(ctx: click.Context, param: click.Parameter, values: Any) -> None:
+    # Kept in ctx.meta, which the group and its commands share, so the option works in
+    # either place without every command taking a parameter for it.
+    prices: dict[str, int] = {}
+    for value in values or ():
+        for part in str(value).replace(",", " ").split():
+            name, _, number = part.partition("=")
+            name = name.strip().replace("-", "_")
+            if name not in COST_NAMES or not number.strip().isdigit():
+                raise click.BadParameter(
+                    f"{part!r}: expected NAME=N with NAME one of {', '.join(COST_NAMES)}",
+                    param=param,
+                )
+            prices[name] = int(number)
+    if prices:
+        base = ctx.meta.get(_COSTS_META) or CreditCosts()
+        ctx.meta[_COSTS_META] = attrs.evolve(base, **prices)
 
 
 def resolve_connection(
@@ -199,9 +236,10 @@ def resolve_connection(
         )
     if api_key_file is not None:
         api_key = _read_key_file(api_key_file)
+    costs = ctx.meta.get(_COSTS_META)
     if simulate:
-        return Connection(SIMULATED_KEY, None, True)
-    return Connection(api_key, base_url, False)
+        return Connection(SIMULATED_KEY, None, True, costs)
+    return Connection(api_key, base_url, False, costs)
 
 
 def _read_key_file(path: str) -> str:
@@ -237,6 +275,8 @@ def make_client(
     conn: Connection, base_url: str | None = None, **options: Any
 ) -> AsyncDumplingClient:
     try:
+        if conn.credit_costs is not None:
+            options.setdefault("credit_costs", conn.credit_costs)
         return AsyncDumplingClient(conn.api_key, base_url=base_url or conn.base_url, **options)
     except ConfigurationError as exc:
         raise _config_error(exc) from None

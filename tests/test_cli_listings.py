@@ -232,7 +232,7 @@ def test_csv_columns_and_limit(serve: Serve, tmp_path: Path) -> None:
         assert int(row["video_count"]) == stats["videoCount"]
 
 
-def test__cells_cannot_run_as_formulas() -> None:
+def test_csv_cells_cannot_run_as_formulas() -> None:
     """Text a spreadsheet would run as a formula is quoted, and stays on one line."""
     comment = VideoComment(cid="1", text='=HYPERLINK("http://x")\nsecond line', digg_count=-3)
     line = item_line(COMMENT_SHAPE, comment, "1", "csv")
@@ -424,3 +424,19 @@ def test_account_errors_exit_3_and_the_key_is_never_shown(serve: Serve, tmp_path
         assert secret not in result.stdout and secret not in result.stderr
     for path in tmp_path.iterdir():
         assert secret not in path.read_text(encoding="utf-8")
+
+
+def test_credit_costs_price_the_budget(serve: Serve, tmp_path: Path) -> None:
+    """--credit-cost sets what a page costs, so --max-credits stops where the plan says."""
+    server = serve(costs={"search-tiktok-users": 3})
+    query = _first((f"cooks {n}" for n in range(500)), lambda q: len(fake_search_users(q)))
+    out = tmp_path / "users.jsonl"
+    result = run_cli(
+        "search", query, "-o", str(out), "-q", "--max-credits", "7",
+        "--credit-cost", "search_users=3", "--base-url", server.url,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr  # stopped by the budget
+    assert len(server.requests_to("search-tiktok-users")) == 2  # 2 x 3 credits fit in 7
+    assert server.credits_charged == 6 and _lines(out) == 2 * server.page_size
+    bad = run_cli("search", query, "--credit-cost", "search=3", "--base-url", server.url)
+    assert bad.returncode == 2 and "search_users" in bad.stderr
