@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Callable
 from typing import Any, Final, cast
@@ -16,24 +15,17 @@ import orjson
 
 from ._cli_progress import progress_mode
 from ._cli_support import (
-    EXIT_ABORTED,
     EXIT_FAILED,
-    EXIT_SIGINT,
     CLIError,
     configure_logging,
     connection_options,
     log_options,
-    make_client,
     resolve_connection,
-    simulated_server,
+    run_one,
     stderr_console,
 )
 from ._errors import (
-    AuthenticationError,
-    DumplingError,
-    InsufficientCreditsError,
     InvalidInputError,
-    TranscriptNotFoundError,
 )
 from ._handles import normalize_handle
 from ._inputs import check_language, check_query, normalize_video_url
@@ -283,22 +275,12 @@ def transcript(
         raise click.BadParameter(str(exc), param_hint="--language") from None
     conn = resolve_connection(ctx, api_key_file, api_key, base_url, simulate)
 
-    async def fetch() -> TikTokTranscript:
-        async with simulated_server(conn.simulate) as server:
-            base = server.url if server is not None else None
-            async with make_client(conn, base_url=base, max_concurrency=1) as client:
-                return await client.get_tiktok_transcript(canonical, preferred_language=language)
-
-    try:
-        result = asyncio.run(fetch())
-    except KeyboardInterrupt:
-        ctx.exit(EXIT_SIGINT)
-    except TranscriptNotFoundError as exc:
-        raise CLIError(f"no subtitles: {exc}", EXIT_FAILED) from None
-    except (AuthenticationError, InsufficientCreditsError) as exc:
-        raise CLIError(str(exc), EXIT_ABORTED) from None
-    except DumplingError as exc:
-        raise CLIError(f"{type(exc).__name__}: {exc}", EXIT_FAILED) from None
+    result = run_one(
+        ctx,
+        conn,
+        lambda client: client.get_tiktok_transcript(canonical, preferred_language=language),
+        not_found="no subtitles",
+    )
     if not result.transcript:
         raise CLIError(
             f"no subtitles: the API sent an empty transcript for {canonical}", EXIT_FAILED

@@ -10,9 +10,9 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, Protocol, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, Protocol, TypeVar, cast
 
 import attrs
 import click
@@ -22,7 +22,13 @@ from rich.text import Text
 
 from ._client import AsyncDumplingClient, _resolve_key
 from ._endpoints import CreditCosts
-from ._errors import ConfigurationError
+from ._errors import (
+    AuthenticationError,
+    ConfigurationError,
+    DumplingError,
+    InsufficientCreditsError,
+    NotFoundError,
+)
 from ._log import LOGGER_NAME
 from ._secret import Secret
 
@@ -62,6 +68,7 @@ EXIT_SIGINT: Final = 130
 EXIT_SIGTERM: Final = 143
 
 SIMULATED_KEY: Final = "simulated-key"  # any key works against the fake server
+T = TypeVar("T")
 COST_NAMES: Final = tuple(attrs.fields_dict(CreditCosts))
 _COSTS_META: Final = "dumpling_async.credit_costs"
 SIMULATED_LIMIT: Final[tuple[int, float, Literal["sliding"]]] = (50, 1.0, "sliding")
@@ -390,3 +397,32 @@ def stop_on_signals(stats: Interruptible, console: Console, doing: str) -> Itera
             timer.cancel()
         for signum in installed:
             loop.remove_signal_handler(signum)
+
+
+def run_one(
+    ctx: click.Context,
+    conn: Connection,
+    call: Callable[[AsyncDumplingClient], Awaitable[T]],
+    *,
+    not_found: str,
+) -> T:
+    """Run one API call on a client of *conn* (and its fake server, if simulated), with the
+    exit codes every single-call command shares: 1 for *not_found* (a 404) or a failed
+    request, 3 for an invalid key or no credits, 130 on Ctrl-C."""
+
+    async def run() -> T:
+        async with simulated_server(conn.simulate) as server:
+            url = server.url if server is not None else None
+            async with make_client(conn, base_url=url, max_concurrency=1) as client:
+                return await call(client)
+
+    try:
+        return asyncio.run(run())
+    except KeyboardInterrupt:
+        ctx.exit(EXIT_SIGINT)
+    except NotFoundError as exc:
+        raise CLIError(f"{not_found}: {exc}", EXIT_FAILED) from None
+    except (AuthenticationError, InsufficientCreditsError) as exc:
+        raise CLIError(str(exc), EXIT_ABORTED) from None
+    except DumplingError as exc:
+        raise CLIError(f"{type(exc).__name__}: {exc}", EXIT_FAILED) from None

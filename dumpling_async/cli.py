@@ -45,7 +45,6 @@ from ._cli_redis import INSTALL_HINT, require_redis
 from ._cli_run import BulkJob, execute_bulk
 from ._cli_shard import Shard, parse_shard
 from ._cli_support import (
-    EXIT_ABORTED,
     EXIT_FAILED,
     EXIT_OK,
     EXIT_SIGINT,
@@ -57,19 +56,14 @@ from ._cli_support import (
     connection_options,
     fail,
     log_options,
-    make_client,
     parse_rate_limit,
     resolve_connection,
+    run_one,
     simulated_rule,
-    simulated_server,
     stderr_console,
 )
 from ._errors import (
-    AuthenticationError,
-    DumplingError,
-    InsufficientCreditsError,
     InvalidHandleError,
-    ProfileNotFoundError,
 )
 from ._handles import normalize_handle
 from ._models import ProfileResult, TikTokProfile
@@ -289,22 +283,9 @@ def profile(
         raise click.BadParameter(str(exc), param_hint="HANDLE") from None
     conn = resolve_connection(ctx, api_key_file, api_key, base_url, simulate)
 
-    async def lookup() -> TikTokProfile:
-        async with simulated_server(conn.simulate) as server:
-            url = server.url if server is not None else None
-            async with make_client(conn, base_url=url, max_concurrency=1) as client:
-                return await client.get_tiktok_profile(handle)
-
-    try:
-        result = asyncio.run(lookup())
-    except KeyboardInterrupt:
-        ctx.exit(EXIT_SIGINT)
-    except ProfileNotFoundError as exc:
-        raise CLIError(f"not found: {exc}", EXIT_FAILED) from None
-    except (AuthenticationError, InsufficientCreditsError) as exc:
-        raise CLIError(str(exc), EXIT_ABORTED) from None
-    except DumplingError as exc:
-        raise CLIError(f"{type(exc).__name__}: {exc}", EXIT_FAILED) from None
+    result = run_one(
+        ctx, conn, lambda client: client.get_tiktok_profile(handle), not_found="not found"
+    )
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(result.raw, option=orjson.OPT_INDENT_2) + b"\n")
         sys.stdout.flush()
