@@ -49,7 +49,6 @@ _STATE_VERSION: Final = 1
 _MAX_STATE_BYTES: Final = 64 * 1024
 
 
-# A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
 def _id_text(value: object) -> str | None:
     if isinstance(value, bool) or not isinstance(value, str | int):
         return None
