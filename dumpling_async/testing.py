@@ -221,6 +221,7 @@ class FakeDumplingServer:
         self._in_flight = 0
         self._windows: dict[str, Window] = {}
         self._scripted: dict[tuple[str | None, str | None], deque[str]] = {}
+        self._skips: dict[tuple[str | None, str | None], int] = {}  # requests let through first
         self._rng = random.Random(faults.seed if faults else 0)
         self._bodies: dict[str, bytes] = {}
         self._host, self._port = host, port
@@ -274,10 +275,12 @@ class FakeDumplingServer:
         handle: str | None = None,
         subject: str | None = None,
         endpoint: str | None = None,
+        skip: int = 0,
     ) -> None:
         """Make the next requests fail with *kinds*, in order: those about *subject* (the
         handle, url, videoUrl or query as sent; ``handle=`` is the same), on *endpoint*,
-        or any."""
+        or any. *skip* lets that many of them through first: ``skip=1`` fails a listing's
+        second page."""
         for kind in kinds:
             if kind not in FAULT_KINDS and kind not in SCRIPTED_ONLY:
                 raise ValueError(f"unknown fault {kind!r}")
@@ -285,8 +288,11 @@ class FakeDumplingServer:
             raise ValueError("give handle= or subject=, not both")
         if endpoint is not None and endpoint not in ENDPOINTS:
             raise ValueError(f"unknown endpoint {endpoint!r}")
+        if skip < 0:
+            raise ValueError("skip must be >= 0")
         key = (endpoint, subject if subject is not None else handle)
         self._scripted.setdefault(key, deque()).extend(kinds)
+        self._skips[key] = self._skips.get(key, 0) + skip
 
     # -- what happened --------------------------------------------------------------------
     @property
@@ -360,6 +366,9 @@ class FakeDumplingServer:
         for key in ((endpoint, subject), (None, subject), (endpoint, None), (None, None)):
             queue = self._scripted.get(key)
             if queue:
+                if self._skips.get(key):
+                    self._skips[key] -= 1
+                    return None
                 return queue.popleft()
         if self.faults is not None and self._rng.random() < self.faults.rate:
             return self._rng.choice(self.faults.kinds)

@@ -27,7 +27,6 @@ from dumpling_async import VideoComment
 from dumpling_async._listing_output import COMMENT_SHAPE, item_line
 from dumpling_async.testing import (
     FakeDumplingServer,
-    FaultPlan,
     fake_comments,
     fake_followers,
     fake_following,
@@ -245,11 +244,10 @@ def test_csv_cells_cannot_run_as_formulas() -> None:
 def test_resume_after_a_failed_page_and_a_credit_stop(serve: Serve, tmp_path: Path) -> None:
     """A page failing after retries, then --max-credits, stop the run (exit 1); reruns resume
     where it stopped and buy no page twice."""
-    # "latency" lets the first page through; the second fails all 3 attempts.
-    server = serve(faults=FaultPlan(rate=0.0, slow_seconds=0.04))
+    server = serve()
     endpoint = "get-tiktok-profile-videos"
     handle = LISTINGS["videos"][2]("flaky")
-    server.inject("latency", "500", "500", "500", handle=handle)
+    server.inject("500", "500", "500", handle=handle, skip=1)  # page 2 fails all 3 attempts
     truth = [v["aweme_id"] for v in fake_profile_videos(handle)]
     out = tmp_path / "videos.csv"
     args = ["videos", handle, "-o", str(out), "--base-url", server.url]

@@ -449,3 +449,17 @@ async def test_rate_limit_auth_and_redirect_span_endpoints(session: aiohttp.Clie
         ("get-tiktok-user-following", 401),
     ]
     assert [(r.endpoint, r.status) for r in moved.records] == [("get-tiktok-video", 307)]
+
+
+async def test_scripted_faults_can_skip_requests(server: FakeDumplingServer) -> None:
+    """``skip=`` lets the first requests through, so a listing's second page fails."""
+    server.inject("500", subject="cooks", endpoint="search-tiktok-users", skip=1)
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {KEY}"}) as session:
+        url = server.url + "/api/v1/search-tiktok-users"
+        statuses = []
+        for cursor in (0, 10, 20):
+            async with session.post(url, json={"query": "cooks", "cursor": cursor}) as resp:
+                statuses.append(resp.status)
+    assert statuses == [200, 500, 200]
+    with pytest.raises(ValueError, match="skip"):
+        server.inject("500", skip=-1)
