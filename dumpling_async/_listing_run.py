@@ -150,7 +150,7 @@ async def _copy(
 ) -> None:
     """Write the pager's items not in OUTPUT yet; advance the state after each page."""
     shape, fmt = job.listing.shape, job.fmt
-    page = pager.cursor  # the cursor of the page being written
+    page = pager.page_cursor  # the cursor of the page being written
     try:
         async for item in pager:
             stats.pages = pager.pages
@@ -163,17 +163,17 @@ async def _copy(
                     out.keys.add(key)
                 stats.written += 1
             stats.limited = room is not None and stats.written >= room
-            if pager.cursor != page or pager.ended or stats.limited:
+            if pager.page_cursor != page or pager.ended or stats.limited:
                 # A new page starts with the next item: this one is completely written (or
                 # the limit is reached, and the rest of it is fetched again to continue).
-                page = stats.cursor = pager.cursor
+                page = stats.cursor = pager.page_cursor
                 stats.complete = pager.ended
                 out.save(page, finished=pager.ended)
                 if stats.limited or stats.interrupted is not None:
                     break
         else:  # the listing ended (maybe after empty pages, or with no item at all)
-            stats.cursor, stats.complete = pager.cursor, pager.ended
-            out.save(pager.cursor, finished=pager.ended)
+            stats.cursor, stats.complete = pager.page_cursor, pager.ended
+            out.save(pager.page_cursor, finished=pager.ended)
     except DumplingError as error:
         stats.error = error
         stats.cursor = error.cursor

@@ -53,6 +53,7 @@ def _pager(
     start_cursor: str | int | None,
     page_size: int | None,
 ) -> Pager[Any]:
+    page, skip = check_cursor(spec, start_cursor)
     return Pager(
         client,
         spec,
@@ -60,7 +61,8 @@ def _pager(
         target=target,
         handle=handle,
         limit=check_limit(limit),
-        start_cursor=check_cursor(spec, start_cursor),
+        start_cursor=page,
+        start_skip=skip,
         page_size=_page_size(page_size),
     )
 

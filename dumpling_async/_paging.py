@@ -109,25 +109,47 @@ def parse_page(spec: PageSpec[T], target: str, handle: str | None, body: bytes) 
     return Page(items, next_cursor, _has_more(data), len(raw_items) - len(items))
 
 
-def check_cursor(spec: PageSpec[Any], cursor: object) -> str | None:
-    """A user's ``start_cursor`` as the pager keeps it, refused early when malformed."""
+_SKIP_MARK = "#"  # "<page cursor>#<items of that page already consumed>"
+_MAX_SKIP = 10_000
+
+
+def check_cursor(spec: PageSpec[Any], cursor: object) -> tuple[str | None, int]:
+    """A user's ``start_cursor`` as (page cursor, items of that page to skip), refused
+    early when malformed."""
     if cursor is None:
-        return None
+        return None, 0
     text = _cursor_text(cursor)
-    numeric = text is not None and text.isascii() and text.isdigit()
-    if text is None or len(text) > 64 or not (spec.cursor_as_str or numeric):
+    page: str | None = text
+    skip = 0
+    if text is not None and _SKIP_MARK in text:
+        page, _, count = text.rpartition(_SKIP_MARK)
+        skip = int(count) if count.isascii() and count.isdigit() else -1
+        page = page or None  # "#5": five items into the first page
+    numeric = page is None or (page.isascii() and page.isdigit())
+    if (
+        text is None
+        or len(text) > 80
+        or not 0 <= skip <= _MAX_SKIP
+        or not (spec.cursor_as_str or numeric)
+        or (page is not None and _SKIP_MARK in page)
+    ):
         raise InvalidInputError(
             f"start_cursor must be a cursor this listing gave out, got {cursor!r:.40}"
         )
-    return text
+    return page, skip
+
+
+def _token(page: str | None, skip: int) -> str | None:
+    return f"{page or ''}{_SKIP_MARK}{skip}" if skip else page
 
 
 class Pager(AsyncIterator[T]):
     """Items of a paged listing, fetched one page at a time as they are consumed.
 
-    ``cursor`` is where the next item's page starts (``None``: the first page); pass it
-    as ``start_cursor=`` to continue later (items of that page already consumed come
-    again: cursors are the API's, one per page). ``ended`` says the whole listing was read,
+    ``cursor`` is exactly where the next item is (``None``: the start); pass it as
+    ``start_cursor=`` to continue later. Mid-page it reads ``"<page cursor>#<n>"``: that
+    page is fetched again and its first *n* items skipped. ``page_cursor`` is the API's
+    own cursor of that page. ``ended`` says the whole listing was read,
     ``done`` that nothing more will be yielded (ended, ``limit`` or ``aclose()``). If a
     page fails after retries, the error is raised with ``error.cursor`` set to that
     page's cursor, and iterating again retries it. ``limit`` caps the items yielded;
@@ -145,6 +167,7 @@ class Pager(AsyncIterator[T]):
         handle: str | None = None,
         limit: int | None = None,
         start_cursor: str | None = None,
+        start_skip: int = 0,
         page_size: int | None = None,
     ) -> None:
         self._client = client
@@ -154,8 +177,10 @@ class Pager(AsyncIterator[T]):
         self._handle = handle
         self._limit = limit
         self._page_size = page_size
-        self._cursor = start_cursor
+        self._cursor = start_cursor  # the page the buffered items came from
         self._next_cursor = start_cursor
+        self._skip = start_skip  # items of the next page to drop (a mid-page resume)
+        self._taken = 0  # items yielded from the buffered page
         self._buffer: deque[T] = deque()
         self._seen_cursors: set[str | None] = {start_cursor}
         self._empty_pages = 0
@@ -176,8 +201,14 @@ class Pager(AsyncIterator[T]):
 
     @property
     def cursor(self) -> str | None:
-        """Where to resume: the cursor of the page the next item comes from (``None``:
-        the first page, or nothing when ``ended``)."""
+        """Where to resume, to the item (``None``: the start, or nothing when ``ended``)."""
+        if self._buffer:
+            return _token(self._cursor, self._taken)
+        return _token(self._next_cursor, self._skip)
+
+    @property
+    def page_cursor(self) -> str | None:
+        """The API's cursor of the page the next item comes from."""
         return self._cursor if self._buffer else self._next_cursor
 
     @property
@@ -223,6 +254,7 @@ class Pager(AsyncIterator[T]):
         if self._at_limit():
             raise StopAsyncIteration
         self.yielded += 1
+        self._taken += 1
         return self._buffer.popleft()
 
     async def aclose(self) -> None:
@@ -242,8 +274,8 @@ class Pager(AsyncIterator[T]):
             )
         if spec.count_param is not None and self._page_size is not None:
             count = self._page_size
-            if self._limit is not None:
-                count = max(1, min(count, self._limit - self.yielded))
+            if self._limit is not None:  # what the limit still needs, past any skipped
+                count = max(1, min(count, self._limit - self.yielded + self._skip))
             params[spec.count_param] = count
         try:
             page = await self._client._request(
@@ -254,11 +286,13 @@ class Pager(AsyncIterator[T]):
                 handle=self._handle,
             )
         except DumplingError as error:
-            error.cursor = cursor
+            error.cursor = _token(cursor, self._skip)
             raise
         self.pages += 1
         self._cursor = cursor
-        self._buffer.extend(page.items)
+        items = page.items[self._skip :]
+        self._taken, self._skip = len(page.items) - len(items), 0
+        self._buffer.extend(items)
         if page.dropped:
             self._client._log.warning(
                 "page_items_dropped", endpoint=spec.endpoint.name, count=page.dropped

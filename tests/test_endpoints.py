@@ -521,7 +521,7 @@ async def test_consumers_sharing_a_pager_buy_each_page_once(
 async def test_closing_mid_page_keeps_the_resume_cursor(
     client: AsyncDumplingClient, server: FakeDumplingServer
 ) -> None:
-    """After aclose() or a limit mid-page, ``cursor`` resumes at that page and loses nothing."""
+    """After aclose() or a limit mid-page, ``cursor`` resumes at the very next item."""
     subject = _subject("comments", 25)
     expected = [c["cid"] for c in fake_comments(subject)]
     pager = client.iter_video_comments(subject)
@@ -533,8 +533,11 @@ async def test_closing_mid_page_keeps_the_resume_cursor(
     limited = client.iter_video_comments(subject, limit=server.page_size + 3)
     assert [c.cid async for c in limited] == first
     assert limited.done and not limited.ended and limited.cursor == pager.cursor
+    assert pager.cursor == f"{pager.page_cursor}#3"  # three items into the second page
     rest = [c.cid async for c in client.iter_video_comments(subject, start_cursor=pager.cursor)]
-    assert first[: server.page_size] + rest == expected
+    assert first + rest == expected  # nothing lost, nothing repeated
+    with pytest.raises(InvalidInputError):
+        client.iter_video_comments(subject, start_cursor="10#x")
 
 
 async def _pages_server(pages: list[dict[str, Any]]) -> tuple[TestServer, list[Any]]:
@@ -601,3 +604,18 @@ async def test_a_failed_shared_page_is_bought_once(
     assert all(isinstance(o, InvalidResponseError) for o in outcomes), outcomes
     assert len(server.requests_to("search-tiktok-users")) == 1
     assert client.credits_spent == 10
+
+
+@pytest.mark.parametrize("listing", list(LISTINGS))
+@pytest.mark.parametrize("taken", [3, 13])
+async def test_resuming_from_a_limit_continues_at_the_next_item(
+    client: AsyncDumplingClient, listing: str, taken: int
+) -> None:
+    """A pager stopped by ``limit`` mid-page resumes from its cursor with no gap or repeat."""
+    _, _, source, _, id_path = LISTINGS[listing]
+    subject = _subject(listing, 25)
+    expected = [_raw_id(r, id_path) for r in source(subject)]
+    head = _open(client, listing, subject, limit=taken)
+    first = [_item_id(i, id_path) async for i in head]
+    tail = _open(client, listing, subject, start_cursor=head.cursor)
+    assert first + [_item_id(i, id_path) async for i in tail] == expected
