@@ -156,12 +156,8 @@ class _Job:
         if outcome is not None:
             return outcome
         first = self.first_index[handle]
-        error = DuplicateHandleError(
-            f"{handle!r} was answered at position {first}", handle=handle, first_index=first
-        )
-        if self.kind is not PROFILES:
-            error.handle = None
-        return error
+        message = f"{handle!r} was answered at position {first}"
+        return self.stamp(DuplicateHandleError(message, first_index=first), handle)
 
     def stamp(self, error: DumplingError, key: str) -> DumplingError:
         """Name the input on an error made for the whole batch."""

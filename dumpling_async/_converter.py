@@ -232,12 +232,7 @@ def structure(
 ) -> T:
     """Structure a decoded JSON object into *cls* or raise InvalidResponseError."""
     if not isinstance(data, dict):
-        raise InvalidResponseError(
-            f"expected a JSON object, got {type(data).__name__}",
-            handle=handle,
-            target=target,
-            status=200,
-        )
+        raise _not_an_object(data, handle, target)
     try:
         return _structure(data, cls)
     except Exception as exc:  # cattrs wraps failures in its own exception types
@@ -266,13 +261,17 @@ def parse_object(
             f"response body is not JSON ({exc.msg})", handle=handle, target=target, status=200
         ) from None
     if not isinstance(data, dict):
-        raise InvalidResponseError(
-            f"expected a JSON object, got {type(data).__name__}",
-            handle=handle,
-            target=target,
-            status=200,
-        )
+        raise _not_an_object(data, handle, target)
     return data
+
+
+def _not_an_object(data: Any, handle: str | None, target: str | None) -> InvalidResponseError:
+    return InvalidResponseError(
+        f"expected a JSON object, got {type(data).__name__}",
+        handle=handle,
+        target=target,
+        status=200,
+    )
 
 
 def parse_profile(body: bytes, *, handle: str | None = None) -> TikTokProfile:

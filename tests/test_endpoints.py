@@ -167,10 +167,10 @@ async def test_video_is_typed(client: AsyncDumplingClient, server: FakeDumplingS
     assert client.credits_spent == server.credits_charged == 10
 
 
-async def test_short_links_are_sent_as_given(
+async def test_short_links_are_accepted_and_canonicalised(
     client: AsyncDumplingClient, server: FakeDumplingServer
 ) -> None:
-    """A vm.tiktok.com short link is accepted and resolved by the API."""
+    """A vm.tiktok.com short link is sent in its canonical https form for the API to resolve."""
     video = await client.get_tiktok_video("vm.tiktok.com/ZMabc123/")
     assert video.id is not None
     assert server.requests_to("get-tiktok-video")[0].subject == "https://vm.tiktok.com/ZMabc123/"
