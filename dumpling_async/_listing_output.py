@@ -26,7 +26,7 @@ from typing import IO, Any, Final, Literal
 import orjson
 
 from ._media import ProfileVideo, TikTokUserSummary, VideoComment
-from ._output import OutputError, _cell, _complete_lines, _csv_line, _dumps, _lock
+from ._output import OutputError, complete_lines, csv_cell, csv_line, dumps_record, lock_output
 
 __all__ = [
     "COMMENT_SHAPE",
@@ -52,7 +52,7 @@ _MAX_STATE_BYTES: Final = 64 * 1024
 def _id_text(value: object) -> str | None:
     if isinstance(value, bool) or not isinstance(value, str | int):
         return None
-    text = _cell(value)  # the form the id takes in a CSV, so both formats agree
+    text = csv_cell(value)  # the form the id takes in a CSV, so both formats agree
     return text or None
 
 
@@ -143,8 +143,8 @@ USER_SHAPE: Final = ItemShape(
 def item_line(shape: ItemShape, item: Any, key: str | None, fmt: ListingFormat) -> bytes:
     """The output line (with its newline) for *item*, whose id is *key*."""
     if fmt == "jsonl":
-        return _dumps(item.raw) + b"\n"
-    return _csv_line([key or "", *(_cell(value) for value in shape.cells(item))])
+        return dumps_record(item.raw) + b"\n"
+    return csv_line([key or "", *(csv_cell(value) for value in shape.cells(item))])
 
 
 # -- the state file ------------------------------------------------------------------------
@@ -277,7 +277,7 @@ class ListingOutput:
 
 
 def _header(fmt: ListingFormat, shape: ItemShape) -> bytes:
-    return _csv_line(list(shape.columns)) if fmt == "csv" else b""
+    return csv_line(list(shape.columns)) if fmt == "csv" else b""
 
 
 def open_listing_output(
@@ -319,7 +319,7 @@ def open_listing_output(
             stream.write(_header(fmt, shape))
             stream.flush()
             return ListingOutput(stream, path, owned=True)
-        _lock(fd, path)
+        lock_output(fd, path)
         out = ListingOutput(stream, path, owned=True)
         saved = _load_state(out.state_path) if existed and resume else None
         if saved is not None:
@@ -362,7 +362,7 @@ def _check_state(saved: ListingState, wanted: ListingState, path: str, fmt: List
 
 def _lines(stream: IO[bytes], path: str) -> Iterator[tuple[int, int, bytes]]:
     stream.seek(0)
-    return _complete_lines(stream, path)
+    return complete_lines(stream, path)
 
 
 def _has_items(stream: IO[bytes], path: str, fmt: ListingFormat, shape: ItemShape) -> bool:

@@ -45,9 +45,14 @@ __all__ = [
     "OutputFile",
     "ResumeState",
     "async_entries",
+    "complete_lines",
     "count_entries",
+    "csv_cell",
+    "csv_line",
+    "dumps_record",
     "entry_key",
     "iter_entries",
+    "lock_output",
     "open_output",
     "record_bytes",
 ]
@@ -268,7 +273,7 @@ def _error_fields(error: DumplingError | None) -> dict[str, Any]:
 _FORMULA_START: Final = ("=", "+", "-", "@", "\t")
 
 
-def _cell(value: object) -> str:
+def csv_cell(value: object) -> str:
     """A CSV cell on one line; text a spreadsheet would run as a formula gets a leading
     quote (nicknames, captions and comments are anyone's text)."""
     if value is None:
@@ -283,11 +288,11 @@ def _cell(value: object) -> str:
 
 
 def _uncell(text: str) -> str:
-    """Undo ``_cell``'s formula quote, to read a written cell back."""
+    """Undo ``csv_cell``'s formula quote, to read a written cell back."""
     return text[1:] if text.startswith("'") and text[1:].startswith(_FORMULA_START) else text
 
 
-def _dumps(record: dict[str, Any]) -> bytes:
+def dumps_record(record: dict[str, Any]) -> bytes:
     try:
         return orjson.dumps(record)
     except TypeError:  # e.g. an integer beyond 64 bits in a vendor field
@@ -312,7 +317,7 @@ def record_bytes(entry: InputEntry, result: ProfileResult, fmt: OutputFormat) ->
             record["profile"] = result.profile.raw
         else:
             record["error"] = _error_fields(result.error)
-        return _dumps(record) + b"\n"
+        return dumps_record(record) + b"\n"
     row: list[object]
     profile = result.profile
     if profile is not None:
@@ -333,10 +338,10 @@ def record_bytes(entry: InputEntry, result: ProfileResult, fmt: OutputFormat) ->
     else:
         fields = _error_fields(result.error)
         row = [handle, *([None] * 9), f"{fields['type']}: {fields['message']}"]
-    return _csv_line([_cell(value) for value in row])
+    return csv_line([csv_cell(value) for value in row])
 
 
-def _csv_line(cells: list[str]) -> bytes:
+def csv_line(cells: list[str]) -> bytes:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerow(cells)
     return buffer.getvalue().encode("utf-8")
@@ -411,7 +416,7 @@ def _disposition(line: _Line, retry_errors: bool) -> bool:
     return not (retry_errors and line.error_type in RETRYABLE)
 
 
-def _complete_lines(stream: IO[bytes], path: str) -> Iterator[tuple[int, int, bytes]]:
+def complete_lines(stream: IO[bytes], path: str) -> Iterator[tuple[int, int, bytes]]:
     """(line number, end offset, line) of each line; the last one may lack its newline."""
     offset = 0
     number = 0
@@ -446,7 +451,7 @@ class OutputFile:
                 self._stream.flush()
 
 
-def _lock(fd: int, path: str) -> None:
+def lock_output(fd: int, path: str) -> None:
     if sys.platform == "win32":
         return
     try:
@@ -459,7 +464,7 @@ def _lock(fd: int, path: str) -> None:
 
 
 def _header(fmt: OutputFormat) -> bytes:
-    return _csv_line(list(CSV_COLUMNS)) if fmt == "csv" else b""
+    return csv_line(list(CSV_COLUMNS)) if fmt == "csv" else b""
 
 
 def open_output(
@@ -491,7 +496,7 @@ def open_output(
         if not regular:  # /dev/null, a FIFO: plain writing
             stream.close()
             return _plain_output(path, fmt), state
-        _lock(fd, path)
+        lock_output(fd, path)
         if not resume:
             stream.truncate(0)
         elif os.fstat(fd).st_size > 0:
@@ -528,7 +533,7 @@ def _resume(
     keep_end = 0  # offset just past the last line to keep as is
     needs_newline = False
     stream.seek(0)
-    for number, end, raw in _complete_lines(stream, path):
+    for number, end, raw in complete_lines(stream, path):
         complete = raw.endswith(b"\n")
         body = raw.rstrip(b"\r\n")
         if number == 1 and header:
@@ -595,11 +600,11 @@ def _rewrite(
     fd, temp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".")
     out = open(fd, "r+b")  # noqa: SIM115 - returned to the caller
     try:
-        _lock(fd, temp)
+        lock_output(fd, temp)
         os.fchmod(fd, stat.S_IMODE(os.fstat(stream.fileno()).st_mode))
         header = _header(fmt)
         stream.seek(0)
-        for number, end, raw in _complete_lines(stream, path):
+        for number, end, raw in complete_lines(stream, path):
             if end > keep_end:
                 break
             body = raw.rstrip(b"\r\n")
