@@ -6,10 +6,15 @@ async with AsyncDumplingClient() as client:
 
 import logging
 
-from ._budget import CreditBudget, LocalCreditBudget
-from ._cache import ProfileCache
 from ._client import AsyncDumplingClient
-from ._endpoints import CreditCosts
+from ._core.budget import CreditBudget, LocalCreditBudget
+from ._core.cache import ProfileCache
+from ._core.endpoints import CreditCosts
+from ._core.handles import normalize_handle
+from ._core.inputs import normalize_video_url
+from ._core.paging import Pager
+from ._core.ratelimit import AdaptiveRateLimiter, Permit, RateLimiter, ResponseInfo
+from ._core.retry import RetryPolicy
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -35,8 +40,6 @@ from ._errors import (
     UpstreamError,
     VideoNotFoundError,
 )
-from ._handles import normalize_handle
-from ._inputs import normalize_video_url
 from ._media import (
     CommentUser,
     ProfileVideo,
@@ -61,9 +64,6 @@ from ._models import (
     TikTokStats,
     TikTokUser,
 )
-from ._paging import Pager
-from ._ratelimit import AdaptiveRateLimiter, Permit, RateLimiter, ResponseInfo
-from ._retry import RetryPolicy
 from ._version import __version__
 from ._webvtt import TranscriptCue, parse_webvtt
 

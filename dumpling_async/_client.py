@@ -28,10 +28,22 @@ import orjson
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from ._budget import CreditBudget, LocalCreditBudget
-from ._cache import ProfileCache
-from ._converter import parse_object, parse_profile, structure
-from ._endpoints import PROFILE, TRANSCRIPT, VIDEO, CreditCosts, Endpoint, flight_key
+from ._core.budget import CreditBudget, LocalCreditBudget
+from ._core.cache import ProfileCache
+from ._core.converter import parse_object, parse_profile, structure
+from ._core.endpoints import PROFILE, TRANSCRIPT, VIDEO, CreditCosts, Endpoint, flight_key
+from ._core.handles import normalize_handle
+from ._core.inputs import check_language, normalize_video_url
+from ._core.listings import ListingsMixin
+from ._core.log import LOGGER_NAME, get_logger
+from ._core.ratelimit import (
+    AdaptiveRateLimiter,
+    RateLimiter,
+    ResponseInfo,
+    parse_rate_limit_headers,
+)
+from ._core.retry import RetryPolicy, parse_retry_after
+from ._core.secret import Secret
 from ._errors import (
     APIConnectionError,
     APITimeoutError,
@@ -42,15 +54,8 @@ from ._errors import (
     InvalidResponseError,
     error_for_status,
 )
-from ._handles import normalize_handle
-from ._inputs import check_language, normalize_video_url
-from ._listings import ListingsMixin
-from ._log import LOGGER_NAME, get_logger
 from ._media import TikTokTranscript, TikTokVideo, TranscriptResult, VideoResult
 from ._models import ProfileResult, RateLimitState, TikTokProfile
-from ._ratelimit import AdaptiveRateLimiter, RateLimiter, ResponseInfo, parse_rate_limit_headers
-from ._retry import RetryPolicy, parse_retry_after
-from ._secret import Secret
 
 __all__ = ["DEFAULT_BASE_URL", "REQUEST_SOURCES", "AsyncDumplingClient"]
 
@@ -378,7 +383,7 @@ class AsyncDumplingClient(ListingsMixin):
         concurrency: int | None = None,
     ) -> list[ProfileResult]:
         """Look up many handles; one result per input position, in input order."""
-        from ._bulk import PROFILES, gather_results
+        from ._core.bulk import PROFILES, gather_results
 
         return await gather_results(self, PROFILES, handles, concurrency=concurrency)
 
@@ -396,7 +401,7 @@ class AsyncDumplingClient(ListingsMixin):
         cancelled and their slots and credit reservations given back. If the input
         raises, the lookups in flight are finished and yielded first, then the error.
         """
-        from ._bulk import PROFILES, iter_results
+        from ._core.bulk import PROFILES, iter_results
 
         return iter_results(self, PROFILES, handles, concurrency=concurrency, on_result=on_result)
 
@@ -407,7 +412,7 @@ class AsyncDumplingClient(ListingsMixin):
         concurrency: int | None = None,
     ) -> list[VideoResult]:
         """Fetch many videos; one result per input position, in input order."""
-        from ._bulk import gather_results, videos
+        from ._core.bulk import gather_results, videos
 
         return await gather_results(self, videos(), urls, concurrency=concurrency)
 
@@ -423,7 +428,7 @@ class AsyncDumplingClient(ListingsMixin):
         The same engine as :meth:`iter_profiles`: spellings of one video are fetched once,
         the credit budget and account-level aborts apply, memory stays bounded.
         """
-        from ._bulk import iter_results, videos
+        from ._core.bulk import iter_results, videos
 
         return iter_results(self, videos(), urls, concurrency=concurrency, on_result=on_result)
 
@@ -435,7 +440,7 @@ class AsyncDumplingClient(ListingsMixin):
         concurrency: int | None = None,
     ) -> list[TranscriptResult]:
         """Fetch many videos' transcripts; one result per input position, in input order."""
-        from ._bulk import gather_results, transcripts
+        from ._core.bulk import gather_results, transcripts
 
         kind = transcripts(check_language(preferred_language))
         return await gather_results(self, kind, urls, concurrency=concurrency)
@@ -449,7 +454,7 @@ class AsyncDumplingClient(ListingsMixin):
         on_result: Callable[[TranscriptResult], None] | None = None,
     ) -> AsyncGenerator[TranscriptResult, None]:
         """Yield one transcript result per input position as lookups complete."""
-        from ._bulk import iter_results, transcripts
+        from ._core.bulk import iter_results, transcripts
 
         kind = transcripts(check_language(preferred_language))
         return iter_results(self, kind, urls, concurrency=concurrency, on_result=on_result)

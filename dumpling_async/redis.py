@@ -28,10 +28,10 @@ from typing import Any, Self
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from ._core.log import get_logger
+from ._core.ratelimit import AdaptiveRateLimiter, Permit, ResponseInfo
 from ._errors import BudgetExceededError
-from ._log import get_logger
 from ._models import RateLimitState
-from ._ratelimit import AdaptiveRateLimiter, Permit, ResponseInfo
 
 __all__ = ["RedisCreditBudget", "RedisRateLimiter", "key_namespace"]
 

@@ -193,7 +193,7 @@ async def test_duplicates_beyond_memory_are_not_paid_twice(
     client: AsyncDumplingClient, server: FakeDumplingServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A repeat whose outcome was evicted is reported as a duplicate, never re-requested."""
-    monkeypatch.setattr("dumpling_async._bulk._RECENT_OUTCOMES", 2)
+    monkeypatch.setattr("dumpling_async._core.bulk._RECENT_OUTCOMES", 2)
     handles = ["a1", "b1", "c1", "d1", "a1"]
     results = [r async for r in client.iter_profiles(handles, concurrency=1)]
     last = next(r for r in results if r.index == 4)

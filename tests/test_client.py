@@ -225,7 +225,7 @@ async def test_invalid_handle_raises_before_any_request(
 
 async def test_structuring_tolerates_missing_and_unknown_fields() -> None:
     """Missing optional fields are None; unknown ones are kept in raw."""
-    from dumpling_async._converter import structure_profile
+    from dumpling_async._core.converter import structure_profile
 
     profile = structure_profile({"user": {"uniqueId": "x", "brandNew": {"a": 1}}, "extra": 1})
     assert profile.user is not None

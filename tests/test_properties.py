@@ -22,7 +22,7 @@ from dumpling_async import (
     TikTokProfile,
     UpstreamError,
 )
-from dumpling_async._converter import parse_profile, structure_profile
+from dumpling_async._core.converter import parse_profile, structure_profile
 from dumpling_async._errors import error_for_status
 
 SCALARS = (

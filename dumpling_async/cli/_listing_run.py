@@ -1,6 +1,6 @@
 """The run behind the listing commands: fetch a listing one page at a time through the
 client's ``Pager``, write each page's items not in OUTPUT yet, then advance the state file
-(``_listing_output``), so a rerun continues at the first page not completely written; stop
+(``_listing_files``), so a rerun continues at the first page not completely written; stop
 gracefully on SIGINT/SIGTERM; show progress, the summary and why a run stopped early.
 """
 
@@ -22,8 +22,28 @@ from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElaps
 from rich.table import Table
 from rich.text import Text
 
-from ._cli_progress import PLAIN_PROGRESS_EVERY, ProgressMode
-from ._cli_support import (
+from .._client import AsyncDumplingClient
+from .._core.paging import Pager
+from .._errors import (
+    AuthenticationError,
+    BadRequestError,
+    BudgetExceededError,
+    DumplingError,
+    InsufficientCreditsError,
+    InvalidInputError,
+    NotFoundError,
+)
+from ._files import OutputError
+from ._listing_files import (
+    ItemShape,
+    ListingFormat,
+    ListingOutput,
+    ListingState,
+    item_line,
+    open_listing_output,
+)
+from ._progress import PLAIN_PROGRESS_EVERY, ProgressMode
+from ._support import (
     EXIT_ABORTED,
     EXIT_FAILED,
     EXIT_OK,
@@ -35,26 +55,6 @@ from ._cli_support import (
     simulated_server,
     stop_on_signals,
 )
-from ._client import AsyncDumplingClient
-from ._errors import (
-    AuthenticationError,
-    BadRequestError,
-    BudgetExceededError,
-    DumplingError,
-    InsufficientCreditsError,
-    InvalidInputError,
-    NotFoundError,
-)
-from ._listing_output import (
-    ItemShape,
-    ListingFormat,
-    ListingOutput,
-    ListingState,
-    item_line,
-    open_listing_output,
-)
-from ._output import OutputError
-from ._paging import Pager
 
 __all__ = [
     "Listing",

@@ -19,8 +19,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Column, Table
 from rich.text import Text
 
-from ._budget import CreditBudget
-from ._cli_support import (
+from .._client import AsyncDumplingClient
+from .._core.budget import CreditBudget
+from ._files import ResumeState
+from ._support import (
     EXIT_ABORTED,
     EXIT_FAILED,
     EXIT_OK,
@@ -28,12 +30,10 @@ from ._cli_support import (
     EXIT_SIGTERM,
     SIMULATED_LIMIT,
 )
-from ._client import AsyncDumplingClient
-from ._output import ResumeState
 
 if TYPE_CHECKING:  # imported when needed: aiohttp.web is slow to import
-    from ._cli_shard import Shard
-    from .testing import FakeDumplingServer
+    from ..testing import FakeDumplingServer
+    from ._shard import Shard
 
 __all__ = [
     "ProgressMode",

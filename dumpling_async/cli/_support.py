@@ -20,20 +20,20 @@ import structlog
 from rich.console import Console
 from rich.text import Text
 
-from ._client import AsyncDumplingClient, _resolve_key
-from ._endpoints import CreditCosts
-from ._errors import (
+from .._client import AsyncDumplingClient, _resolve_key
+from .._core.endpoints import CreditCosts
+from .._core.log import LOGGER_NAME
+from .._core.secret import Secret
+from .._errors import (
     AuthenticationError,
     ConfigurationError,
     DumplingError,
     InsufficientCreditsError,
     NotFoundError,
 )
-from ._log import LOGGER_NAME
-from ._secret import Secret
 
 if TYPE_CHECKING:  # imported when needed: aiohttp.web is slow to import
-    from .testing import FakeDumplingServer, RateLimitRule
+    from ..testing import FakeDumplingServer, RateLimitRule
 
 __all__ = [
     "EXIT_ABORTED",
@@ -290,7 +290,7 @@ def make_client(
 
 
 def simulated_rule() -> RateLimitRule:
-    from .testing import RateLimitRule
+    from ..testing import RateLimitRule
 
     limit, window, algorithm = SIMULATED_LIMIT
     return RateLimitRule(limit, window, algorithm)
@@ -301,7 +301,7 @@ async def simulated_server(enabled: bool) -> AsyncIterator[FakeDumplingServer | 
     if not enabled:
         yield None
         return
-    from .testing import FakeDumplingServer
+    from ..testing import FakeDumplingServer
 
     server = FakeDumplingServer(rate_limit=simulated_rule())
     await server.start()
@@ -331,7 +331,7 @@ def parse_rate_limit(value: str | None) -> RateLimitRule | None:
     text, _, algorithm = value.partition(":")
     algorithm = algorithm.strip().replace("-", "_") or "fixed"
     choices = ("fixed", "sliding", "token_bucket")
-    from .testing import RateLimitRule
+    from ..testing import RateLimitRule
 
     try:
         limit_text, window_text = text.split("/", 1)

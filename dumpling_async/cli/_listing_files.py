@@ -25,8 +25,8 @@ from typing import IO, Any, Final, Literal
 
 import orjson
 
-from ._media import ProfileVideo, TikTokUserSummary, VideoComment
-from ._output import OutputError, complete_lines, csv_cell, csv_line, dumps_record, lock_output
+from .._media import ProfileVideo, TikTokUserSummary, VideoComment
+from ._files import OutputError, complete_lines, csv_cell, csv_line, dumps_record, lock_output
 
 __all__ = [
     "COMMENT_SHAPE",

@@ -49,7 +49,7 @@ import orjson
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from ._fake_data import (
+from ._data import (
     fake_comments,
     fake_followers,
     fake_following,
@@ -63,8 +63,8 @@ from ._fake_data import (
     parse_video_url,
     relation_entries,
 )
-from ._fake_quota import RateLimitRule, Window
-from ._fake_requests import (
+from ._quota import RateLimitRule, Window
+from ._requests import (
     API_PREFIX,
     BY_HANDLE,
     BY_VIDEO,

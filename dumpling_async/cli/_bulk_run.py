@@ -19,28 +19,17 @@ from typing import IO, Any, cast
 
 from rich.console import Console
 
-from ._cli_progress import ProgressMode, Reporter, RunStats, print_resume
-from ._cli_redis import shared_limits
-from ._cli_shard import Shard
-from ._cli_support import (
-    EXIT_FAILED,
-    CLIError,
-    Connection,
-    make_client,
-    resolve_api_key,
-    simulated_server,
-    stop_on_signals,
-)
-from ._client import AsyncDumplingClient
-from ._errors import (
+from .._client import AsyncDumplingClient
+from .._core.ratelimit import AdaptiveRateLimiter
+from .._errors import (
     AuthenticationError,
     BatchAbortedError,
     BudgetExceededError,
     InsufficientCreditsError,
     InvalidHandleError,
 )
-from ._models import ProfileResult
-from ._output import (
+from .._models import ProfileResult
+from ._files import (
     InputEntry,
     InputError,
     OutputError,
@@ -52,7 +41,18 @@ from ._output import (
     open_output,
     record_bytes,
 )
-from ._ratelimit import AdaptiveRateLimiter
+from ._progress import ProgressMode, Reporter, RunStats, print_resume
+from ._redis import shared_limits
+from ._shard import Shard
+from ._support import (
+    EXIT_FAILED,
+    CLIError,
+    Connection,
+    make_client,
+    resolve_api_key,
+    simulated_server,
+    stop_on_signals,
+)
 
 __all__ = ["BulkJob", "BulkRun", "execute_bulk"]
 

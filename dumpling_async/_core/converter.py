@@ -14,8 +14,8 @@ import orjson
 from cattrs.gen import make_dict_structure_fn, override
 from cattrs.preconf.orjson import OrjsonConverter, make_converter
 
-from ._errors import InvalidResponseError
-from ._media import (
+from .._errors import InvalidResponseError
+from .._media import (
     CommentUser,
     ProfileVideo,
     TikTokMusic,
@@ -27,7 +27,7 @@ from ._media import (
     VideoStatistics,
     VideoStats,
 )
-from ._models import (
+from .._models import (
     BioLink,
     CommerceUserInfo,
     ProfileTab,

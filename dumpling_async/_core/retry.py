@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from ._errors import (
+from .._errors import (
     APIConnectionError,
     APIStatusError,
     DumplingError,

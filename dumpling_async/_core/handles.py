@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ._errors import InvalidHandleError
+from .._errors import InvalidHandleError
 
 __all__ = ["normalize_handle"]
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
-from ._cli_support import CLIError
-from ._secret import Secret
+from .._core.secret import Secret
+from ._support import CLIError
 
 if TYPE_CHECKING:
-    from .redis import RedisCreditBudget, RedisRateLimiter
+    from ..redis import RedisCreditBudget, RedisRateLimiter
 
 __all__ = ["SharedLimits", "WorkerBudget", "redacted_url", "require_redis", "shared_limits"]
 
@@ -30,7 +30,7 @@ PING_TIMEOUT: Final = 5.0  # seconds to reach Redis before giving up on the run
 def require_redis() -> None:
     """Raise a usage error (exit 2) with the install hint when redis is not importable."""
     try:
-        from . import redis  # noqa: F401
+        from .. import redis  # noqa: F401
     except ImportError as exc:
         missing = (exc.name or "").partition(".")[0] == "redis"
         detail = "" if missing else f" ({exc})"
@@ -124,7 +124,7 @@ async def shared_limits(
         yield None
         return
     require_redis()
-    from .redis import RedisCreditBudget, RedisRateLimiter
+    from ..redis import RedisCreditBudget, RedisRateLimiter
 
     await _check_reachable(url)
     async with (

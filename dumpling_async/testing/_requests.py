@@ -7,7 +7,7 @@ from typing import Any
 
 import attrs
 
-from ._fake_data import parse_video_url
+from ._data import parse_video_url
 
 ENDPOINTS = (
     "get-tiktok-profile",

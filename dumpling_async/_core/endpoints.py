@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import attrs
 
-from ._errors import (
+from .._errors import (
     ConfigurationError,
     NotFoundError,
     ProfileNotFoundError,

@@ -24,8 +24,8 @@ from typing import Protocol, runtime_checkable
 import attrs
 from aiolimiter import AsyncLimiter
 
-from ._log import get_logger
-from ._models import RateLimitState
+from .._models import RateLimitState
+from .log import get_logger
 
 __all__ = [
     "AdaptiveRateLimiter",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol, runtime_checkable
 
-from ._errors import BudgetExceededError
+from .._errors import BudgetExceededError
 
 __all__ = ["CreditBudget", "LocalCreditBudget"]
 

@@ -11,7 +11,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from ._models import TikTokProfile
+from .._models import TikTokProfile
 
 __all__ = ["ProfileCache"]
 

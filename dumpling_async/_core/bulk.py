@@ -25,8 +25,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import attrs
 
-from ._endpoints import PROFILE, TRANSCRIPT, VIDEO, flight_key
-from ._errors import (
+from .._errors import (
     AuthenticationError,
     BatchAbortedError,
     ClientClosedError,
@@ -35,13 +34,14 @@ from ._errors import (
     InsufficientCreditsError,
     InvalidInputError,
 )
-from ._handles import normalize_handle
-from ._inputs import normalize_video_url
-from ._media import TranscriptResult, VideoResult
-from ._models import ProfileResult
+from .._media import TranscriptResult, VideoResult
+from .._models import ProfileResult
+from .endpoints import PROFILE, TRANSCRIPT, VIDEO, flight_key
+from .handles import normalize_handle
+from .inputs import normalize_video_url
 
 if TYPE_CHECKING:
-    from ._client import AsyncDumplingClient
+    from .._client import AsyncDumplingClient
 
 __all__ = ["PROFILES", "BulkKind", "gather_results", "iter_results", "transcripts", "videos"]
 

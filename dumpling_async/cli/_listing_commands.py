@@ -1,6 +1,6 @@
 """The listing commands ``videos``, ``comments``, ``followers``, ``following`` and
 ``search`` (a paged listing streamed to OUTPUT one item per line, resumable; the run is in
-``_listing_run``, the output and its state file in ``_listing_output``), and
+``_listing_run``, the output and its state file in ``_listing_files``), and
 ``transcript`` (one video's subtitles as text, WebVTT or JSON).
 """
 
@@ -13,23 +13,13 @@ from typing import Any, Final, cast
 import click
 import orjson
 
-from ._cli_progress import progress_mode
-from ._cli_support import (
-    EXIT_FAILED,
-    CLIError,
-    configure_logging,
-    connection_options,
-    log_options,
-    resolve_connection,
-    run_one,
-    stderr_console,
-)
-from ._errors import (
+from .._core.handles import normalize_handle
+from .._core.inputs import check_language, check_query, normalize_video_url
+from .._errors import (
     InvalidInputError,
 )
-from ._handles import normalize_handle
-from ._inputs import check_language, check_query, normalize_video_url
-from ._listing_output import (
+from .._media import TikTokTranscript
+from ._listing_files import (
     COMMENT_SHAPE,
     USER_SHAPE,
     VIDEO_SHAPE,
@@ -44,7 +34,17 @@ from ._listing_run import (
     print_outcome,
     print_summary,
 )
-from ._media import TikTokTranscript
+from ._progress import progress_mode
+from ._support import (
+    EXIT_FAILED,
+    CLIError,
+    configure_logging,
+    connection_options,
+    log_options,
+    resolve_connection,
+    run_one,
+    stderr_console,
+)
 
 __all__ = ["LISTINGS", "add_listing_commands"]
 

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 import attrs
 
-from ._converter import parse_object, structure
-from ._endpoints import Endpoint
-from ._errors import DumplingError, InvalidInputError, InvalidResponseError
+from .._errors import DumplingError, InvalidInputError, InvalidResponseError
+from .converter import parse_object, structure
+from .endpoints import Endpoint
 
 if TYPE_CHECKING:
-    from ._client import AsyncDumplingClient
+    from .._client import AsyncDumplingClient
 
 __all__ = ["Page", "PageSpec", "Pager"]
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import click
 
-from ._errors import InvalidHandleError
-from ._handles import normalize_handle
-from ._output import InputEntry
+from .._core.handles import normalize_handle
+from .._errors import InvalidHandleError
+from ._files import InputEntry
 
 __all__ = ["Shard", "parse_shard", "shard_index"]
 

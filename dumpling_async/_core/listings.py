@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
-from ._endpoints import COMMENTS, FOLLOWERS, FOLLOWING, PROFILE_VIDEOS, SEARCH_USERS
-from ._errors import InvalidInputError
-from ._handles import normalize_handle
-from ._inputs import check_limit, check_query, normalize_video_url
-from ._media import ProfileVideo, TikTokUserSummary, VideoComment
-from ._paging import Pager, PageSpec, check_cursor
+from .._errors import InvalidInputError
+from .._media import ProfileVideo, TikTokUserSummary, VideoComment
+from .endpoints import COMMENTS, FOLLOWERS, FOLLOWING, PROFILE_VIDEOS, SEARCH_USERS
+from .handles import normalize_handle
+from .inputs import check_limit, check_query, normalize_video_url
+from .paging import Pager, PageSpec, check_cursor
 
 if TYPE_CHECKING:
-    from ._client import AsyncDumplingClient
+    from .._client import AsyncDumplingClient
 
 __all__ = ["ListingsMixin"]
 

@@ -4,16 +4,16 @@ Commands: ``profiles`` (bulk lookups with resume, progress and a summary), ``pro
 (one lookup), ``fake-server`` (serve the offline fake API), ``demo`` (a bundled sample
 against the in-process fake server, no key needed), and the listings ``videos``,
 ``comments``, ``followers``, ``following``, ``search`` plus ``transcript`` (in
-``_cli_listings``).
+``cli._listing_commands``).
 
 Exit status: 0 all answered ok, 1 some handles failed (or were not attempted), 2 usage,
 configuration or input error, 3 aborted by an account-level error (401 invalid key,
 403 out of credits), 130/143 interrupted by SIGINT/SIGTERM.
 
 This module holds the click commands and the ``main`` entry point; the bulk run is in
-``_cli_run`` (with ``_cli_shard`` for ``--shard`` and ``_cli_redis`` for
-``--redis-url``), its progress and summary in ``_cli_progress``, and logging, connection
-options and the in-process fake server in ``_cli_support``.
+``_bulk_run`` (with ``_shard`` for ``--shard`` and ``_redis`` for
+``--redis-url``), its progress and summary in ``_progress``, and logging, connection
+options and the in-process fake server in ``_support``.
 """
 
 from __future__ import annotations
@@ -33,18 +33,25 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from ._cli_listings import add_listing_commands
-from ._cli_progress import (
+from .._core.handles import normalize_handle
+from .._errors import (
+    InvalidHandleError,
+)
+from .._models import ProfileResult, TikTokProfile
+from .._version import __version__
+from ._bulk_run import BulkJob, execute_bulk
+from ._files import OutputFormat
+from ._listing_commands import add_listing_commands
+from ._progress import (
     final_code,
     print_demo_story,
     print_stop_reason,
     print_summary,
     progress_mode,
 )
-from ._cli_redis import INSTALL_HINT, require_redis
-from ._cli_run import BulkJob, execute_bulk
-from ._cli_shard import Shard, parse_shard
-from ._cli_support import (
+from ._redis import INSTALL_HINT, require_redis
+from ._shard import Shard, parse_shard
+from ._support import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_SIGINT,
@@ -62,13 +69,6 @@ from ._cli_support import (
     simulated_rule,
     stderr_console,
 )
-from ._errors import (
-    InvalidHandleError,
-)
-from ._handles import normalize_handle
-from ._models import ProfileResult, TikTokProfile
-from ._output import OutputFormat
-from ._version import __version__
 
 __all__ = ["cli", "main"]
 
@@ -358,7 +358,7 @@ def fake_server(
 
     Any bearer key is accepted; handles starting with 'unknown' answer 404.
     """
-    from .testing import FakeDumplingServer, FaultPlan
+    from ..testing import FakeDumplingServer, FaultPlan
 
     rule = parse_rate_limit(rate_limit)
     faults = FaultPlan(rate=fault_rate, slow_seconds=1.0) if fault_rate else None

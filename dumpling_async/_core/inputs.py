@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from ._errors import InvalidInputError, InvalidVideoURLError
+from .._errors import InvalidInputError, InvalidVideoURLError
 
 __all__ = ["check_language", "check_limit", "check_query", "normalize_video_url"]
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 
-from ._secret import Secret
+from .secret import Secret
 
 __all__ = ["LOGGER_NAME", "get_logger"]
 
