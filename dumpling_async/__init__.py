@@ -10,8 +10,7 @@ from ._client import AsyncDumplingClient
 from ._core.budget import CreditBudget, LocalCreditBudget
 from ._core.cache import ProfileCache
 from ._core.endpoints import CreditCosts
-from ._core.handles import normalize_handle
-from ._core.inputs import normalize_video_url
+from ._core.inputs import normalize_handle, normalize_video_url
 from ._core.paging import Pager
 from ._core.ratelimit import AdaptiveRateLimiter, Permit, RateLimiter, ResponseInfo
 from ._core.retry import RetryPolicy
@@ -40,30 +39,26 @@ from ._errors import (
     UpstreamError,
     VideoNotFoundError,
 )
-from ._media import (
+from ._models import (
+    BioLink,
     CommentUser,
+    CommerceUserInfo,
+    ProfileTab,
     ProfileVideo,
+    RateLimitState,
     TikTokMusic,
+    TikTokProfile,
+    TikTokStats,
     TikTokTranscript,
+    TikTokUser,
     TikTokUserSummary,
     TikTokVideo,
-    TranscriptResult,
     VideoAuthor,
     VideoComment,
-    VideoResult,
     VideoStatistics,
     VideoStats,
 )
-from ._models import (
-    BioLink,
-    CommerceUserInfo,
-    ProfileResult,
-    ProfileTab,
-    RateLimitState,
-    TikTokProfile,
-    TikTokStats,
-    TikTokUser,
-)
+from ._results import ProfileResult, TranscriptResult, VideoResult
 from ._version import __version__
 from ._webvtt import TranscriptCue, parse_webvtt
 

@@ -1,4 +1,7 @@
-"""The exception hierarchy, and the one place an HTTP error response becomes an exception.
+"""The exception hierarchy, and nothing else.
+
+Which response or failure becomes which error, and what each means for credits, retries
+and batches, is decided in ``_core/fate.py``.
 
 DumplingError
 ├── ConfigurationError          (also ValueError)
@@ -34,8 +37,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-import orjson
-
 if TYPE_CHECKING:
     from ._models import RateLimitState
 
@@ -63,7 +64,6 @@ __all__ = [
     "TranscriptNotFoundError",
     "UpstreamError",
     "VideoNotFoundError",
-    "error_for_status",
 ]
 
 
@@ -258,71 +258,3 @@ class DuplicateHandleError(DumplingError):
     def __init__(self, message: str, *, handle: str | None = None, first_index: int) -> None:
         super().__init__(message, handle=handle)
         self.first_index = first_index
-
-
-_BY_STATUS: dict[int, type[APIStatusError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    403: InsufficientCreditsError,
-    404: ProfileNotFoundError,
-    429: RateLimitError,
-    500: ServerError,
-    502: UpstreamError,
-    503: UpstreamError,
-    504: UpstreamError,
-}
-
-
-def _parse_body(body: bytes) -> tuple[str | None, str | None]:
-    """Return (message, code) from either vendor error shape, or (None, None)."""
-    try:
-        data = orjson.loads(body)
-    except (orjson.JSONDecodeError, TypeError):
-        return None, None
-    if not isinstance(data, dict):
-        return None, None
-    error = data.get("error")
-    if isinstance(error, str):
-        return error, None
-    if isinstance(error, dict):
-        message, code = error.get("message"), error.get("code")
-        return (
-            message if isinstance(message, str) else None,
-            code if isinstance(code, str) else None,
-        )
-    message = data.get("message")
-    return (message if isinstance(message, str) else None), None
-
-
-def error_for_status(
-    status: int,
-    body: bytes,
-    *,
-    reason: str | None,
-    handle: str | None,
-    headers: Mapping[str, str],
-    retry_after: float | None,
-    rate_limit: RateLimitState | None,
-    target: str | None = None,
-    not_found: type[NotFoundError] = ProfileNotFoundError,
-) -> APIStatusError:
-    """Map an error response to its exception class, parsing both vendor body shapes.
-
-    *not_found* is the 404 class of the endpoint that answered.
-    """
-    cls = not_found if status == 404 else _BY_STATUS.get(status)
-    if cls is None:
-        cls = ServerError if status >= 500 else APIStatusError
-    message, code = _parse_body(body)
-    if not message:
-        message = reason or f"HTTP {status}"
-    return cls(
-        message[:1000],
-        status=status,
-        handle=handle,
-        target=target,
-        code=code,
-        headers=headers,
-        retry_after=retry_after,
-        rate_limit=rate_limit,
-    )

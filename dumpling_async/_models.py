@@ -1,8 +1,14 @@
-"""Typed, immutable models of what the API returns and what a bulk job yields.
+"""Typed, immutable models of what the API returns.
 
 Every field the vendor documents is typed; none is required, since the OpenAPI schema
 requires none. Each model keeps the JSON object it was built from as ``raw``, so fields
 the vendor adds later are reachable without a release of this library.
+
+The vendor passes some endpoints through in TikTok's mobile shape (snake_case keys:
+profile videos and comments) and others in the web shape (camelCase); the converter
+knows which is which, users only see snake_case attributes. That is why a video's
+counters come in two classes: ``VideoStatistics`` (an entry of a profile's video list,
+mobile shape) and ``VideoStats`` (``get_tiktok_video``, web shape).
 """
 
 from __future__ import annotations
@@ -11,22 +17,42 @@ from typing import Any
 
 import attrs
 
-from ._errors import DumplingError
+from ._webvtt import TranscriptCue, cues_to_text, parse_webvtt
 
 __all__ = [
     "BioLink",
+    "CommentUser",
     "CommerceUserInfo",
-    "ProfileResult",
     "ProfileTab",
+    "ProfileVideo",
     "RateLimitState",
+    "TikTokMusic",
     "TikTokProfile",
     "TikTokStats",
+    "TikTokTranscript",
     "TikTokUser",
+    "TikTokUserSummary",
+    "TikTokVideo",
+    "VideoAuthor",
+    "VideoComment",
+    "VideoStatistics",
+    "VideoStats",
 ]
 
 JSONObject = dict[str, Any]
 # Each model's ``raw`` is filled in by the converter with the source object; it is kept
-# out of eq and repr.
+# out of eq and repr. Fields marked computed are derived from others, never read from
+# the JSON.
+COMPUTED = {"computed": True}
+
+
+def _video_url(user: str | None, video_id: str | None) -> str | None:
+    if user and video_id:
+        return f"https://www.tiktok.com/@{user}/video/{video_id}"
+    return None
+
+
+# -- get-tiktok-profile (camelCase) --------------------------------------------------------
 
 
 @attrs.frozen(kw_only=True)
@@ -126,6 +152,7 @@ class TikTokProfile:
     raw: JSONObject = attrs.field(factory=dict, eq=False, repr=False)
 
 
+# -- what the client saw of the account's rate limit ---------------------------------------
 @attrs.frozen(kw_only=True)
 class RateLimitState:
     """The account's rate limit as last seen, and what the limiter learned of it.
@@ -146,24 +173,155 @@ class RateLimitState:
     rate_limited: int = 0
 
 
+# -- get-tiktok-profile-videos (snake_case) ------------------------------------------------
 @attrs.frozen(kw_only=True)
-class ProfileResult:
-    """The outcome of one input position of a bulk lookup: a profile or an error."""
+class VideoStatistics:
+    """The ``statistics`` of a video in a profile's video list."""
 
-    index: int
-    input: object
-    handle: str
-    profile: TikTokProfile | None = None
-    error: DumplingError | None = None
+    comment_count: int | None = None
+    digg_count: int | None = None
+    download_count: int | None = None
+    play_count: int | None = None
+    share_count: int | None = None
+    raw: JSONObject = attrs.field(factory=dict, eq=False, repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class VideoAuthor:
+    """The ``author`` of a video in a profile's video list."""
+
+    uid: str | None = None
+    unique_id: str | None = None
+    nickname: str | None = None
+    sec_uid: str | None = None
+    raw: JSONObject = attrs.field(factory=dict, eq=False, repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class ProfileVideo:
+    """One video of ``iter_profile_videos`` (an ``aweme_list`` entry)."""
+
+    aweme_id: str | None = None
+    desc: str | None = None
+    create_time: int | None = None
+    statistics: VideoStatistics | None = None
+    video: JSONObject | None = None
+    author: VideoAuthor | None = None
+    share_url: str | None = None
+    raw: JSONObject = attrs.field(factory=dict, eq=False, repr=False)
 
     @property
-    def ok(self) -> bool:
-        """True when the lookup returned a profile."""
-        return self.profile is not None
+    def url(self) -> str | None:
+        """The video's canonical URL (for ``get_tiktok_video`` or a transcript)."""
+        user = self.author.unique_id if self.author is not None else None
+        return _video_url(user, self.aweme_id) or self.share_url
 
-    def unwrap(self) -> TikTokProfile:
-        """Return the profile, or raise the error this position ended with."""
-        if self.profile is not None:
-            return self.profile
-        assert self.error is not None
-        raise self.error
+
+# -- get-tiktok-video (camelCase) ----------------------------------------------------------
+@attrs.frozen(kw_only=True)
+class VideoStats:
+    """The ``stats`` of a video."""
+
+    digg_count: int | None = None
+    share_count: int | None = None
+    comment_count: int | None = None
+    play_count: int | None = None
+    collect_count: int | None = None
+    raw: JSONObject = attrs.field(factory=dict, eq=False, repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class TikTokMusic:
+    """The sound a video uses."""
+
+    id: str | None = None
+    title: str | None = None
+    author_name: str | None = None
+    duration: int | None = None
+    original: bool | None = None
+    raw: JSONObject = attrs.field(factory=dict, eq=False, repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class TikTokVideo:
+    """A video as ``get-tiktok-video`` returns it."""
+
+    id: str | None = None
+    desc: str | None = None
+    create_time: int | None = None
+    create_time_iso: str | None = None
+    video: JSONObject | None = None
+    author: TikTokUser | None = None
+    music: TikTokMusic | None = None
+    challenges: tuple[JSONObject, ...] = ()
+    stats: VideoStats | None = None
+    text_extra: tuple[JSONObject, ...] = ()
+    duet_enabled: bool | None = None
+    stitch_enabled: bool | None = None
+    raw: JSONObject = attrs.field(factory=dict, eq=False, repr=False)
+
+    @property
+    def url(self) -> str | None:
+        """The video's canonical URL."""
+        return _video_url(self.author.unique_id if self.author else None, self.id)
+
+
+# -- get-tiktok-video-comments (snake_case) ------------------------------------------------
+@attrs.frozen(kw_only=True)
+class CommentUser:
+    """Who wrote a comment."""
+
+    uid: str | None = None
+    unique_id: str | None = None
+    nickname: str | None = None
+    sec_uid: str | None = None
+    raw: JSONObject = attrs.field(factory=dict, eq=False, repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class VideoComment:
+    """One comment of ``iter_video_comments``; ``reply_comment`` holds the replies the
+    API sent along (``reply_comment_total`` says how many exist)."""
+
+    cid: str | None = None
+    text: str | None = None
+    create_time: int | None = None
+    digg_count: int | None = None
+    reply_comment_total: int | None = None
+    user: CommentUser | None = None
+    reply_comment: tuple[VideoComment, ...] = ()
+    raw: JSONObject = attrs.field(factory=dict, eq=False, repr=False)
+
+
+# -- followers, following, user search (camelCase) ----------------------------------------
+@attrs.frozen(kw_only=True)
+class TikTokUserSummary:
+    """An account in a followers, following or search list: its user and stats."""
+
+    user: TikTokUser | None = None
+    stats: TikTokStats | None = None
+    raw: JSONObject = attrs.field(factory=dict, eq=False, repr=False)
+
+
+# -- get-tiktok-transcript -----------------------------------------------------------------
+def _cues(self: TikTokTranscript) -> tuple[TranscriptCue, ...]:
+    return parse_webvtt(self.transcript) if self.transcript else ()
+
+
+@attrs.frozen(kw_only=True)
+class TikTokTranscript:
+    """A video's subtitles: the WebVTT as sent (``transcript``) and parsed (``cues``)."""
+
+    transcript: str | None = None
+    language: str | None = None
+    id: str | None = None
+    original_url: str | None = None
+    cues: tuple[TranscriptCue, ...] = attrs.field(
+        default=attrs.Factory(_cues, takes_self=True), eq=False, metadata=COMPUTED
+    )
+    raw: JSONObject = attrs.field(factory=dict, eq=False, repr=False)
+
+    @property
+    def text(self) -> str:
+        """The spoken text, one cue per line, without timings or markup."""
+        return cues_to_text(self.cues)

@@ -23,7 +23,7 @@ from dumpling_async import (
     UpstreamError,
 )
 from dumpling_async._core.converter import parse_profile, structure_profile
-from dumpling_async._errors import error_for_status
+from dumpling_async._core.fate import error_for_status
 
 SCALARS = (
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=20)

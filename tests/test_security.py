@@ -72,7 +72,7 @@ async def test_request_body_is_json_encoded(client: AsyncDumplingClient) -> None
     """The request body is built by a JSON encoder from the normalised handle."""
     import orjson
 
-    assert orjson.loads(client._body({"handle": "a.b_c"})) == {"handle": "a.b_c"}
+    assert orjson.loads(client._pipeline.body({"handle": "a.b_c"})) == {"handle": "a.b_c"}
 
 
 async def _drain(pager: AsyncIterator[object]) -> None:

@@ -17,107 +17,56 @@ from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
-    Awaitable,
     Callable,
     Iterable,
 )
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 import attrs
 
 from .._errors import (
-    AuthenticationError,
     BatchAbortedError,
     ClientClosedError,
     DumplingError,
     DuplicateHandleError,
-    InsufficientCreditsError,
     InvalidInputError,
 )
-from .._media import TranscriptResult, VideoResult
-from .._models import ProfileResult
-from .endpoints import PROFILE, TRANSCRIPT, VIDEO, flight_key
-from .handles import normalize_handle
-from .inputs import normalize_video_url
+from .._results import BulkResult, ProfileResult, TranscriptResult, VideoResult
+from .endpoints import PROFILE, TRANSCRIPT, VIDEO, Call
+from .fate import stops_batch
+from .inputs import normalize_handle, normalize_video_url
+from .lookups import Lookups
 
-if TYPE_CHECKING:
-    from .._client import AsyncDumplingClient
+__all__ = ["PROFILES", "VIDEOS", "BulkKind", "gather_results", "iter_results", "transcripts"]
 
-__all__ = ["PROFILES", "BulkKind", "gather_results", "iter_results", "transcripts", "videos"]
+R = TypeVar("R", bound=BulkResult[Any])
 
-
-class _Indexed(Protocol):
-    @property
-    def index(self) -> int: ...
-
-
-R = TypeVar("R", bound=_Indexed)
-StopCheck = Callable[[], DumplingError | None]
-
-# Outcomes kept for repeats that arrive after their handle finished; beyond this a
-# repeat gets DuplicateHandleError (never a second request).
+# Outcomes kept for repeats that arrive after their key finished; beyond this a repeat
+# gets DuplicateHandleError (never a second request).
 _RECENT_OUTCOMES = 512
-_ACCOUNT_ERRORS = (AuthenticationError, InsufficientCreditsError)
 
 Outcome = Any  # a model, or the DumplingError the lookup ended with
 
 
 @attrs.frozen
 class BulkKind(Generic[R]):
-    """What a bulk run looks up: how inputs are keyed, fetched and reported."""
+    """What a bulk run looks up: how an input becomes its key and its request, and
+    which result class reports it."""
 
     normalize: Callable[[object], str]
-    key: Callable[[str], tuple[str, str]]  # the single-flight key
-    fetch: Callable[[AsyncDumplingClient, str, StopCheck], Awaitable[Any]]
-    join: Callable[[AsyncDumplingClient, str], Awaitable[Any]]  # a lookup already in flight
-    result: Callable[[int, object, str, Outcome], R]
+    call: Callable[[str], Call]
+    result: type[R]
 
 
-def _profile_result(index: int, given: object, handle: str, outcome: Outcome) -> ProfileResult:
-    if isinstance(outcome, DumplingError):
-        return ProfileResult(index=index, input=given, handle=handle, error=outcome)
-    return ProfileResult(index=index, input=given, handle=handle, profile=outcome)
-
-
-def _video_result(index: int, given: object, url: str, outcome: Outcome) -> VideoResult:
-    if isinstance(outcome, DumplingError):
-        return VideoResult(index=index, input=given, url=url, error=outcome)
-    return VideoResult(index=index, input=given, url=url, video=outcome)
-
-
-def _transcript_result(index: int, given: object, url: str, outcome: Outcome) -> TranscriptResult:
-    if isinstance(outcome, DumplingError):
-        return TranscriptResult(index=index, input=given, url=url, error=outcome)
-    return TranscriptResult(index=index, input=given, url=url, transcript=outcome)
-
-
-PROFILES: BulkKind[ProfileResult] = BulkKind(
-    normalize_handle,
-    lambda handle: flight_key(PROFILE, handle),
-    lambda client, handle, stop: client._lookup(handle, should_stop=stop),
-    lambda client, handle: client._profile_flight(handle),
-    _profile_result,
-)
-
-
-def videos() -> BulkKind[VideoResult]:
-    return BulkKind(
-        normalize_video_url,
-        lambda url: flight_key(VIDEO, url),
-        lambda client, url, stop: client._video(url, should_stop=stop),
-        lambda client, url: client._video_flight(url),
-        _video_result,
-    )
+PROFILES: BulkKind[ProfileResult] = BulkKind(normalize_handle, PROFILE.call, ProfileResult)
+VIDEOS: BulkKind[VideoResult] = BulkKind(normalize_video_url, VIDEO.call, VideoResult)
 
 
 def transcripts(language: str) -> BulkKind[TranscriptResult]:
-    return BulkKind(
-        normalize_video_url,
-        lambda url: flight_key(TRANSCRIPT, url, language),
-        lambda client, url, stop: client._transcript(url, language, should_stop=stop),
-        lambda client, url: client._transcript_flight(url, language),
-        _transcript_result,
-    )
+    def call(url: str) -> Call:
+        return TRANSCRIPT.call(url, preferredLanguage=language)
+
+    return BulkKind(normalize_video_url, call, TranscriptResult)
 
 
 async def _aiter(items: Iterable[object] | AsyncIterable[object]) -> AsyncIterator[object]:
@@ -129,182 +78,202 @@ async def _aiter(items: Iterable[object] | AsyncIterable[object]) -> AsyncIterat
             yield item
 
 
-class _Job:
-    """State of one bulk run."""
+class _Run(Generic[R]):
+    """State of one bulk run: the keys seen, the positions waiting for each, the
+    lookups in flight and the results ready to yield."""
 
-    def __init__(self, client: AsyncDumplingClient, kind: BulkKind[Any], keep_all: bool) -> None:
-        self.client = client
+    def __init__(self, lookups: Lookups, kind: BulkKind[R], width: int, *, keep_all: bool) -> None:
+        self.lookups = lookups
+        self.flights = lookups.flights
         self.kind = kind
-        self.abort: DumplingError | None = None
-        self.waiting: dict[str, list[tuple[int, object]]] = {}  # handle -> positions
-        self.first_index: dict[str, int] = {}  # every handle seen: the dedupe set
-        self.kept: OrderedDict[str, Outcome] = OrderedDict()
+        self.width = width
         self.keep_all = keep_all
+        self.abort: DumplingError | None = None
+        self.waiting: dict[str, list[tuple[int, object]]] = {}  # key -> positions
+        self.first_index: dict[str, int] = {}  # every key seen: the dedupe set
+        self.kept: OrderedDict[str, Outcome] = OrderedDict()
+        self.ready: deque[R] = deque()
+        self.tasks: dict[asyncio.Task[Outcome], Call] = {}
+        # Finished lookups arrive here through done-callbacks: O(1) per completion,
+        # where asyncio.wait() would re-scan every task in flight each time.
+        self.finished: deque[asyncio.Task[Outcome]] = deque()
+        self.wake = asyncio.Event()
+        self.index = 0
+        self.parked = 0  # repeats waiting for their key's lookup
 
+    # -- the batch's stop -------------------------------------------------------------
     def stop_reason(self) -> DumplingError | None:
         if self.abort is None:
             return None
         return BatchAbortedError(f"batch stopped: {self.abort}", cause=self.abort)
 
-    def remember(self, handle: str, outcome: Outcome) -> None:
-        self.kept[handle] = outcome
-        if not self.keep_all and len(self.kept) > _RECENT_OUTCOMES:
-            self.kept.popitem(last=False)
-
-    def repeat_outcome(self, handle: str) -> Outcome:
-        outcome = self.kept.get(handle)
-        if outcome is not None:
-            return outcome
-        first = self.first_index[handle]
-        message = f"{handle!r} was answered at position {first}"
-        return self.stamp(DuplicateHandleError(message, first_index=first), handle)
-
     def stamp(self, error: DumplingError, key: str) -> DumplingError:
         """Name the input on an error made for the whole batch."""
         error.target = key
-        error.handle = key if self.kind is PROFILES else None
+        error.handle = self.kind.call(key).handle
         return error
 
-    async def fetch(self, handle: str, join: bool) -> Outcome:
-        """The outcome of *handle*: looked up, or joined when another call has it in flight."""
+    # -- input ------------------------------------------------------------------------
+    def has_room(self) -> bool:
+        """Read more input only while lookups and results stay within the window."""
+        width = self.width
+        return len(self.tasks) < width and len(self.ready) + self.parked < width
+
+    def admit(self, given: object) -> None:
+        """Take one input item: a result at once (invalid, repeat, batch stopped), a
+        position parked behind its key's lookup, or a new lookup."""
+        position, self.index = self.index, self.index + 1
+        result = self.kind.result.of
+        try:
+            key = self.kind.normalize(given)
+        except InvalidInputError as error:
+            self.ready.append(result(position, given, str(given)[:200], error))
+            return
+        if key in self.waiting:
+            self.waiting[key].append((position, given))
+            self.parked += 1
+        elif key in self.first_index:
+            self.ready.append(result(position, given, key, self.repeat_outcome(key)))
+        elif self.abort is not None:
+            reason = self.stop_reason()
+            assert reason is not None
+            self.ready.append(result(position, given, key, self.stamp(reason, key)))
+        else:
+            self.first_index[key] = position
+            self.waiting[key] = [(position, given)]
+            self.start(self.kind.call(key))
+
+    def repeat_outcome(self, key: str) -> Outcome:
+        outcome = self.kept.get(key)
+        if outcome is not None:
+            return outcome
+        first = self.first_index[key]
+        message = f"{key!r} was answered at position {first}"
+        return self.stamp(DuplicateHandleError(message, first_index=first), key)
+
+    # -- lookups ----------------------------------------------------------------------
+    def start(self, call: Call) -> None:
+        joined = self.flights.running(call.key)
+        task = asyncio.ensure_future(self.outcome(call, joined))
+        if not joined:  # other calls for it join this task (single flight)
+            self.flights.adopt(call.key, task)
+        task.add_done_callback(self.on_done)
+        self.tasks[task] = call
+
+    def on_done(self, task: asyncio.Task[Outcome]) -> None:
+        self.finished.append(task)
+        self.wake.set()
+
+    async def outcome(self, call: Call, join: bool) -> Outcome:
+        """The value of *call*, or the DumplingError it ended with (never raised)."""
         try:
             if join:
-                return await self.kind.join(self.client, handle)
-            return await self.kind.fetch(self.client, handle, self.stop_reason)
+                return await self.lookups.get(call)
+            return await self.lookups.fetch(call, self.stop_reason)
         except BatchAbortedError as error:
-            return self.stamp(error, handle)
+            return self.stamp(error, call.subject)
         except DumplingError as error:
-            if isinstance(error, _ACCOUNT_ERRORS) and self.abort is None:
+            if stops_batch(error) and self.abort is None:
                 self.abort = error
             return error
         except Exception as exc:
             # A bug or a failing plug-in (limiter, budget) must not lose the batch:
-            # this handle ends with a typed error that carries the cause.
+            # this key ends with a typed error that carries the cause.
             unexpected = DumplingError(f"unexpected {type(exc).__name__}: {exc}")
             unexpected.__cause__ = exc
-            return self.stamp(unexpected, handle)
+            return self.stamp(unexpected, call.subject)
 
+    async def collect(self) -> None:
+        """Wait for at least one lookup to finish; turn each finished one into results."""
+        if not self.finished:
+            self.wake.clear()
+            await self.wake.wait()
+        result = self.kind.result.of
+        while self.finished:
+            task = self.finished.popleft()
+            key = self.tasks.pop(task).subject
+            if task.cancelled():  # aclose() stopped the client's lookups
+                outcome = self.stamp(ClientClosedError("the client was closed"), key)
+            else:
+                outcome = task.result()
+            self.kept[key] = outcome
+            if not self.keep_all and len(self.kept) > _RECENT_OUTCOMES:
+                self.kept.popitem(last=False)
+            positions = self.waiting.pop(key)
+            self.parked -= len(positions) - 1
+            for position, given in positions:
+                self.ready.append(result(position, given, key, outcome))
 
-async def iter_results(
-    client: AsyncDumplingClient,
-    kind: BulkKind[R],
-    handles: Iterable[object] | AsyncIterable[object],
-    *,
-    concurrency: int | None = None,
-    on_result: Callable[[R], None] | None = None,
-    keep_all: bool = False,
-) -> AsyncGenerator[R, None]:
-    """Yield one result per input position, in completion order."""
-    width = client.max_concurrency if concurrency is None else concurrency
-    if width < 1:
-        raise ValueError("concurrency must be >= 1")
-    client._check_open()
-    job = _Job(client, kind, keep_all)
-    source = _aiter(handles)
-    _result = kind.result
-    ready: deque[R] = deque()
-    tasks: dict[asyncio.Task[Outcome], str] = {}
-    # Finished lookups arrive here through done-callbacks: O(1) per completion, where
-    # asyncio.wait() would re-scan every task in flight each time.
-    finished: deque[asyncio.Task[Outcome]] = deque()
-    wake = asyncio.Event()
-
-    def on_done(task: asyncio.Task[Outcome]) -> None:
-        finished.append(task)
-        wake.set()
-
-    index = 0
-    parked = 0
-    exhausted = False
-    input_error: BaseException | None = None
-    try:
-        while True:
-            # Read input while there is room; never more than the window ahead.
-            while not exhausted and len(tasks) < width and len(ready) + parked < width:
-                try:
-                    given = await anext(source)
-                except StopAsyncIteration:
-                    exhausted = True
-                    break
-                except Exception as exc:
-                    # The input failed: finish (and report) what is in flight, then raise.
-                    input_error, exhausted = exc, True
-                    break
-                position, index = index, index + 1
-                try:
-                    handle = kind.normalize(given)
-                except InvalidInputError as error:
-                    ready.append(_result(position, given, str(given)[:200], error))
-                    continue
-                if handle in job.waiting:
-                    job.waiting[handle].append((position, given))
-                    parked += 1  # a repeat waiting for its handle's lookup
-                elif handle in job.first_index:
-                    ready.append(_result(position, given, handle, job.repeat_outcome(handle)))
-                elif job.abort is not None:
-                    reason = job.stop_reason()
-                    assert reason is not None
-                    ready.append(_result(position, given, handle, job.stamp(reason, handle)))
-                else:
-                    job.first_index[handle] = position
-                    job.waiting[handle] = [(position, given)]
-                    key = kind.key(handle)
-                    joined = client._in_flight(key)
-                    task = asyncio.ensure_future(job.fetch(handle, joined))
-                    if not joined:  # other calls for it join this task (single flight)
-                        client._adopt(key, task)
-                    task.add_done_callback(on_done)
-                    tasks[task] = handle
-            while ready:
-                result = ready.popleft()
-                if on_result is not None:
-                    on_result(result)
-                yield result
-            if not tasks:
-                if exhausted:
-                    if input_error is not None:
-                        raise input_error
-                    return
-                continue
-            if not finished:
-                wake.clear()
-                await wake.wait()
-            while finished:
-                task = finished.popleft()
-                handle = tasks.pop(task)
-                if task.cancelled():  # aclose() stopped the client's lookups
-                    outcome = job.stamp(ClientClosedError("the client was closed"), handle)
-                else:
-                    outcome = task.result()
-                job.remember(handle, outcome)
-                positions = job.waiting.pop(handle)
-                parked -= len(positions) - 1
-                for position, given in positions:
-                    ready.append(_result(position, given, handle, outcome))
-    finally:
+    async def stop(self) -> None:
+        """Cancel the lookups in flight that no other caller awaits, and wait for them."""
         cancelled = []
-        for task, handle in tasks.items():
-            task.remove_done_callback(on_done)
-            if not client._disown(kind.key(handle), task):
+        for task, call in self.tasks.items():
+            task.remove_done_callback(self.on_done)
+            if not self.flights.disown(call.key, task):
                 task.cancel()
                 cancelled.append(task)
         if cancelled:
             await asyncio.gather(*cancelled, return_exceptions=True)
+
+
+async def iter_results(
+    lookups: Lookups,
+    kind: BulkKind[R],
+    items: Iterable[object] | AsyncIterable[object],
+    *,
+    concurrency: int,
+    on_result: Callable[[R], None] | None = None,
+    keep_all: bool = False,
+) -> AsyncGenerator[R, None]:
+    """Yield one result per input position, in completion order."""
+    if concurrency < 1:
+        raise ValueError("concurrency must be >= 1")
+    lookups.flights.check_open()
+    run = _Run(lookups, kind, concurrency, keep_all=keep_all)
+    source = _aiter(items)
+    exhausted = False
+    input_error: BaseException | None = None
+    try:
+        while True:
+            while not exhausted and run.has_room():
+                try:
+                    given = await anext(source)
+                except StopAsyncIteration:
+                    exhausted = True
+                except Exception as exc:
+                    # The input failed: finish (and report) what is in flight, then raise.
+                    input_error, exhausted = exc, True
+                else:
+                    run.admit(given)
+            while run.ready:
+                result = run.ready.popleft()
+                if on_result is not None:
+                    on_result(result)
+                yield result
+            if run.tasks:
+                await run.collect()
+            elif exhausted:
+                if input_error is not None:
+                    raise input_error
+                return
+    finally:
+        await run.stop()
         aclose = getattr(source, "aclose", None)
         if aclose is not None:
             await aclose()
 
 
 async def gather_results(
-    client: AsyncDumplingClient,
+    lookups: Lookups,
     kind: BulkKind[R],
-    handles: Iterable[object] | AsyncIterable[object],
+    items: Iterable[object] | AsyncIterable[object],
     *,
-    concurrency: int | None = None,
+    concurrency: int,
 ) -> list[R]:
     """All results, in input order; repeats share their key's outcome."""
     results: list[R | None] = []
-    async for result in iter_results(client, kind, handles, concurrency=concurrency, keep_all=True):
+    run = iter_results(lookups, kind, items, concurrency=concurrency, keep_all=True)
+    async for result in run:
         index = result.index
         if index >= len(results):
             results.extend([None] * (index + 1 - len(results)))

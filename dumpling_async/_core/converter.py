@@ -15,11 +15,17 @@ from cattrs.gen import make_dict_structure_fn, override
 from cattrs.preconf.orjson import OrjsonConverter, make_converter
 
 from .._errors import InvalidResponseError
-from .._media import (
+from .._models import (
+    BioLink,
     CommentUser,
+    CommerceUserInfo,
+    ProfileTab,
     ProfileVideo,
     TikTokMusic,
+    TikTokProfile,
+    TikTokStats,
     TikTokTranscript,
+    TikTokUser,
     TikTokUserSummary,
     TikTokVideo,
     VideoAuthor,
@@ -27,16 +33,8 @@ from .._media import (
     VideoStatistics,
     VideoStats,
 )
-from .._models import (
-    BioLink,
-    CommerceUserInfo,
-    ProfileTab,
-    TikTokProfile,
-    TikTokStats,
-    TikTokUser,
-)
 
-__all__ = ["parse_object", "parse_profile", "structure", "structure_profile"]
+__all__ = ["parse_model", "parse_object", "parse_profile", "structure", "structure_profile"]
 
 T = TypeVar("T")
 
@@ -274,6 +272,15 @@ def _not_an_object(data: Any, handle: str | None, target: str | None) -> Invalid
     )
 
 
+def parse_model(
+    cls: type[T], body: bytes, *, handle: str | None = None, target: str | None = None
+) -> T:
+    """Decode a 200 body and structure it into *cls*, or raise InvalidResponseError."""
+    return structure(
+        parse_object(body, handle=handle, target=target), cls, handle=handle, target=target
+    )
+
+
 def parse_profile(body: bytes, *, handle: str | None = None) -> TikTokProfile:
     """Decode and structure a 200 body."""
-    return structure(parse_object(body, handle=handle), TikTokProfile, handle=handle)
+    return parse_model(TikTokProfile, body, handle=handle)

@@ -1,10 +1,13 @@
-"""The API's endpoints as data, and what each costs in credits.
+"""The API's endpoints as data: one row each, and what each costs in credits.
 
-The client's pipeline is the same for every endpoint; what differs (path, price, which
-404 it raises) is listed here once.
+The request pipeline is the same for every endpoint; what differs (path, the body field
+naming what is asked, the model, the 404 it raises, how it pages, its price) is listed
+here once. Adding an endpoint is a row here, a model, and a thin client method.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import attrs
 
@@ -14,6 +17,14 @@ from .._errors import (
     ProfileNotFoundError,
     TranscriptNotFoundError,
     VideoNotFoundError,
+)
+from .._models import (
+    ProfileVideo,
+    TikTokProfile,
+    TikTokTranscript,
+    TikTokUserSummary,
+    TikTokVideo,
+    VideoComment,
 )
 
 __all__ = [
@@ -25,9 +36,10 @@ __all__ = [
     "SEARCH_USERS",
     "TRANSCRIPT",
     "VIDEO",
+    "Call",
     "CreditCosts",
     "Endpoint",
-    "flight_key",
+    "Paging",
 ]
 
 
@@ -62,29 +74,127 @@ class CreditCosts:
 
 
 @attrs.frozen
+class Paging:
+    """How a listing pages: its item list, cursor in and out, page size field.
+
+    Each listing spells these differently (``maxCursor`` in, ``max_cursor`` out;
+    ``minTime`` in, ``minCursor`` out; ``cursor``); users only see one opaque cursor.
+    """
+
+    items_key: str
+    cursor_param: str  # the request's cursor field
+    cursor_key: str  # the response's next-page cursor field
+    cursor_as_str: bool = False  # the request wants the cursor as a string
+    count_param: str | None = "count"
+
+
+@attrs.frozen(kw_only=True)
 class Endpoint:
-    """One API path: its name (``/api/v1/<name>``), its price's name in
-    :class:`CreditCosts`, and the 404 it raises."""
+    """One API path (``/api/v1/<name>``) and everything that differs between paths."""
 
     name: str
-    cost: str
+    cost: str  # the name of its price in CreditCosts
+    subject: str  # the body field naming what is asked about
+    model: type[Any]  # what a 200 holds, or one item of a page
     not_found: type[NotFoundError] = NotFoundError
+    by_handle: bool = False  # the subject is a handle: errors carry it as ``.handle``
+    paging: Paging | None = None
+    cacheable: bool = False  # answers may come from the client's ProfileCache
 
     @property
     def path(self) -> str:
         return f"/api/v1/{self.name}"
 
-
-PROFILE = Endpoint("get-tiktok-profile", "profile", ProfileNotFoundError)
-PROFILE_VIDEOS = Endpoint("get-tiktok-profile-videos", "profile_videos", ProfileNotFoundError)
-VIDEO = Endpoint("get-tiktok-video", "video", VideoNotFoundError)
-COMMENTS = Endpoint("get-tiktok-video-comments", "video_comments", VideoNotFoundError)
-TRANSCRIPT = Endpoint("get-tiktok-transcript", "transcript", TranscriptNotFoundError)
-FOLLOWERS = Endpoint("get-tiktok-user-followers", "followers", ProfileNotFoundError)
-FOLLOWING = Endpoint("get-tiktok-user-following", "following", ProfileNotFoundError)
-SEARCH_USERS = Endpoint("search-tiktok-users", "search_users", NotFoundError)
+    def call(self, subject: str, **extra: Any) -> Call:
+        """The request for *subject*, with *extra* body fields (which also tell calls apart)."""
+        params = {self.subject: subject, **extra} if extra else {self.subject: subject}
+        variant = " ".join(str(value) for value in extra.values()) if extra else None
+        return Call(self, subject, params, variant)
 
 
-def flight_key(endpoint: Endpoint, subject: str, language: str | None = None) -> tuple[str, str]:
-    """What makes two requests the same request (for single flight)."""
-    return (endpoint.name, subject if language is None else f"{language} {subject}")
+@attrs.frozen(slots=True)
+class Call:
+    """One request to make: the endpoint, what it is about, its JSON body fields."""
+
+    endpoint: Endpoint
+    subject: str
+    params: dict[str, Any] = attrs.field(eq=False)
+    variant: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What makes two calls the same request (for single flight)."""
+        subject = self.subject if self.variant is None else f"{self.variant} {self.subject}"
+        return (self.endpoint.name, subject)
+
+    @property
+    def handle(self) -> str | None:
+        """The subject when it is a handle (errors carry it as ``.handle``)."""
+        return self.subject if self.endpoint.by_handle else None
+
+
+PROFILE = Endpoint(
+    name="get-tiktok-profile",
+    cost="profile",
+    subject="handle",
+    model=TikTokProfile,
+    not_found=ProfileNotFoundError,
+    by_handle=True,
+    cacheable=True,
+)
+VIDEO = Endpoint(
+    name="get-tiktok-video",
+    cost="video",
+    subject="url",
+    model=TikTokVideo,
+    not_found=VideoNotFoundError,
+)
+TRANSCRIPT = Endpoint(
+    name="get-tiktok-transcript",
+    cost="transcript",
+    subject="videoUrl",
+    model=TikTokTranscript,
+    not_found=TranscriptNotFoundError,
+)
+PROFILE_VIDEOS = Endpoint(
+    name="get-tiktok-profile-videos",
+    cost="profile_videos",
+    subject="handle",
+    model=ProfileVideo,
+    not_found=ProfileNotFoundError,
+    by_handle=True,
+    paging=Paging("aweme_list", "maxCursor", "max_cursor", cursor_as_str=True, count_param=None),
+)
+COMMENTS = Endpoint(
+    name="get-tiktok-video-comments",
+    cost="video_comments",
+    subject="url",
+    model=VideoComment,
+    not_found=VideoNotFoundError,
+    paging=Paging("comments", "cursor", "cursor"),
+)
+FOLLOWERS = Endpoint(
+    name="get-tiktok-user-followers",
+    cost="followers",
+    subject="handle",
+    model=TikTokUserSummary,
+    not_found=ProfileNotFoundError,
+    by_handle=True,
+    paging=Paging("followers", "minTime", "minCursor"),
+)
+FOLLOWING = Endpoint(
+    name="get-tiktok-user-following",
+    cost="following",
+    subject="handle",
+    model=TikTokUserSummary,
+    not_found=ProfileNotFoundError,
+    by_handle=True,
+    paging=Paging("followingList", "minTime", "minCursor"),
+)
+SEARCH_USERS = Endpoint(
+    name="search-tiktok-users",
+    cost="search_users",
+    subject="query",
+    model=TikTokUserSummary,
+    paging=Paging("userList", "cursor", "cursor"),
+)

@@ -1,19 +1,67 @@
-"""Checks for the non-handle inputs: video URLs, search queries, languages, limits.
+"""Input checks: handles, video URLs, search queries, languages, limits.
 
 Each returns the canonical value or raises an :class:`InvalidInputError` subclass, so bad
-input is refused before a credit is reserved. Canonical video URLs are also the bulk
-helpers' de-duplication key: two spellings of one video cost one request.
+input is refused before a credit is reserved. Canonical handles and video URLs are also
+the bulk helpers' de-duplication key: two spellings of one account or video cost one
+request.
 """
 
 from __future__ import annotations
 
 import re
 
-from .._errors import InvalidInputError, InvalidVideoURLError
+from .._errors import InvalidHandleError, InvalidInputError, InvalidVideoURLError
 
-__all__ = ["check_language", "check_limit", "check_query", "normalize_video_url"]
+__all__ = [
+    "check_language",
+    "check_limit",
+    "check_query",
+    "normalize_handle",
+    "normalize_video_url",
+]
 
+# Longer inputs cannot hold a valid handle or URL; refusing them early keeps hostile input
+# cheap.
 _MAX_INPUT = 2048
+# TikTok usernames: 2-24 ASCII letters, digits, underscores and dots, not ending in a dot.
+_HANDLE = re.compile(r"[a-z0-9_.]{1,23}[a-z0-9_]", re.ASCII)
+# A profile URL: optional scheme, optional www./m., then tiktok.com/@name and any tail.
+_PROFILE_URL = re.compile(
+    r"(?:https?://)?(?:(?:www|m)\.)?tiktok\.com/@([^/?#]*)(?:[/?#].*)?",
+    re.ASCII | re.IGNORECASE | re.DOTALL,
+)
+
+
+def normalize_handle(value: object) -> str:
+    """Return the canonical handle for *value* or raise :class:`InvalidHandleError`.
+
+    Accepts ``name``, ``@name``, ``NAME`` and profile URLs such as
+    ``https://www.tiktok.com/@name/video/1?lang=en``.
+    """
+    if not isinstance(value, str):
+        raise InvalidHandleError(
+            f"a handle must be a string, not {type(value).__name__}", handle=None
+        )
+    if len(value) > _MAX_INPUT:
+        raise InvalidHandleError(
+            f"not a TikTok handle: input of {len(value)} characters", handle=None
+        )
+    text = value.strip()
+    match = _PROFILE_URL.fullmatch(text)
+    if match is not None:
+        text = match.group(1)
+    elif text.startswith("@"):
+        text = text[1:]
+    handle = text.lower()
+    if _HANDLE.fullmatch(handle) is None:
+        raise InvalidHandleError(
+            f"not a TikTok handle: {value!r:.80} (2-24 of a-z, 0-9, '_' and '.', "
+            "not ending in '.')",
+            handle=None,
+        )
+    return handle
+
+
 # A video or photo post: optional scheme, www./m., then /@user/video/<id> and any tail.
 _VIDEO_URL = re.compile(
     r"(?:https?://)?(?:(?:www|m)\.)?tiktok\.com/@([a-z0-9_.]{2,24})/(video|photo)/(\d{5,25})"

@@ -2,9 +2,10 @@
 
 Each listing spells its cursor differently (``maxCursor`` in, ``max_cursor`` out;
 ``minTime`` in, ``minCursor`` out; ``cursor``) and its end differently (``has_more`` as
-0/1, ``hasMore`` as a boolean). A :class:`PageSpec` says how; users only see items and
-one opaque string cursor. A page is requested only when the caller asks for an item past
-the ones already fetched, so stopping early never pays for a page nobody reads.
+0/1, ``hasMore`` as a boolean). Its endpoint's :class:`Paging` row says how; users only
+see items and one opaque string cursor. A page is requested only when the caller asks
+for an item past the ones already fetched, so stopping early never pays for a page
+nobody reads.
 """
 
 from __future__ import annotations
@@ -13,36 +14,22 @@ import asyncio
 import functools
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 import attrs
 
 from .._errors import DumplingError, InvalidInputError, InvalidResponseError
 from .converter import parse_object, structure
-from .endpoints import Endpoint
+from .endpoints import Call, Endpoint, Paging
+from .inputs import check_limit
+from .pipeline import Pipeline
 
-if TYPE_CHECKING:
-    from .._client import AsyncDumplingClient
-
-__all__ = ["Page", "PageSpec", "Pager"]
+__all__ = ["Page", "Pager", "open_pager", "parse_page"]
 
 T = TypeVar("T")
 # Pages in a row that bring nothing new before the listing is called finished anyway: a
 # listing that never ends would otherwise spend credits forever.
 _MAX_EMPTY_PAGES = 3
-
-
-@attrs.frozen
-class PageSpec(Generic[T]):
-    """How one listing endpoint pages: request and response keys, item type."""
-
-    endpoint: Endpoint
-    items_key: str
-    item_type: type[T]
-    cursor_param: str  # the request's cursor field
-    cursor_key: str  # the response's next-page cursor field
-    cursor_as_str: bool = False  # the request wants the cursor as a string
-    count_param: str | None = "count"
 
 
 @attrs.frozen
@@ -73,17 +60,18 @@ def _cursor_text(value: object) -> str | None:
     return None
 
 
-def _structure_item(spec: PageSpec[T], item: object, target: str, handle: str | None) -> T | None:
+def _structure_item(item_type: type[T], item: object, target: str, handle: str | None) -> T | None:
     try:
-        return structure(item, spec.item_type, handle=handle, target=target)
+        return structure(item, item_type, handle=handle, target=target)
     except InvalidResponseError:
         # One odd item must not cost the page (and every retry of it): keep what came,
         # untyped, in ``raw``. Only a non-object is dropped.
-        return spec.item_type(raw=item) if isinstance(item, dict) else None  # type: ignore[call-arg]
+        return item_type(raw=item) if isinstance(item, dict) else None  # type: ignore[call-arg]
 
 
-def parse_page(spec: PageSpec[T], target: str, handle: str | None, body: bytes) -> Page[T]:
+def parse_page(endpoint: Endpoint, target: str, handle: str | None, body: bytes) -> Page[Any]:
     """Decode one page: its items (typed), the next cursor, whether more follow."""
+    spec = _paging(endpoint)
     data = parse_object(body, handle=handle, target=target)
     code = data.get("status_code")
     if spec.items_key not in data or (isinstance(code, int) and code != 0):
@@ -103,7 +91,7 @@ def parse_page(spec: PageSpec[T], target: str, handle: str | None, body: bytes) 
         raise InvalidResponseError(
             f"{spec.items_key!r} is not a list", handle=handle, target=target, status=200
         )
-    typed = (_structure_item(spec, item, target, handle) for item in raw_items)
+    typed = (_structure_item(endpoint.model, item, target, handle) for item in raw_items)
     items = tuple(item for item in typed if item is not None)
     next_cursor = _cursor_text(data.get(spec.cursor_key))
     return Page(items, next_cursor, _has_more(data), len(raw_items) - len(items))
@@ -113,7 +101,12 @@ _SKIP_MARK = "#"  # "<page cursor>#<items of that page already consumed>"
 _MAX_SKIP = 10_000
 
 
-def check_cursor(spec: PageSpec[Any], cursor: object) -> tuple[str | None, int]:
+def _paging(endpoint: Endpoint) -> Paging:
+    assert endpoint.paging is not None, f"{endpoint.name} is not a listing"
+    return endpoint.paging
+
+
+def check_cursor(spec: Paging, cursor: object) -> tuple[str | None, int]:
     """A user's ``start_cursor`` as (page cursor, items of that page to skip), refused
     early when malformed."""
     if cursor is None:
@@ -159,8 +152,8 @@ class Pager(AsyncIterator[T]):
 
     def __init__(
         self,
-        client: AsyncDumplingClient,
-        spec: PageSpec[T],
+        pipeline: Pipeline,
+        endpoint: Endpoint,
         params: dict[str, Any],
         *,
         target: str,
@@ -170,8 +163,9 @@ class Pager(AsyncIterator[T]):
         start_skip: int = 0,
         page_size: int | None = None,
     ) -> None:
-        self._client = client
-        self._spec = spec
+        self._pipeline = pipeline
+        self._endpoint = endpoint
+        self._spec = _paging(endpoint)
         self._params = params
         self._target = target
         self._handle = handle
@@ -194,7 +188,7 @@ class Pager(AsyncIterator[T]):
 
     def __repr__(self) -> str:
         return (
-            f"Pager({self._spec.endpoint.name}, target={self._target!r:.80}, "
+            f"Pager({self._endpoint.name}, target={self._target!r:.80}, "
             f"cursor={self.cursor!r}, yielded={self.yielded}, pages={self.pages}, "
             f"ended={self.ended})"
         )
@@ -278,12 +272,9 @@ class Pager(AsyncIterator[T]):
                 count = max(1, min(count, self._limit - self.yielded + self._skip))
             params[spec.count_param] = count
         try:
-            page = await self._client._request(
-                spec.endpoint,
-                params,
-                functools.partial(parse_page, spec, self._target, self._handle),
-                target=self._target,
-                handle=self._handle,
+            page = await self._pipeline.call(
+                Call(self._endpoint, self._target, params),
+                functools.partial(parse_page, self._endpoint, self._target, self._handle),
             )
         except DumplingError as error:
             error.cursor = _token(cursor, self._skip)
@@ -294,17 +285,17 @@ class Pager(AsyncIterator[T]):
         self._taken, self._skip = len(page.items) - len(items), 0
         self._buffer.extend(items)
         if page.dropped:
-            self._client._log.warning(
-                "page_items_dropped", endpoint=spec.endpoint.name, count=page.dropped
+            self._pipeline.log.warning(
+                "page_items_dropped", endpoint=self._endpoint.name, count=page.dropped
             )
         self._empty_pages = 0 if page.items else self._empty_pages + 1
         stalled = page.next_cursor in self._seen_cursors or self._empty_pages >= _MAX_EMPTY_PAGES
         if not page.has_more or page.next_cursor is None or stalled:
             if page.has_more:
                 # "More" with no way to ask for it, or a cursor going round in circles.
-                self._client._log.warning(
+                self._pipeline.log.warning(
                     "pagination_stalled",
-                    endpoint=spec.endpoint.name,
+                    endpoint=self._endpoint.name,
                     cursor=page.next_cursor,
                     pages=self.pages,
                 )
@@ -313,3 +304,36 @@ class Pager(AsyncIterator[T]):
         else:
             self._seen_cursors.add(page.next_cursor)
             self._next_cursor = page.next_cursor
+
+
+def _page_size(value: object) -> int | None:
+    size = check_limit(value, "page_size")
+    if size == 0:
+        raise InvalidInputError("page_size must be None or an int >= 1")
+    return size
+
+
+def open_pager(
+    pipeline: Pipeline,
+    endpoint: Endpoint,
+    params: dict[str, Any],
+    *,
+    target: str,
+    limit: int | None,
+    start_cursor: str | int | None,
+    page_size: int | None,
+) -> Pager[Any]:
+    """A pager over *endpoint* for *params*; every argument is checked here, before any
+    credit is reserved."""
+    page, skip = check_cursor(_paging(endpoint), start_cursor)
+    return Pager(
+        pipeline,
+        endpoint,
+        params,
+        target=target,
+        handle=target if endpoint.by_handle else None,
+        limit=check_limit(limit),
+        start_cursor=page,
+        start_skip=skip,
+        page_size=_page_size(page_size),
+    )

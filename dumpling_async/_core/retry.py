@@ -9,15 +9,10 @@ from collections.abc import Mapping
 
 import attrs
 
-from .._errors import (
-    APIConnectionError,
-    APIStatusError,
-    DumplingError,
-)
+from .._errors import APIStatusError, DumplingError
+from .fate import is_retryable
 
 __all__ = ["RetryPolicy", "parse_retry_after"]
-
-_RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
 def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -43,10 +38,7 @@ class RetryPolicy:
 
     def is_retryable(self, error: DumplingError) -> bool:
         """True for 429, 5xx and transport failures that never delivered a 200."""
-        if isinstance(error, APIStatusError):
-            return error.status in _RETRYABLE_STATUS
-        # A transport failure after a 200 arrived may have been charged: never retried.
-        return isinstance(error, APIConnectionError) and not error.response_received
+        return is_retryable(error)
 
     def backoff(self, retry: int, *, rng: random.Random | None = None) -> float:
         """Full-jitter wait before retry number *retry* (1 for the first retry)."""

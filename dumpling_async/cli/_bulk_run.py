@@ -28,7 +28,7 @@ from .._errors import (
     InsufficientCreditsError,
     InvalidHandleError,
 )
-from .._models import ProfileResult
+from .._results import ProfileResult
 from ._files import (
     InputEntry,
     InputError,

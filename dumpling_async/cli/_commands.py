@@ -33,11 +33,12 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from .._core.handles import normalize_handle
+from .._core.inputs import normalize_handle
 from .._errors import (
     InvalidHandleError,
 )
-from .._models import ProfileResult, TikTokProfile
+from .._models import TikTokProfile
+from .._results import ProfileResult
 from .._version import __version__
 from ._bulk_run import BulkJob, execute_bulk
 from ._files import OutputFormat

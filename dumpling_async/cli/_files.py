@@ -29,9 +29,9 @@ from typing import IO, Any, Final, Literal
 
 import orjson
 
-from .._core.handles import normalize_handle
+from .._core.inputs import normalize_handle
 from .._errors import DumplingError, InvalidHandleError
-from .._models import ProfileResult
+from .._results import ProfileResult
 
 if sys.platform != "win32":
     import fcntl

@@ -13,12 +13,11 @@ from typing import Any, Final, cast
 import click
 import orjson
 
-from .._core.handles import normalize_handle
-from .._core.inputs import check_language, check_query, normalize_video_url
+from .._core.inputs import check_language, check_query, normalize_handle, normalize_video_url
 from .._errors import (
     InvalidInputError,
 )
-from .._media import TikTokTranscript
+from .._models import TikTokTranscript
 from ._listing_files import (
     COMMENT_SHAPE,
     USER_SHAPE,

@@ -25,7 +25,7 @@ from typing import IO, Any, Final, Literal
 
 import orjson
 
-from .._media import ProfileVideo, TikTokUserSummary, VideoComment
+from .._models import ProfileVideo, TikTokUserSummary, VideoComment
 from ._files import OutputError, complete_lines, csv_cell, csv_line, dumps_record, lock_output
 
 __all__ = [

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import click
 
-from .._core.handles import normalize_handle
+from .._core.inputs import normalize_handle
 from .._errors import InvalidHandleError
 from ._files import InputEntry
 

@@ -20,7 +20,8 @@ import structlog
 from rich.console import Console
 from rich.text import Text
 
-from .._client import AsyncDumplingClient, _resolve_key
+from .._client import AsyncDumplingClient
+from .._core.config import resolve_key
 from .._core.endpoints import CreditCosts
 from .._core.log import LOGGER_NAME
 from .._core.secret import Secret
@@ -273,7 +274,7 @@ def _config_error(exc: ConfigurationError) -> CLIError:
 def resolve_api_key(conn: Connection) -> Secret:
     """The key the client will use (given, or from the environment), still wrapped."""
     try:
-        return _resolve_key(conn.api_key)
+        return resolve_key(conn.api_key)
     except ConfigurationError as exc:
         raise _config_error(exc) from None
 

@@ -1,0 +1,168 @@
+"""The fate of an attempt: which error it ended with, whether it was charged, whether it
+may be retried, whether it stops a batch.
+
+Every such decision is made here and nowhere else: the pipeline classifies each answer
+or failure with :func:`error_for_status` / :func:`transport_error`, settles the credit
+budget with :func:`was_charged`, and the retry policy and the bulk engine ask
+:func:`is_retryable` and :func:`stops_batch`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import aiohttp
+import orjson
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from .._errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    DumplingError,
+    InsufficientCreditsError,
+    InvalidResponseError,
+    NotFoundError,
+    ProfileNotFoundError,
+    RateLimitError,
+    ServerError,
+    UpstreamError,
+)
+from .._models import RateLimitState
+
+__all__ = [
+    "TRANSPORT_ERRORS",
+    "error_for_status",
+    "is_retryable",
+    "scrubbed",
+    "stops_batch",
+    "transport_error",
+    "was_charged",
+]
+
+# What a transport raises when the network fails; anything else is a bug, not a fault.
+TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
+
+_BY_STATUS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: InsufficientCreditsError,
+    404: ProfileNotFoundError,
+    429: RateLimitError,
+    500: ServerError,
+    502: UpstreamError,
+    503: UpstreamError,
+    504: UpstreamError,
+}
+_RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+# Account-level errors: every further request would fail the same way.
+_STOPS_BATCH = (AuthenticationError, InsufficientCreditsError)
+
+
+# -- classify ---------------------------------------------------------------------------
+def _error_text(body: bytes) -> tuple[str | None, str | None]:
+    """Return (message, code) from either vendor error shape, or (None, None)."""
+    try:
+        data = orjson.loads(body)
+    except (orjson.JSONDecodeError, TypeError):
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    error = data.get("error")
+    if isinstance(error, str):
+        return error, None
+    if isinstance(error, dict):
+        message, code = error.get("message"), error.get("code")
+        return (
+            message if isinstance(message, str) else None,
+            code if isinstance(code, str) else None,
+        )
+    message = data.get("message")
+    return (message if isinstance(message, str) else None), None
+
+
+def error_for_status(
+    status: int,
+    body: bytes,
+    *,
+    reason: str | None,
+    handle: str | None,
+    headers: Mapping[str, str],
+    retry_after: float | None,
+    rate_limit: RateLimitState | None,
+    target: str | None = None,
+    not_found: type[NotFoundError] = ProfileNotFoundError,
+) -> APIStatusError:
+    """Map an error response to its exception class, parsing both vendor body shapes.
+
+    *not_found* is the 404 class of the endpoint that answered.
+    """
+    cls = not_found if status == 404 else _BY_STATUS.get(status)
+    if cls is None:
+        cls = ServerError if status >= 500 else APIStatusError
+    message, code = _error_text(body)
+    if not message:
+        message = reason or f"HTTP {status}"
+    return cls(
+        message[:1000],
+        status=status,
+        handle=handle,
+        target=target,
+        code=code,
+        headers=headers,
+        retry_after=retry_after,
+        rate_limit=rate_limit,
+    )
+
+
+def scrubbed(exc: BaseException) -> BaseException:
+    """The cause as users may see it: no frames (their locals hold the request
+    headers) and no request headers in aiohttp's ``request_info``."""
+    info = getattr(exc, "request_info", None)
+    if isinstance(info, aiohttp.RequestInfo):
+        exc.request_info = info._replace(headers=CIMultiDictProxy(CIMultiDict()))  # type: ignore[attr-defined]
+    return exc.with_traceback(None)
+
+
+def transport_error(
+    exc: BaseException, target: str, handle: str | None, *, response_received: bool
+) -> APIConnectionError:
+    """The one place transport failures become library errors (raise it ``from
+    scrubbed(exc)``)."""
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    cls = (
+        APITimeoutError
+        if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError)
+        else APIConnectionError
+    )
+    verb = "timed out" if cls is APITimeoutError else "failed"
+    return cls(
+        f"request for {target!r:.120} {verb} ({detail[:200]})",
+        handle=handle,
+        target=target,
+        response_received=response_received,
+    )
+
+
+# -- decide -----------------------------------------------------------------------------
+def was_charged(error: DumplingError) -> bool:
+    """True when the attempt that ended with *error* was charged all the same: a 200
+    arrived (its body was unusable, or the connection broke while reading it)."""
+    if isinstance(error, InvalidResponseError):
+        return error.status == 200
+    return isinstance(error, APIConnectionError) and error.response_received
+
+
+def is_retryable(error: DumplingError) -> bool:
+    """True for 429, 5xx and transport failures that never delivered a 200."""
+    if isinstance(error, APIStatusError):
+        return error.status in _RETRYABLE_STATUS
+    # A transport failure after a 200 arrived may have been charged: never retried.
+    return isinstance(error, APIConnectionError) and not error.response_received
+
+
+def stops_batch(error: DumplingError) -> bool:
+    """True for account-level errors (401, 403): a bulk job stops sending at once."""
+    return isinstance(error, _STOPS_BATCH)

@@ -1,0 +1,191 @@
+"""One request, start to finish: budget -> slot -> limiter -> send -> read -> classify ->
+retry -> parse.
+
+Every endpoint, single lookups, bulk jobs and listings alike, goes through
+:meth:`Pipeline.call`. What a failed attempt means (charged, retried, stops a batch) is
+decided in ``fate``; the pipeline only applies it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import orjson
+from yarl import URL
+
+from .._errors import ClientClosedError, DumplingError, InvalidResponseError
+from .budget import CreditBudget
+from .endpoints import Call, CreditCosts, Endpoint
+from .fate import TRANSPORT_ERRORS, error_for_status, scrubbed, transport_error, was_charged
+from .log import LOGGER_NAME
+from .ratelimit import RateLimiter, ResponseInfo, parse_rate_limit_headers
+from .retry import RetryPolicy, parse_retry_after
+from .transport import Exchange, Transport
+
+__all__ = ["KEPT_BODY", "Pipeline", "StopCheck"]
+
+T = TypeVar("T")
+# A bulk job's stop signal: the error to end with instead of (re)trying, or None.
+StopCheck = Callable[[], DumplingError | None]
+KEPT_BODY = 64 * 1024  # of a 200 body that could not be parsed, for InvalidResponseError
+
+
+class Pipeline:
+    """Sends calls for one client: its transport, limiter, budget, retry policy and
+    prices, and at most *max_concurrency* requests in flight."""
+
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        base_url: URL,
+        limiter: RateLimiter,
+        budget: CreditBudget,
+        retry: RetryPolicy,
+        costs: CreditCosts,
+        max_concurrency: int,
+        request_source: str | None,
+        log: Any,
+    ) -> None:
+        self.transport = transport
+        self.limiter = limiter
+        self.budget = budget
+        self.retry = retry
+        self.costs = costs
+        self.max_concurrency = max_concurrency
+        self.log = log
+        self._base_url = base_url
+        self._request_source = request_source
+        self._urls: dict[str, URL] = {}
+        self._slots: asyncio.Semaphore | None = None  # made inside the running loop
+        self._debug = logging.getLogger(LOGGER_NAME).isEnabledFor
+        self._closed = False
+
+    async def aclose(self) -> None:
+        """Refuse further attempts and release the transport's connections."""
+        self._closed = True
+        await self.transport.aclose()
+
+    def body(self, params: dict[str, Any]) -> bytes:
+        """The JSON body sent for *params*."""
+        if self._request_source is not None:
+            params = {**params, "requestSource": self._request_source}
+        return orjson.dumps(params)
+
+    def url(self, endpoint: Endpoint) -> URL:
+        url = self._urls.get(endpoint.name)
+        if url is None:
+            root = self._base_url.path.rstrip("/")
+            url = self._urls[endpoint.name] = self._base_url.with_path(root + endpoint.path)
+        return url
+
+    async def call(
+        self, call: Call, parse: Callable[[bytes], T], *, stop: StopCheck | None = None
+    ) -> T:
+        """Make *call* with retries and return ``parse(body)`` of its 200, or raise the
+        DumplingError it ended with. *stop* (bulk jobs) is asked before every attempt."""
+        endpoint = call.endpoint
+        body = self.body(call.params)
+        cost = self.costs.of(endpoint)
+        attempt = 0
+        while True:
+            attempt += 1
+            if stop is not None and (reason := stop()) is not None:
+                raise reason
+            await self.budget.reserve(cost)
+            charged = False
+            exchange = Exchange()
+            try:
+                data = await self._attempt(call, body, attempt, exchange, stop)
+                charged = True
+                # Received and charged: whatever the body holds, it is never sent again.
+                return _parse_body(parse, data)
+            except DumplingError as error:
+                charged = was_charged(error)
+                delay = self.retry.delay(error, attempt)
+                if delay is None:
+                    raise
+                self.log.info(
+                    "retry",
+                    endpoint=endpoint.name,
+                    target=call.subject,
+                    attempt=attempt,
+                    delay=round(delay, 3),
+                    error=type(error).__name__,
+                    status=getattr(error, "status", None),
+                )
+            finally:
+                # Whatever ended the attempt (cancellation included), a 200 was charged.
+                await self.budget.settle(cost, charged=charged or exchange.status == 200)
+            await asyncio.sleep(delay)
+
+    async def _attempt(
+        self, call: Call, body: bytes, attempt: int, exchange: Exchange, stop: StopCheck | None
+    ) -> bytes:
+        """Send once; the 200 body, or raise the error the response or failure means."""
+        if self._closed:
+            raise ClientClosedError("this AsyncDumplingClient is closed; create a new one")
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.max_concurrency)
+        async with self._slots:
+            permit = await self.limiter.acquire()
+            if stop is not None and (reason := stop()) is not None:
+                await self.limiter.settle(permit, None)
+                raise reason
+            info: ResponseInfo | None = None
+            started = time.monotonic()
+            try:
+                response = await self.transport.post(self.url(call.endpoint), body, exchange)
+                status, headers = response.status, response.headers
+                limit, remaining = parse_rate_limit_headers(headers)
+                retry_after = parse_retry_after(headers) if status in (429, 503) else None
+                info = ResponseInfo(
+                    status=status, limit=limit, remaining=remaining, retry_after=retry_after
+                )
+            except TRANSPORT_ERRORS as exc:
+                # The cause keeps its type and message but not its frames, whose locals
+                # hold the request headers.
+                raise transport_error(
+                    exc, call.subject, call.handle, response_received=exchange.status == 200
+                ) from scrubbed(exc)
+            except DumplingError as error:  # the transport refused the body (size cap)
+                error.target, error.handle = call.subject, call.handle
+                raise
+            finally:
+                await self.limiter.settle(permit, info)
+                if self._debug(logging.DEBUG):
+                    self.log.debug(
+                        "attempt",
+                        endpoint=call.endpoint.name,
+                        target=call.subject,
+                        attempt=attempt,
+                        status=exchange.status or None,
+                        elapsed=round(time.monotonic() - started, 4),
+                        limit=info.limit if info else None,
+                        remaining=info.remaining if info else None,
+                    )
+        if status == 200:
+            return response.body
+        raise error_for_status(
+            status,
+            response.body,
+            reason=response.reason,
+            handle=call.handle,
+            target=call.subject,
+            not_found=call.endpoint.not_found,
+            headers=dict(headers),
+            retry_after=retry_after,
+            rate_limit=self.limiter.snapshot(),
+        )
+
+
+def _parse_body(parse: Callable[[bytes], T], data: bytes) -> T:
+    try:
+        return parse(data)
+    except InvalidResponseError as error:
+        error.body = data[:KEPT_BODY]
+        raise

@@ -1,0 +1,151 @@
+"""The seam below the pipeline: send one POST, return its status, headers and body.
+
+``AiohttpTransport`` is the real one (one pooled ``aiohttp.ClientSession``, owned or
+lent); ``_core/mock.py`` answers in memory for unit tests. A transport raises what the
+network raises (``aiohttp.ClientError``, ``TimeoutError``, ``OSError``); the pipeline
+maps those to library errors in one place (``fate.transport_error``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NamedTuple, Protocol
+
+import aiohttp
+from yarl import URL
+
+from .._errors import ClientClosedError, InvalidResponseError
+from .secret import Secret
+
+__all__ = ["AiohttpTransport", "AuthHeaders", "Exchange", "Response", "Transport"]
+
+ERROR_BODY_BYTES = 64 * 1024  # error bodies are small; the rest goes with the connection
+
+
+class Exchange:
+    """How far one attempt got, for the pipeline to read when it fails midway."""
+
+    __slots__ = ("status",)
+
+    def __init__(self) -> None:
+        self.status = 0  # the status line received (0: none)
+
+
+class Response(NamedTuple):
+    """A complete answer."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    reason: str | None
+
+
+class Transport(Protocol):
+    """Sends the pipeline's requests."""
+
+    async def post(self, url: URL, body: bytes, exchange: Exchange) -> Response:
+        """POST *body* (JSON) to *url*; set ``exchange.status`` as soon as it is known."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections (a lent session is left open)."""
+        ...
+
+
+class AuthHeaders(dict[str, str]):
+    """Request headers built once; their repr hides the Authorization value."""
+
+    def __init__(self, key: Secret) -> None:
+        super().__init__(
+            {
+                "Authorization": f"Bearer {key.get()}",
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+            }
+        )
+
+    def __repr__(self) -> str:
+        return "{'Authorization': '[REDACTED]', ...}"
+
+
+class AiohttpTransport:
+    """One aiohttp session and its connection pool, created lazily inside the running
+    loop (or lent by the caller, then never closed here). Redirects are never followed:
+    they would carry the key elsewhere."""
+
+    def __init__(
+        self,
+        key: Secret,
+        *,
+        session: aiohttp.ClientSession | None,
+        max_connections: int,
+        timeout: float,
+        max_body: int,
+    ) -> None:
+        self._headers = AuthHeaders(key)
+        self._session = session
+        self._owns_session = session is None
+        self._max_connections = max_connections
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._max_body = max_body
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"AiohttpTransport(owns_session={self._owns_session}, closed={self._closed})"
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise ClientClosedError("this AsyncDumplingClient is closed; create a new one")
+        limit = self._max_connections
+        connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit)
+        self._session = aiohttp.ClientSession(connector=connector)
+        return self._session
+
+    async def post(self, url: URL, body: bytes, exchange: Exchange) -> Response:
+        session = self._session
+        if session is None or self._closed:
+            session = self._open()
+        async with session.post(
+            url,
+            data=body,
+            headers=self._headers,
+            timeout=self._timeout,
+            allow_redirects=False,
+        ) as resp:
+            status = exchange.status = resp.status
+            if status == 200:
+                data = await self._read(resp)
+            else:
+                data = await _read_error(resp)
+            return Response(status, resp.headers, data, resp.reason)
+
+    async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
+        length = resp.content_length
+        cap = self._max_body
+        if length is not None and length > cap:
+            raise InvalidResponseError(
+                f"response body of {length} bytes exceeds the {cap} byte cap", status=200
+            )
+        if length is not None:
+            return await resp.read()
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_any():
+            size += len(chunk)
+            if size > cap:
+                raise InvalidResponseError(f"response body exceeds the {cap} byte cap", status=200)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+        self._session = None
+
+
+async def _read_error(resp: aiohttp.ClientResponse) -> bytes:
+    try:
+        return await resp.content.read(ERROR_BODY_BYTES)
+    except (aiohttp.ClientError, TimeoutError):
+        return b""
