@@ -11,8 +11,6 @@ import logging
 from collections.abc import MutableMapping
 from typing import Any
 
-import structlog
-
 from .secret import Secret
 
 __all__ = ["LOGGER_NAME", "get_logger"]
@@ -53,6 +51,10 @@ class Redactor:
 
 def get_logger(secret: Secret | None = None) -> Any:
     """A structlog logger over the stdlib ``dumpling_async`` logger, redacting *secret*."""
+    # Imported on first use, not with the package: structlog imports rich when it is
+    # installed, and ``import dumpling_async`` should load nothing the command line brings.
+    import structlog
+
     return structlog.wrap_logger(
         logging.getLogger(LOGGER_NAME),
         processors=[
