@@ -1,29 +1,16 @@
-"""Property-based tests: structuring and error parsing never fail in an untyped way."""
+"""The converter: JSON bodies become typed models or InvalidResponseError, never anything else."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 from typing import Any
 
-import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dumpling_async import (
-    APIStatusError,
-    AuthenticationError,
-    BadRequestError,
-    InsufficientCreditsError,
-    InvalidResponseError,
-    ProfileNotFoundError,
-    RateLimitError,
-    ServerError,
-    TikTokProfile,
-    UpstreamError,
-)
-from dumpling_async._core.converter import parse_profile, structure_profile
-from dumpling_async._core.fate import error_for_status
+from dumpling_async import InvalidResponseError, TikTokProfile, TikTokVideo, VideoComment
+from dumpling_async._core.converter import parse_model, parse_profile, structure, structure_profile
 
 SCALARS = (
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=20)
@@ -93,43 +80,39 @@ def test_deeply_nested_and_huge_values() -> None:
     assert structure_profile({"stats": {"followerCount": 2**80}}).stats is not None
 
 
-EXPECTED = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    403: InsufficientCreditsError,
-    404: ProfileNotFoundError,
-    429: RateLimitError,
-    500: ServerError,
-    502: UpstreamError,
-    503: UpstreamError,
-    504: UpstreamError,
-}
+def test_camel_case_keys_become_snake_case_fields_and_raw_keeps_the_rest() -> None:
+    """Documented camelCase keys fill snake_case fields; unknown keys stay in raw."""
+    data = {"user": {"uniqueId": "a", "isADVirtual": True, "brandNew": 1}, "extra": [1]}
+    profile = structure_profile(data)
+    assert profile.user is not None
+    assert (profile.user.unique_id, profile.user.is_ad_virtual) == ("a", True)
+    assert profile.user.raw["brandNew"] == 1 and profile.raw["extra"] == [1]
 
 
-@given(st.integers(300, 599), st.binary(max_size=300) | JSON.map(lambda v: json.dumps(v).encode()))
-def test_error_bodies_map_by_status(status: int, body: bytes) -> None:
-    """Any bytes with any error status give the status's error class with a message."""
-    err = error_for_status(
-        status, body, reason="Reason", handle="h", headers={}, retry_after=None, rate_limit=None
+def test_lossless_coercions_only() -> None:
+    """Numeric strings become ints and ids may be numbers; a float with a fraction does not."""
+    profile = structure_profile({"user": {"id": 12, "createTime": "1700"}, "stats": {"heart": 3.0}})
+    assert profile.user is not None and profile.stats is not None
+    assert (profile.user.id, profile.user.create_time, profile.stats.heart) == ("12", 1700, 3)
+    with pytest.raises(InvalidResponseError):
+        structure_profile({"stats": {"heart": 3.5}})
+
+
+def test_snake_case_endpoints_and_nested_model_lists() -> None:
+    """Endpoints in TikTok's mobile shape keep snake_case keys; null lists are empty."""
+    comment = structure(
+        {"cid": "1", "reply_comment": [{"cid": "2", "text": "hi"}], "user": {"unique_id": "u"}},
+        VideoComment,
     )
-    expected = EXPECTED.get(status, ServerError if status >= 500 else APIStatusError)
-    assert type(err) is expected
-    assert err.status == status and isinstance(err.message, str) and err.message
+    assert comment.reply_comment[0].text == "hi"
+    assert comment.user is not None and comment.user.unique_id == "u"
+    assert structure({"cid": "1", "reply_comment": None}, VideoComment).reply_comment == ()
 
 
-@given(st.text(max_size=50), st.text(max_size=10))
-def test_both_error_shapes_are_read(message: str, code: str) -> None:
-    """The flat and nested vendor error shapes both yield the message."""
-    flat = orjson.dumps({"error": message})
-    nested = orjson.dumps({"status": "error", "error": {"code": code, "message": message}})
-    for body in (flat, nested):
-        err = error_for_status(
-            404,
-            body,
-            reason="Not Found",
-            handle=None,
-            headers={},
-            retry_after=None,
-            rate_limit=None,
-        )
-        assert err.message == (message or "Not Found")[:1000]
+def test_parse_model_names_its_target_on_failure() -> None:
+    """A body that is not a JSON object raises InvalidResponseError naming the request."""
+    url = "https://www.tiktok.com/@a/video/12345"
+    with pytest.raises(InvalidResponseError) as caught:
+        parse_model(TikTokVideo, b"[1, 2]", target=url)
+    assert caught.value.target == url and caught.value.status == 200
+    assert "JSON object" in str(caught.value)
