@@ -24,7 +24,7 @@ from typing import Any
 from test_cli import CLI, KEY, cli_env, read_jsonl, run_cli
 
 from dumpling_async import VideoComment
-from dumpling_async.cli._listing_files import COMMENT_SHAPE, item_line
+from dumpling_async.cli._listing_items import COMMENT_SHAPE, item_line
 from dumpling_async.testing import (
     FakeDumplingServer,
     fake_comments,

@@ -6,17 +6,15 @@ result as it arrives; stop gracefully on SIGINT/SIGTERM.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
 import os
 import stat
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from typing import IO, Any, cast
 
+import attrs
 from rich.console import Console
 
 from .._client import AsyncDumplingClient
@@ -29,29 +27,20 @@ from .._errors import (
     InvalidHandleError,
 )
 from .._results import ProfileResult
-from ._files import (
-    InputEntry,
-    InputError,
-    OutputError,
-    OutputFile,
-    OutputFormat,
-    async_entries,
-    entry_key,
-    iter_entries,
-    open_output,
-    record_bytes,
-)
-from ._progress import ProgressMode, Reporter, RunStats, print_resume
+from ._bulk_report import RunStats, print_resume
+from ._input import InputEntry, InputError, async_entries, entry_key, iter_entries
+from ._output import OutputFile, OutputFormat, open_output, record_bytes
+from ._progress import BulkView, ProgressMode, Reporter
 from ._redis import shared_limits
 from ._shard import Shard
+from ._signals import stop_on_signals
 from ._support import (
-    EXIT_FAILED,
     CLIError,
     Connection,
     make_client,
     resolve_api_key,
+    run_job,
     simulated_server,
-    stop_on_signals,
 )
 
 __all__ = ["BulkJob", "BulkRun", "execute_bulk"]
@@ -59,7 +48,7 @@ __all__ = ["BulkJob", "BulkRun", "execute_bulk"]
 _ABORT_ERRORS = (AuthenticationError, InsufficientCreditsError, BatchAbortedError)
 
 
-@dataclass(slots=True)
+@attrs.define(slots=True)
 class BulkJob:
     """One ``profiles`` (or ``demo``) run, as the options describe it."""
 
@@ -248,7 +237,7 @@ async def _run_bulk(conn: Connection, job: BulkJob, stats: RunStats, console: Co
                     bulk = BulkRun(client, job, out, stats, resume.done)
                     stats.started = time.monotonic()
                     with stop_on_signals(stats, console, "finishing the lookups in flight"):
-                        async with Reporter(job.progress, console, stats):
+                        async with Reporter(job.progress, console, BulkView(stats)):
                             await bulk.run(source)
                 finally:
                     stats.finished = stats.finished or time.monotonic()
@@ -262,25 +251,12 @@ def _input_name(job: BulkJob) -> str:
 
 
 def execute_bulk(conn: Connection, job: BulkJob, console: Console) -> RunStats:
-    """Run the job; map interruptions and known failures to the stats / CLIError."""
+    """Run the job; interruptions go into the stats, known failures become a CLIError."""
     stats = RunStats()
     try:
-        asyncio.run(_run_bulk(conn, job, stats, console))
-    except KeyboardInterrupt:
-        stats.interrupted = stats.interrupted or "SIGINT"
-    except asyncio.CancelledError:
-        stats.interrupted = stats.interrupted or "SIGTERM"
+        run_job(_run_bulk(conn, job, stats, console), stats)
     except InputError as exc:
         raise CLIError(f"{exc}{_partial_note(stats)}") from None
-    except OutputError as exc:
-        raise CLIError(str(exc)) from None
-    except BrokenPipeError:
-        # The reader of stdout went away (e.g. `| head`): stop quietly.
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise CLIError("output closed by the reader", EXIT_FAILED) from None
-    except OSError as exc:
-        raise CLIError(f"I/O error: {exc}") from None
     stats.finished = stats.finished or time.monotonic()
     if stats.input_error is not None:
         raise CLIError(f"{stats.input_error}{_partial_note(stats)}")

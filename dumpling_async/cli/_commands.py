@@ -1,31 +1,28 @@
-"""The ``dumpling-async`` command line.
+"""The ``dumpling-async`` command line: the click group and the ``main`` entry point.
 
-Commands: ``profiles`` (bulk lookups with resume, progress and a summary), ``profile``
-(one lookup), ``fake-server`` (serve the offline fake API), ``demo`` (a bundled sample
-against the in-process fake server, no key needed), and the listings ``videos``,
-``comments``, ``followers``, ``following``, ``search`` plus ``transcript`` (in
-``cli._listing_commands``).
+Commands: ``profiles`` (bulk lookups with resume, progress and a summary) and ``profile``
+(one lookup), here; ``fake-server`` (serve the offline fake API) and ``demo`` (a bundled
+sample against the in-process fake server, no key needed), in ``_demo``; the listings
+``videos``, ``comments``, ``followers``, ``following``, ``search`` plus ``transcript``, in
+``_listing_commands``.
 
 Exit status: 0 all answered ok, 1 some handles failed (or were not attempted), 2 usage,
 configuration or input error, 3 aborted by an account-level error (401 invalid key,
 403 out of credits), 130/143 interrupted by SIGINT/SIGTERM.
 
-This module holds the click commands and the ``main`` entry point; the bulk run is in
-``_bulk_run`` (with ``_shard`` for ``--shard`` and ``_redis`` for
-``--redis-url``), its progress and summary in ``_progress``, and logging, connection
-options and the in-process fake server in ``_support``.
+The bulk run behind ``profiles`` and ``demo`` is in ``_bulk_run`` (its input in ``_input``,
+its output in ``_output``, ``_shard`` for ``--shard`` and ``_redis`` for ``--redis-url``),
+its live progress in ``_progress`` and its summary in ``_bulk_report``; logging is in
+``_log``, the shared options, the connection and the in-process fake server in
+``_support``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import heapq
-import importlib.resources
 import os
-import signal
 import sys
 import time
-from typing import Final, cast
+from typing import cast
 
 import click
 import orjson
@@ -34,47 +31,33 @@ from rich.panel import Panel
 from rich.table import Table
 
 from .._core.inputs import normalize_handle
-from .._errors import (
-    InvalidHandleError,
-)
+from .._errors import InvalidHandleError
 from .._models import TikTokProfile
-from .._results import ProfileResult
 from .._version import __version__
+from ._bulk_report import final_code, print_report
 from ._bulk_run import BulkJob, execute_bulk
-from ._files import OutputFormat
+from ._demo import add_demo_commands
+from ._files import default_format
 from ._listing_commands import add_listing_commands
-from ._progress import (
-    final_code,
-    print_demo_story,
-    print_stop_reason,
-    print_summary,
-    progress_mode,
-)
+from ._log import configure_logging, log_options
+from ._output import OutputFormat
+from ._progress import progress_mode
 from ._redis import INSTALL_HINT, require_redis
 from ._shard import Shard, parse_shard
 from ._support import (
-    EXIT_FAILED,
     EXIT_OK,
     EXIT_SIGINT,
-    SIMULATED_KEY,
-    SIMULATED_LIMIT,
     CLIError,
-    Connection,
-    configure_logging,
     connection_options,
     fail,
-    log_options,
-    parse_rate_limit,
+    output_options,
+    quiet_option,
     resolve_connection,
     run_one,
-    simulated_rule,
     stderr_console,
 )
 
 __all__ = ["cli", "main"]
-
-SAMPLE_RESOURCE: Final = "sample_handles.txt"
-
 
 # -- the click commands --------------------------------------------------------------------
 
@@ -108,20 +91,7 @@ def cli(
 @click.argument(
     "input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, allow_dash=True)
 )
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, allow_dash=True),
-    default=None,
-    help="Output file (default stdout). Resumed when it exists.",
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["jsonl", "csv"]),
-    default=None,
-    help="Output format (default: csv for an OUTPUT ending in .csv, else jsonl).",
-)
+@output_options
 @click.option(
     "--column",
     default=None,
@@ -166,7 +136,7 @@ def cli(
     "Redis (e.g. redis://127.0.0.1:6379/0) and the same API key. Needs "
     f"{INSTALL_HINT}.",
 )
-@click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
+@quiet_option
 @log_options
 @connection_options
 @click.pass_context
@@ -219,19 +189,13 @@ def profiles(
     conn = resolve_connection(ctx, api_key_file, api_key, base_url, simulate)
     if redis_url is not None:
         require_redis()
-    if column is None and input_path != "-" and input_path.lower().endswith(".csv"):
-        column = "handle"
-    out_path = None if output in (None, "-") else output
-    if out_path is not None and input_path != "-" and _same_file(input_path, out_path):
-        raise click.BadParameter("OUTPUT must not be the INPUT file", param_hint="-o")
-    if fmt is None:
-        fmt = "csv" if out_path is not None and out_path.lower().endswith(".csv") else "jsonl"
+    out_path = _output_path(input_path, output)
     console = stderr_console()
     job = BulkJob(
         input=input_path,
         output=out_path,
-        fmt=cast(OutputFormat, fmt),
-        column=column,
+        fmt=cast(OutputFormat, fmt or default_format(out_path)),
+        column=_input_column(input_path, column),
         concurrency=concurrency,
         max_credits=max_credits,
         retry_errors=retry_errors,
@@ -241,11 +205,24 @@ def profiles(
         redis_url=redis_url,
     )
     stats = execute_bulk(conn, job, console)
-    if quiet:
-        print_stop_reason(console, stats)
-    else:
-        print_summary(console, stats)
+    print_report(console, stats, quiet=quiet)
     ctx.exit(final_code(stats))
+
+
+def _input_column(input_path: str, column: str | None) -> str | None:
+    """The CSV column holding the handles: --column, or 'handle' for an INPUT file ending in
+    .csv; None for a plain handle list."""
+    if column is None and input_path != "-" and input_path.lower().endswith(".csv"):
+        return "handle"
+    return column
+
+
+def _output_path(input_path: str, output: str | None) -> str | None:
+    """The OUTPUT file (None: stdout); a usage error when it is the INPUT file."""
+    out_path = None if output in (None, "-") else output
+    if out_path is not None and input_path != "-" and _same_file(input_path, out_path):
+        raise click.BadParameter("OUTPUT must not be the INPUT file", param_hint="-o")
+    return out_path
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -329,167 +306,7 @@ def _profile_panel(result: TikTokProfile) -> Panel:
     return Panel(table, title=title, title_align="left", expand=False)
 
 
-@cli.command("fake-server")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(0, 65535), default=8787, show_default=True)
-@click.option(
-    "--rate-limit",
-    default="50/1",
-    show_default=True,
-    help="LIMIT/WINDOW[:fixed|sliding|token_bucket] per key, or 'none'.",
-)
-@click.option("--credits", type=click.IntRange(0), default=None, help="Credits before 403.")
-@click.option(
-    "--fault-rate",
-    type=click.FloatRange(0.0, 1.0),
-    default=0.0,
-    show_default=True,
-    help="Share of requests that fail with a random fault (5xx, drops, bad bodies).",
-)
-@click.option("--latency", type=click.FloatRange(0.0), default=0.0, help="Seconds per answer.")
-def fake_server(
-    host: str,
-    port: int,
-    rate_limit: str | None,
-    credits: int | None,
-    fault_rate: float,
-    latency: float,
-) -> None:
-    """Serve the fake DumplingAI API until SIGINT or SIGTERM; prints its URL on stdout.
-
-    Any bearer key is accepted; handles starting with 'unknown' answer 404.
-    """
-    from ..testing import FakeDumplingServer, FaultPlan
-
-    rule = parse_rate_limit(rate_limit)
-    faults = FaultPlan(rate=fault_rate, slow_seconds=1.0) if fault_rate else None
-    console = stderr_console()
-
-    async def serve() -> FakeDumplingServer:
-        server = FakeDumplingServer(
-            rate_limit=rule,
-            credits=credits,
-            faults=faults,
-            latency=latency,
-            host=host,
-            port=port,
-        )
-        try:
-            await server.start()
-        except OSError as exc:
-            raise CLIError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        click.echo(server.url)
-        sys.stdout.flush()
-        shown = f"{rule.limit}/{rule.window:g}s {rule.algorithm}" if rule else "none"
-        console.print(
-            f"fake DumplingAI API at {server.url} (rate limit {shown}, credits "
-            f"{'unlimited' if credits is None else credits}); any key works. Try:\n"
-            f"  DUMPLINGAI_API_KEY=test dumpling-async profiles handles.txt "
-            f"--base-url {server.url}\nCtrl-C stops it.",
-            markup=False,
-        )
-        try:
-            await stop.wait()
-        finally:
-            await server.close()
-        return server
-
-    server = asyncio.run(serve())
-    console.print(
-        f"stopped: {server.requests} requests, {sum(server.charged.values())} profiles "
-        f"charged, {server.rate_limited} answered 429",
-        markup=False,
-    )
-
-
-@cli.command()
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False),
-    default="demo-profiles.jsonl",
-    show_default=True,
-    help="Where the results go (overwritten).",
-)
-@click.option(
-    "--limit", type=click.IntRange(1), default=None, help="Only the first N sample handles."
-)
-@click.option("-c", "--concurrency", type=click.IntRange(1, 256), default=16, show_default=True)
-@click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
-@log_options
-def demo(
-    output: str,
-    limit: int | None,
-    concurrency: int,
-    quiet: bool,
-    verbose: int,
-    log_format: str,
-) -> None:
-    """Look up ~300 bundled sample handles against an in-process fake server.
-
-    No key and no network: the fake server allows 50 requests per second (sliding
-    window) and the client paces itself from the X-RateLimit headers (told the window
-    up front, so no 429 is spent learning it). The sample has unknown handles (404),
-    repeats (looked up once) and a few invalid lines on purpose.
-    """
-    configure_logging(verbose, log_format)
-    console = stderr_console()
-    top: list[tuple[int, str, str]] = []
-
-    def observe(result: ProfileResult) -> None:
-        profile = result.profile
-        if profile is None or profile.stats is None or profile.stats.follower_count is None:
-            return
-        nickname = profile.user.nickname if profile.user and profile.user.nickname else ""
-        item = (profile.stats.follower_count, result.handle, nickname)
-        if len(top) < 5:
-            heapq.heappush(top, item)
-        else:
-            heapq.heappushpop(top, item)
-
-    resource = importlib.resources.files("dumpling_async").joinpath(SAMPLE_RESOURCE)
-    with importlib.resources.as_file(resource) as sample:
-        job = BulkJob(
-            input=str(sample),
-            output=output,
-            fmt="jsonl",
-            column=None,
-            concurrency=concurrency,
-            max_credits=None,
-            retry_errors=False,
-            resume=False,
-            progress=progress_mode(quiet, console, to_stdout=False),
-            limit=limit,
-            observe=observe,
-            # The demo knows its fake server's window, so the limiter need not spend a 429
-            # learning it. The 10% margin is the one the limiter adds to a window it learns:
-            # it logs send times, the server arrival times, so an exact guess lets the first
-            # request after a full window arrive a few milliseconds early.
-            rate_window=simulated_rule().window * 1.1,
-        )
-        conn = Connection(SIMULATED_KEY, None, True)
-        if not quiet:
-            console.print(
-                f"demo: {SIMULATED_LIMIT[0]} requests per {SIMULATED_LIMIT[1]:g}s "
-                f"({SIMULATED_LIMIT[2]} window) on an in-process fake server; "
-                f"writing {output}",
-                markup=False,
-            )
-        stats = execute_bulk(conn, job, console)
-    if not quiet:
-        print_summary(console, stats)
-        print_demo_story(console, stats, top)
-    if stats.interrupted is not None:
-        sys.exit(final_code(stats))
-    expected = {"ok", "ProfileNotFoundError", "InvalidHandleError"}
-    unexpected = set(stats.outcomes) - expected
-    sys.exit(EXIT_FAILED if unexpected or stats.aborted else EXIT_OK)
-
-
+add_demo_commands(cli)
 add_listing_commands(cli)
 
 

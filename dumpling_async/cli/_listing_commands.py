@@ -18,13 +18,8 @@ from .._errors import (
     InvalidInputError,
 )
 from .._models import TikTokTranscript
-from ._listing_files import (
-    COMMENT_SHAPE,
-    USER_SHAPE,
-    VIDEO_SHAPE,
-    ListingFormat,
-    write_atomic,
-)
+from ._files import default_format, write_atomic
+from ._listing_items import COMMENT_SHAPE, USER_SHAPE, VIDEO_SHAPE, ListingFormat
 from ._listing_run import (
     Listing,
     ListingJob,
@@ -33,13 +28,14 @@ from ._listing_run import (
     print_outcome,
     print_summary,
 )
+from ._log import configure_logging, log_options
 from ._progress import progress_mode
 from ._support import (
     EXIT_FAILED,
     CLIError,
-    configure_logging,
     connection_options,
-    log_options,
+    output_options,
+    quiet_option,
     resolve_connection,
     run_one,
     stderr_console,
@@ -109,11 +105,9 @@ resume) or not found, 2 usage or input error, 3 invalid key or out of credits.
 # -- the commands --------------------------------------------------------------------------
 
 
-def _default_format(output: str | None) -> ListingFormat:
-    return "csv" if output is not None and output.lower().endswith(".csv") else "jsonl"
-
-
 def _listing_command(listing: Listing) -> click.Command:
+    """The click command that writes *listing* to OUTPUT."""
+
     @click.pass_context
     def command(
         ctx: click.Context,
@@ -146,7 +140,7 @@ def _listing_command(listing: Listing) -> click.Command:
             listing=listing,
             subject=canonical,
             output=out_path,
-            fmt=cast(ListingFormat, fmt or _default_format(out_path)),
+            fmt=cast(ListingFormat, fmt or default_format(out_path)),
             limit=limit,
             args=PagerArgs(start_cursor, page_size, trim),
             max_credits=max_credits,
@@ -162,6 +156,13 @@ def _listing_command(listing: Listing) -> click.Command:
         print_outcome(console, stats)
         ctx.exit(stats.exit_code())
 
+    return click.command(
+        listing.command, help=listing.summary + "\n" + _HELP_TAIL, short_help=listing.summary
+    )(_listing_options(listing)(command))
+
+
+def _listing_options(listing: Listing) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The argument and options of the listing command *listing*, as one decorator."""
     sized = click.option(
         "--page-size",
         metavar="N",
@@ -174,20 +175,7 @@ def _listing_command(listing: Listing) -> click.Command:
     )
     options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         click.argument("subject", metavar=listing.metavar),
-        click.option(
-            "-o",
-            "--output",
-            type=click.Path(dir_okay=False, allow_dash=True),
-            default=None,
-            help="Output file (default stdout). Resumed when it exists.",
-        ),
-        click.option(
-            "--format",
-            "fmt",
-            type=click.Choice(["jsonl", "csv"]),
-            default=None,
-            help="Output format (default: csv for an OUTPUT ending in .csv, else jsonl).",
-        ),
+        output_options,
         click.option(
             "--limit",
             metavar="N",
@@ -211,16 +199,17 @@ def _listing_command(listing: Listing) -> click.Command:
             help="Stop before spending more than this many credits (10 per page by default).",
         ),
         click.option("--overwrite", is_flag=True, help="Start OUTPUT afresh instead of resuming."),
-        click.option("-q", "--quiet", is_flag=True, help="No progress and no summary."),
+        quiet_option,
         log_options,
         connection_options,
     ]
-    func: Callable[..., Any] = command
-    for decorate in reversed(options):
-        func = decorate(func)
-    return click.command(
-        listing.command, help=listing.summary + "\n" + _HELP_TAIL, short_help=listing.summary
-    )(func)
+
+    def decorate_all(func: Callable[..., Any]) -> Callable[..., Any]:
+        for decorate in reversed(options):
+            func = decorate(func)
+        return func
+
+    return decorate_all
 
 
 @click.command()

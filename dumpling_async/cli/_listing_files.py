@@ -1,14 +1,14 @@
 """Output and resume state of the listing commands (``videos``, ``comments``,
 ``followers``, ``following``, ``search``).
 
-OUTPUT holds one line per item: the vendor's item JSON as is (JSONL), or a fixed set of
-flattened columns whose first is the item's id (CSV). Next to a regular OUTPUT file lives
-a small state file, ``OUTPUT.cursor.json``: which listing (command and subject) OUTPUT
-holds, the cursor of the first page not completely written yet, and whether the listing
-ended. It is replaced atomically after each page, once that page's lines are written, so
-it is never ahead of OUTPUT. Resuming starts at that cursor and skips the items whose id
-OUTPUT already holds (which also covers a page half written when a run was killed); an
-unterminated last line is a torn write and is cut away (its page is fetched again).
+OUTPUT holds one line per item (``_listing_items`` says which). Next to a regular OUTPUT
+file lives a small state file, ``OUTPUT.cursor.json``: which listing (command and subject)
+OUTPUT holds, the cursor of the first page not completely written yet, and whether the
+listing ended. It is replaced atomically (``_files.write_atomic``) after each page, once
+that page's lines are written, so it is never ahead of OUTPUT. Resuming starts at that
+cursor and skips the items whose id OUTPUT already holds (which also covers a page half
+written when a run was killed); an unterminated last line is a torn write and is cut away
+(its page is fetched again).
 """
 
 from __future__ import annotations
@@ -18,139 +18,31 @@ import csv
 import os
 import stat
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import IO, Any, Final, Literal
+from collections.abc import Iterator
+from typing import IO, Final
 
+import attrs
 import orjson
 
-from .._models import ProfileVideo, TikTokUserSummary, VideoComment
-from ._files import OutputError, complete_lines, csv_cell, csv_line, dumps_record, lock_output
+from ._files import OutputError, complete_lines, csv_line, lock_output, write_atomic
+from ._listing_items import ItemShape, ListingFormat
 
 __all__ = [
-    "COMMENT_SHAPE",
     "STATE_SUFFIX",
-    "USER_SHAPE",
-    "VIDEO_SHAPE",
-    "ItemShape",
-    "ListingFormat",
     "ListingOutput",
     "ListingState",
-    "item_line",
     "open_listing_output",
-    "write_atomic",
 ]
-
-ListingFormat = Literal["jsonl", "csv"]
 
 STATE_SUFFIX: Final = ".cursor.json"
 _STATE_VERSION: Final = 1
 _MAX_STATE_BYTES: Final = 64 * 1024
 
 
-def _id_text(value: object) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        return None
-    text = csv_cell(value)  # the form the id takes in a CSV, so both formats agree
-    return text or None
-
-
-@dataclass(frozen=True, slots=True)
-class ItemShape:
-    """One kind of listed item: its id in the vendor's JSON, and its CSV columns."""
-
-    columns: tuple[str, ...]  # the first is the id
-    raw_id: Callable[[dict[str, Any]], object]
-    cells: Callable[[Any], list[object]]  # the columns after the id, from the model
-
-    def key(self, raw: dict[str, Any]) -> str | None:
-        """The item's identity for "already written", or None when it has no id."""
-        return _id_text(self.raw_id(raw))
-
-
-def _video_cells(item: ProfileVideo) -> list[object]:
-    stats = item.statistics
-    return [
-        item.url,
-        item.desc,
-        item.create_time,
-        stats.play_count if stats else None,
-        stats.digg_count if stats else None,
-        stats.comment_count if stats else None,
-        stats.share_count if stats else None,
-    ]
-
-
-def _comment_cells(item: VideoComment) -> list[object]:
-    user = item.user.unique_id if item.user else None
-    return [user, item.text, item.create_time, item.digg_count, item.reply_comment_total]
-
-
-def _user_cells(item: TikTokUserSummary) -> list[object]:
-    user, stats = item.user, item.stats
-    return [
-        user.unique_id if user else None,
-        user.nickname if user else None,
-        user.verified if user else None,
-        stats.follower_count if stats else None,
-        stats.following_count if stats else None,
-        stats.heart_count if stats else None,
-        stats.video_count if stats else None,
-    ]
-
-
-def _user_id(raw: dict[str, Any]) -> object:
-    user = raw.get("user")
-    return user.get("id") if isinstance(user, dict) else None
-
-
-VIDEO_SHAPE: Final = ItemShape(
-    (
-        "aweme_id",
-        "url",
-        "desc",
-        "create_time",
-        "play_count",
-        "digg_count",
-        "comment_count",
-        "share_count",
-    ),
-    lambda raw: raw.get("aweme_id"),
-    _video_cells,
-)
-COMMENT_SHAPE: Final = ItemShape(
-    ("cid", "user", "text", "create_time", "digg_count", "reply_comment_total"),
-    lambda raw: raw.get("cid"),
-    _comment_cells,
-)
-USER_SHAPE: Final = ItemShape(
-    (
-        "id",
-        "unique_id",
-        "nickname",
-        "verified",
-        "follower_count",
-        "following_count",
-        "heart_count",
-        "video_count",
-    ),
-    _user_id,
-    _user_cells,
-)
-
-
-def item_line(shape: ItemShape, item: Any, key: str | None, fmt: ListingFormat) -> bytes:
-    """The output line (with its newline) for *item*, whose id is *key*."""
-    if fmt == "jsonl":
-        return dumps_record(item.raw) + b"\n"
-    return csv_line([key or "", *(csv_cell(value) for value in shape.cells(item))])
-
-
 # -- the state file ------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@attrs.define(slots=True)
 class ListingState:
     """What OUTPUT holds: which listing, and where it continues."""
 
@@ -212,36 +104,18 @@ def _load_state(path: str) -> ListingState | None:
     return state
 
 
-def write_atomic(path: str, data: bytes, *, mode: int = 0o644) -> None:
-    """Replace *path* by *data* all at once (temporary file, fsync, ``os.replace``), so a
-    killed run leaves the old content or the new, never a mix."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".")
-    try:
-        with open(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, mode)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-
-
 # -- the output ----------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@attrs.define(slots=True)
 class ListingOutput:
     """The open output: item lines, flushed as written; the ids it holds; its state."""
 
-    stream: IO[bytes] = field(repr=False)
+    stream: IO[bytes] = attrs.field(repr=False)
     name: str
     owned: bool
     state: ListingState | None = None  # None: not resumable (stdout, a pipe)
-    keys: set[str] = field(default_factory=set)  # ids of the items OUTPUT holds
+    keys: set[str] = attrs.field(factory=set)  # ids of the items OUTPUT holds
     existing: int = 0  # item lines OUTPUT held when opened
     torn: bool = False  # a torn last line was cut away
     resumed: bool = False

@@ -1,24 +1,20 @@
 """The run behind the listing commands: fetch a listing one page at a time through the
 client's ``Pager``, write each page's items not in OUTPUT yet, then advance the state file
 (``_listing_files``), so a rerun continues at the first page not completely written; stop
-gracefully on SIGINT/SIGTERM; show progress, the summary and why a run stopped early.
+gracefully on SIGINT/SIGTERM; show progress (``_progress.ListingView``), the summary and
+why a run stopped early.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
+import attrs
 from rich import box
 from rich.console import Console
 from rich.panel import Panel
-from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -34,15 +30,10 @@ from .._errors import (
     NotFoundError,
 )
 from ._files import OutputError
-from ._listing_files import (
-    ItemShape,
-    ListingFormat,
-    ListingOutput,
-    ListingState,
-    item_line,
-    open_listing_output,
-)
-from ._progress import PLAIN_PROGRESS_EVERY, ProgressMode
+from ._listing_files import ListingOutput, ListingState, open_listing_output
+from ._listing_items import ItemShape, ListingFormat, item_line
+from ._progress import ListingView, ProgressMode, Reporter
+from ._signals import stop_on_signals
 from ._support import (
     EXIT_ABORTED,
     EXIT_FAILED,
@@ -52,8 +43,8 @@ from ._support import (
     CLIError,
     Connection,
     make_client,
+    run_job,
     simulated_server,
-    stop_on_signals,
 )
 
 __all__ = [
@@ -67,14 +58,14 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@attrs.frozen
 class PagerArgs:
     start_cursor: str | None
     page_size: int | None
     trim: bool
 
 
-@dataclass(frozen=True, slots=True)
+@attrs.frozen
 class Listing:
     """One listing command: its argument, how it is checked and paged, its items' shape."""
 
@@ -87,7 +78,7 @@ class Listing:
     has_page_size: bool = True  # else --trim (videos)
 
 
-@dataclass(slots=True)
+@attrs.define(slots=True)
 class ListingJob:
     """One listing run, as the options describe it."""
 
@@ -102,7 +93,7 @@ class ListingJob:
     progress: ProgressMode
 
 
-@dataclass(slots=True)
+@attrs.define(slots=True)
 class ListingStats:
     """What a listing run did; read by the progress display, the summary and exit code."""
 
@@ -119,7 +110,7 @@ class ListingStats:
     resumable: bool = False  # a state file records the cursor
     output: str = "<stdout>"
     client: AsyncDumplingClient | None = None
-    started: float = field(default_factory=time.monotonic)
+    started: float = attrs.field(factory=time.monotonic)
     ended: float | None = None
 
     @property
@@ -225,7 +216,8 @@ async def _listing(
         out.save(stats.cursor, finished=False)
         stats.started = time.monotonic()
         with stop_on_signals(stats, console, "writing the page in flight"):
-            async with _Progress(job, stats, console):
+            view = ListingView(f"{job.listing.command} {job.subject}", stats)
+            async with Reporter(job.progress, console, view):
                 await _copy(pager, job, out, stats, room)
     finally:
         stats.ended = stats.ended or time.monotonic()
@@ -242,90 +234,14 @@ async def _run(conn: Connection, job: ListingJob, stats: ListingStats, console: 
 
 
 def execute_listing(conn: Connection, job: ListingJob, console: Console) -> ListingStats:
-    """Run the job; map interruptions and I/O failures to the stats / CLIError."""
+    """Run the job; interruptions go into the stats, I/O failures become a CLIError."""
     stats = ListingStats()
-    try:
-        asyncio.run(_run(conn, job, stats, console))
-    except KeyboardInterrupt:
-        stats.interrupted = stats.interrupted or "SIGINT"
-    except asyncio.CancelledError:
-        stats.interrupted = stats.interrupted or "SIGTERM"
-    except OutputError as exc:
-        raise CLIError(str(exc)) from None
-    except BrokenPipeError:
-        # The reader of stdout went away (e.g. `| head`): stop quietly.
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise CLIError("output closed by the reader", EXIT_FAILED) from None
-    except OSError as exc:
-        raise CLIError(f"I/O error: {exc}") from None
+    run_job(_run(conn, job, stats, console), stats)
     stats.ended = stats.ended or time.monotonic()
     return stats
 
 
-# -- progress and summary ------------------------------------------------------------------
-
-
-class _Progress:
-    """Items, pages and credits on stderr: a rich line on a TTY, a plain line every ~2 s
-    otherwise."""
-
-    def __init__(self, job: ListingJob, stats: ListingStats, console: Console) -> None:
-        self.mode = job.progress
-        self.label = f"{job.listing.command} {job.subject}"
-        self.stats = stats
-        self.console = console
-        self._progress: Progress | None = None
-        self._bar: TaskID | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> _Progress:
-        if self.mode == "bar":
-            self._progress = Progress(
-                SpinnerColumn(),
-                TextColumn("[bold cyan]{task.description}"),
-                TextColumn("{task.completed} items"),
-                TextColumn("pages {task.fields[pages]}"),
-                TextColumn("credits [bold]{task.fields[credits]}"),
-                TimeElapsedColumn(),
-                console=self.console,
-                refresh_per_second=8,
-                redirect_stdout=False,
-                redirect_stderr=True,
-            )
-            self._bar = self._progress.add_task(self.label[:60], total=None, pages=0, credits=0)
-            self._progress.start()
-        if self.mode != "off":
-            self._task = asyncio.create_task(self._tick())
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._progress is not None:
-            self._update()
-            self._progress.stop()
-
-    def _update(self) -> None:
-        stats = self.stats
-        if self._progress is not None and self._bar is not None:
-            self._progress.update(
-                self._bar, completed=stats.written, pages=stats.pages, credits=stats.credits
-            )
-            return
-        self.console.print(
-            f"[{stats.elapsed:6.1f}s] {self.label}: {stats.written} items · {stats.pages} "
-            f"pages · credits {stats.credits}",
-            markup=False,
-        )
-
-    async def _tick(self) -> None:
-        every = 0.25 if self.mode == "bar" else PLAIN_PROGRESS_EVERY
-        while True:
-            await asyncio.sleep(every)
-            self._update()
+# -- summary -------------------------------------------------------------------------------
 
 
 def _print_resume(console: Console, out: ListingOutput, state: ListingState) -> None:

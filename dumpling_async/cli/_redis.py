@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit, urlunsplit
+
+import attrs
 
 from .._core.secret import Secret
 from ._support import CLIError
@@ -21,7 +22,15 @@ from ._support import CLIError
 if TYPE_CHECKING:
     from ..redis import RedisCreditBudget, RedisRateLimiter
 
-__all__ = ["SharedLimits", "WorkerBudget", "redacted_url", "require_redis", "shared_limits"]
+__all__ = [
+    "INSTALL_HINT",
+    "PING_TIMEOUT",
+    "SharedLimits",
+    "WorkerBudget",
+    "redacted_url",
+    "require_redis",
+    "shared_limits",
+]
 
 INSTALL_HINT: Final = "pip install 'dumpling-async[redis]'"
 PING_TIMEOUT: Final = 5.0  # seconds to reach Redis before giving up on the run
@@ -104,7 +113,7 @@ async def _check_reachable(url: str) -> None:
         await client.aclose()
 
 
-@dataclass(frozen=True, slots=True)
+@attrs.frozen
 class SharedLimits:
     """The limiter and budget every ``--redis-url`` worker on one key shares."""
 

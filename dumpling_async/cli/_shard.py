@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 
+import attrs
 import click
 
 from .._core.inputs import normalize_handle
 from .._errors import InvalidHandleError
-from ._files import InputEntry
+from ._input import InputEntry
 
 __all__ = ["Shard", "parse_shard", "shard_index"]
 
@@ -30,7 +30,7 @@ def shard_index(handle: str, count: int) -> int:
     return int.from_bytes(digest[:8], "big") % count
 
 
-@dataclass(frozen=True, slots=True)
+@attrs.frozen
 class Shard:
     """Share *index* (1-based) of *count*."""
 

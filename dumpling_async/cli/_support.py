@@ -1,29 +1,27 @@
-"""Shared pieces of the ``dumpling-async`` commands: exit statuses, stderr messages,
-logging configuration, the connection options (key, base URL, ``--simulate``) and the
-in-process fake server.
+"""Shared pieces of the ``dumpling-async`` commands: exit statuses, stderr messages, the
+click options several commands take (connection: key, base URL, ``--simulate``; output;
+``--quiet``; logging's are in ``_log``), the in-process fake server, and running one API
+call (``run_one``) or a whole bulk or listing run (``run_job``) with the exit statuses and
+messages every command shares.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import signal
+import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, Protocol, TypeVar, cast
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, TypeVar
 
 import attrs
 import click
-import structlog
 from rich.console import Console
 from rich.text import Text
 
 from .._client import AsyncDumplingClient
 from .._core.config import resolve_key
 from .._core.endpoints import CreditCosts
-from .._core.log import LOGGER_NAME
 from .._core.secret import Secret
 from .._errors import (
     AuthenticationError,
@@ -32,11 +30,14 @@ from .._errors import (
     InsufficientCreditsError,
     NotFoundError,
 )
+from ._files import OutputError
+from ._signals import Interruptible
 
 if TYPE_CHECKING:  # imported when needed: aiohttp.web is slow to import
     from ..testing import FakeDumplingServer, RateLimitRule
 
 __all__ = [
+    "COST_NAMES",
     "EXIT_ABORTED",
     "EXIT_FAILED",
     "EXIT_OK",
@@ -47,14 +48,15 @@ __all__ = [
     "SIMULATED_LIMIT",
     "CLIError",
     "Connection",
-    "configure_logging",
     "connection_options",
     "fail",
-    "log_options",
     "make_client",
-    "parse_rate_limit",
+    "output_options",
+    "quiet_option",
     "resolve_api_key",
     "resolve_connection",
+    "run_job",
+    "run_one",
     "simulated_rule",
     "simulated_server",
     "stderr_console",
@@ -97,63 +99,15 @@ def warn(message: str) -> None:
     stderr_console().print(f"[yellow]warning:[/] {message}")
 
 
-# -- logging -------------------------------------------------------------------------------
-
-
-class _CurrentStderr:
-    """A stream that writes to whatever ``sys.stderr`` is now (rich swaps it while a
-    progress bar is live, so log lines print above the bar)."""
-
-    def write(self, text: str) -> int:
-        return sys.stderr.write(text)
-
-    def flush(self) -> None:
-        sys.stderr.flush()
-
-
-class _CLIHandler(logging.StreamHandler[_CurrentStderr]):
-    """Marks the handler the CLI installed, so configuring twice replaces it."""
-
-
-def configure_logging(verbose: int, log_format: str) -> None:
-    """Route the library's log records (stdlib, keys in ``extra``) to stderr via structlog.
-
-    Only the CLI does this; the library itself stays silent until an application
-    configures logging. ``-v`` shows DEBUG, otherwise WARNING and above.
-    """
-    renderer: Any
-    if log_format == "json":
-        renderer = structlog.processors.JSONRenderer()
-    else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-    formatter = structlog.stdlib.ProcessorFormatter(
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
-        foreign_pre_chain=[
-            structlog.stdlib.add_log_level,
-            structlog.stdlib.add_logger_name,
-            structlog.stdlib.ExtraAdder(),
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-        ],
-    )
-    handler = _CLIHandler(_CurrentStderr())
-    handler.setFormatter(formatter)
-    logger = logging.getLogger(LOGGER_NAME)
-    for old in [h for h in logger.handlers if isinstance(h, _CLIHandler)]:
-        logger.removeHandler(old)
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
-    logger.propagate = False
-
-
 # -- connection options ------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@attrs.frozen
 class Connection:
     """Where and how to connect: the key (None: from the environment), the base URL, or
     the in-process fake server."""
 
-    api_key: str | None = field(repr=False)  # never shown: reprs end up in logs
+    api_key: str | None = attrs.field(repr=False)  # never shown: reprs end up in logs
     base_url: str | None
     simulate: bool
     credit_costs: CreditCosts | None = None
@@ -312,92 +266,28 @@ async def simulated_server(enabled: bool) -> AsyncIterator[FakeDumplingServer | 
         await server.close()
 
 
-def log_options(func: Callable[..., Any]) -> Callable[..., Any]:
+def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``-o/--output`` and ``--format``, as ``profiles`` and the listing commands take them."""
     func = click.option(
-        "--log-format",
-        type=click.Choice(["console", "json"]),
-        default="console",
-        show_default=True,
-        help="How library log events are written to stderr.",
+        "--format",
+        "fmt",
+        type=click.Choice(["jsonl", "csv"]),
+        default=None,
+        help="Output format (default: csv for an OUTPUT ending in .csv, else jsonl).",
     )(func)
     func = click.option(
-        "-v", "--verbose", count=True, help="Log DEBUG events of the client (each request)."
+        "-o",
+        "--output",
+        type=click.Path(dir_okay=False, allow_dash=True),
+        default=None,
+        help="Output file (default stdout). Resumed when it exists.",
     )(func)
     return func
 
 
-def parse_rate_limit(value: str | None) -> RateLimitRule | None:
-    if value is None or value.lower() == "none":
-        return None
-    text, _, algorithm = value.partition(":")
-    algorithm = algorithm.strip().replace("-", "_") or "fixed"
-    choices = ("fixed", "sliding", "token_bucket")
-    from ..testing import RateLimitRule
-
-    try:
-        limit_text, window_text = text.split("/", 1)
-        limit = int(limit_text)
-        window = float(window_text.strip().removesuffix("s"))
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r}: expected LIMIT/WINDOW[:ALGORITHM], e.g. 50/1 or 100/60:sliding",
-            param_hint="--rate-limit",
-        ) from None
-    if algorithm not in choices:
-        raise click.BadParameter(
-            f"algorithm must be one of {', '.join(choices)}", param_hint="--rate-limit"
-        )
-    if limit < 1 or not window > 0:
-        raise click.BadParameter("LIMIT must be >= 1 and WINDOW > 0", param_hint="--rate-limit")
-    return RateLimitRule(limit, window, cast(Any, algorithm))
-
-
-class Interruptible(Protocol):
-    """A run's stats as far as signals go: which signal stopped it, if any."""
-
-    interrupted: str | None
-
-
-STOP_GRACE: Final = 10.0  # seconds the work in flight gets to finish after SIGINT/SIGTERM
-
-
-@contextlib.contextmanager
-def stop_on_signals(stats: Interruptible, console: Console, doing: str) -> Iterator[None]:
-    """On SIGINT/SIGTERM set ``stats.interrupted`` and let the work in flight (maybe
-    already charged) finish for up to STOP_GRACE seconds, then cancel the running task;
-    a second signal cancels it at once. *doing* says what is being finished."""
-    task = asyncio.current_task()
-    loop = asyncio.get_running_loop()
-    timers: list[asyncio.TimerHandle] = []
-    installed: list[int] = []
-
-    def on_signal(name: str) -> None:
-        assert task is not None
-        if stats.interrupted is not None:
-            task.cancel()
-            return
-        stats.interrupted = name
-        console.print(
-            f"{name}: {doing} (up to {STOP_GRACE:g}s), then stopping; "
-            "send it again to stop at once",
-            markup=False,
-        )
-        timers.append(loop.call_later(STOP_GRACE, task.cancel))
-
-    if task is not None:
-        for signum, name in ((int(signal.SIGINT), "SIGINT"), (int(signal.SIGTERM), "SIGTERM")):
-            try:
-                loop.add_signal_handler(signum, on_signal, name)
-            except (NotImplementedError, RuntimeError, ValueError):
-                continue  # not the main thread, or no signal support (Windows)
-            installed.append(signum)
-    try:
-        yield
-    finally:
-        for timer in timers:
-            timer.cancel()
-        for signum in installed:
-            loop.remove_signal_handler(signum)
+quiet_option: Final = click.option(
+    "-q", "--quiet", is_flag=True, help="No progress and no summary."
+)
 
 
 def run_one(
@@ -427,3 +317,23 @@ def run_one(
         raise CLIError(str(exc), EXIT_ABORTED) from None
     except DumplingError as exc:
         raise CLIError(f"{type(exc).__name__}: {exc}", EXIT_FAILED) from None
+
+
+def run_job(main: Coroutine[Any, Any, None], stats: Interruptible) -> None:
+    """Run a bulk or listing run's event loop: the signal that ended it goes into
+    ``stats.interrupted``; output and I/O failures become a CLIError."""
+    try:
+        asyncio.run(main)
+    except KeyboardInterrupt:
+        stats.interrupted = stats.interrupted or "SIGINT"
+    except asyncio.CancelledError:
+        stats.interrupted = stats.interrupted or "SIGTERM"
+    except OutputError as exc:
+        raise CLIError(str(exc)) from None
+    except BrokenPipeError:
+        # The reader of stdout went away (e.g. `| head`): stop quietly.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise CLIError("output closed by the reader", EXIT_FAILED) from None
+    except OSError as exc:
+        raise CLIError(f"I/O error: {exc}") from None
