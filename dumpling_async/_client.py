@@ -126,7 +126,8 @@ class AsyncDumplingClient:
             f"AsyncDumplingClient(base_url={str(self._base_url)!r}, "
             f"max_concurrency={self.max_concurrency}, timeout={self._timeout_s}, "
             f"retry={self._pipeline.retry!r}, max_credits={self._budget.max_credits}, "
-            f"credits_spent={self._budget.spent}, closed={self._closed})"
+            f"credits_spent={self.credits_spent}, credits_uncertain={self.credits_uncertain}, "
+            f"closed={self._closed})"
         )
 
     async def __aenter__(self) -> Self:
@@ -164,9 +165,17 @@ class AsyncDumplingClient:
 
     @property
     def credits_spent(self) -> int:
-        """Credits the server charged, as far as this client knows (priced by
-        ``credit_costs``: 10 per profile)."""
-        return self._budget.spent
+        """Credits this client was charged for answers that arrived (priced by
+        ``credit_costs``: 10 per profile), a 200 whose body broke or was unusable
+        included."""
+        return self._pipeline.confirmed
+
+    @property
+    def credits_uncertain(self) -> int:
+        """Credits of requests that reached the server and got no answer (a timeout, a
+        dropped connection, a cancellation): the server may have charged them. The credit
+        budget counts them as spent; ``credits_spent`` does not."""
+        return self._pipeline.uncertain
 
     @property
     def credit_costs(self) -> CreditCosts:

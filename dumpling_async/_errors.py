@@ -193,11 +193,18 @@ class UpstreamError(APIStatusError):
 
 
 class APIConnectionError(DumplingError):
-    """The request did not complete: connection refused, reset or dropped.
+    """The request did not complete: connection refused, reset or dropped, or no answer
+    in time.
 
     ``response_received`` is true when a 200 status arrived before the failure: the
-    lookup may have been charged, so it is never retried.
+    request was charged, and it is never sent again. ``maybe_charged`` is true when the
+    request reached the server (or may have) and no answer came: the server may have
+    finished and charged it, so it is counted in ``credits_uncertain`` and not retried
+    unless ``RetryPolicy(retry_unanswered=True)``. A failure before the request left
+    (DNS, connection refused) has neither and is retried.
     """
+
+    maybe_charged: bool = False
 
     def __init__(
         self,
@@ -206,9 +213,11 @@ class APIConnectionError(DumplingError):
         handle: str | None = None,
         target: str | None = None,
         response_received: bool = False,
+        maybe_charged: bool = False,
     ) -> None:
         super().__init__(message, handle=handle, target=target)
         self.response_received = response_received
+        self.maybe_charged = maybe_charged
 
 
 class APITimeoutError(APIConnectionError):

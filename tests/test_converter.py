@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -90,12 +91,47 @@ def test_camel_case_keys_become_snake_case_fields_and_raw_keeps_the_rest() -> No
 
 
 def test_lossless_coercions_only() -> None:
-    """Numeric strings become ints and ids may be numbers; a float with a fraction does not."""
-    profile = structure_profile({"user": {"id": 12, "createTime": "1700"}, "stats": {"heart": 3.0}})
+    """Numeric strings become ints, ids may be numbers, "true" is True; nothing lossy."""
+    profile = structure_profile(
+        {"user": {"id": 12, "createTime": "1700", "verified": "true"}, "stats": {"heart": 3.0}}
+    )
     assert profile.user is not None and profile.stats is not None
-    assert (profile.user.id, profile.user.create_time, profile.stats.heart) == ("12", 1700, 3)
-    with pytest.raises(InvalidResponseError):
-        structure_profile({"stats": {"heart": 3.5}})
+    assert (profile.user.id, profile.user.create_time, profile.user.verified) == ("12", 1700, True)
+    assert profile.stats.heart == 3
+    assert structure_profile({"stats": {"heart": 3.5}}).stats.heart is None  # type: ignore[union-attr]
+
+
+def test_type_drift_costs_the_field_not_the_paid_answer(caplog: pytest.LogCaptureFixture) -> None:
+    """A documented field of an unexpected type becomes None (logged); the rest and raw stay."""
+    body = {
+        "user": {"uniqueId": "a", "verified": "maybe", "bioLink": "x", "eventList": 3},
+        "stats": {"followerCount": "1.2M", "videoCount": 7},
+    }
+    with caplog.at_level("DEBUG", logger="dumpling_async"):
+        profile = parse_profile(orjson.dumps(body))
+    assert profile.user is not None and profile.stats is not None
+    assert (profile.user.unique_id, profile.user.verified, profile.user.bio_link) == (
+        "a",
+        None,
+        None,
+    )
+    assert profile.user.event_list == () and profile.user.raw["eventList"] == 3
+    assert (profile.stats.follower_count, profile.stats.video_count) == (None, 7)
+    assert profile.stats.raw["followerCount"] == "1.2M"
+    dropped = {
+        field
+        for record in caplog.records
+        if record.getMessage() == "response_fields_dropped"
+        for field in record.fields  # type: ignore[attr-defined]
+    }
+    assert dropped == {"followerCount: str", "verified: str", "bioLink: str", "eventList: int"}
+
+
+def test_a_profile_needs_its_user_object() -> None:
+    """A 200 without a user object is not a profile: InvalidResponseError."""
+    for body in ({}, {"user": "x"}, {"stats": {"videoCount": 1}}):
+        with pytest.raises(InvalidResponseError, match="no 'user' object"):
+            parse_profile(orjson.dumps(body))
 
 
 def test_snake_case_endpoints_and_nested_model_lists() -> None:

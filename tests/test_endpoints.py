@@ -556,7 +556,7 @@ async def _pages_server(pages: list[dict[str, Any]]) -> tuple[TestServer, list[A
 
 
 async def test_one_odd_item_does_not_cost_the_page(make_client: MakeClient) -> None:
-    """An item with a wrong-typed field comes back untyped (raw kept); the others are typed."""
+    """An item with a wrong-typed field keeps every other field (that one is None, raw kept)."""
     page = {
         "userList": [
             {"user": {"id": "1", "uniqueId": "ok"}},
@@ -573,7 +573,10 @@ async def test_one_odd_item_does_not_cost_the_page(make_client: MakeClient) -> N
     finally:
         await server.close()
     assert [i.raw.get("user", {}).get("uniqueId") for i in items] == ["ok", "odd"]
-    assert items[0].user is not None and items[1].user is None  # untyped, not lost
+    odd = items[1]
+    assert odd.user is not None and odd.user.unique_id == "odd"
+    assert odd.stats is not None and odd.stats.follower_count is None
+    assert odd.raw["stats"] == {"followerCount": "1.2K"}
 
 
 async def test_an_error_shaped_200_is_not_the_end(make_client: MakeClient) -> None:

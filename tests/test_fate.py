@@ -27,12 +27,13 @@ from dumpling_async import (
     UpstreamError,
 )
 from dumpling_async._core.fate import (
+    Charge,
+    charge_of,
     error_for_status,
     is_retryable,
     scrubbed,
     stops_batch,
     transport_error,
-    was_charged,
 )
 
 SCALARS = (
@@ -114,43 +115,63 @@ def _status(status: int) -> APIStatusError:
 
 
 @pytest.mark.parametrize(
-    ("error", "charged", "retryable", "stops"),
+    ("error", "retryable", "with_opt_in", "stops"),
     [
         (_status(401), False, False, True),
         (_status(403), False, False, True),
         (_status(404), False, False, False),
-        (_status(429), False, True, False),
-        (_status(503), False, True, False),
+        (_status(429), True, True, False),
+        (_status(503), True, True, False),
         (_status(400), False, False, False),
-        (APIConnectionError("reset", response_received=False), False, True, False),
-        (APIConnectionError("cut mid-body", response_received=True), True, False, False),
-        (APITimeoutError("slow", response_received=False), False, True, False),
-        (InvalidResponseError("not JSON", status=200), True, False, False),
-        (InvalidResponseError("too big", status=None), False, False, False),
+        (APIConnectionError("refused"), True, True, False),
+        (APIConnectionError("no answer", maybe_charged=True), False, True, False),
+        (APITimeoutError("slow", maybe_charged=True), False, True, False),
+        (APIConnectionError("cut mid-body", response_received=True), False, False, False),
+        (InvalidResponseError("not JSON", status=200), False, False, False),
         (DumplingError("anything else"), False, False, False),
     ],
 )
 def test_each_failure_has_one_fate(
-    error: DumplingError, charged: bool, retryable: bool, stops: bool
+    error: DumplingError, retryable: bool, with_opt_in: bool, stops: bool
 ) -> None:
-    """Charged, retryable and batch-stopping are decided per error, in one place."""
-    assert (was_charged(error), is_retryable(error), stops_batch(error)) == (
-        charged,
-        retryable,
-        stops,
-    )
+    """Retried (by default and with retry_unanswered) and batch-stopping, per error."""
+    assert is_retryable(error) is retryable
+    assert is_retryable(error, retry_unanswered=True) is with_opt_in
+    assert stops_batch(error) is stops
+
+
+@pytest.mark.parametrize(
+    ("status", "sent", "failure", "charge"),
+    [
+        (200, True, None, Charge.CONFIRMED),
+        (200, True, aiohttp.ClientPayloadError("cut"), Charge.CONFIRMED),
+        (404, True, None, Charge.NONE),
+        (429, True, None, Charge.NONE),
+        (0, False, TimeoutError(), Charge.NONE),
+        (0, True, TimeoutError(), Charge.UNCERTAIN),
+        (0, True, aiohttp.ServerDisconnectedError(), Charge.UNCERTAIN),
+        (0, True, None, Charge.UNCERTAIN),  # cancelled while waiting for the answer
+        (0, True, aiohttp.ConnectionTimeoutError(), Charge.NONE),
+    ],
+)
+def test_what_an_attempt_cost(
+    status: int, sent: bool, failure: BaseException | None, charge: Charge
+) -> None:
+    """A 200 is charged; another status is not; no answer after sending may have been."""
+    assert charge_of(status=status, sent=sent, failure=failure) is charge
 
 
 def test_transport_errors_are_typed_and_their_cause_is_scrubbed() -> None:
     """Timeouts become APITimeoutError, other failures APIConnectionError; the cause keeps
     its message but loses its frames and aiohttp's request headers."""
-    assert type(transport_error(TimeoutError(), "h", "h", response_received=False)) is (
-        APITimeoutError
-    )
+    late = transport_error(TimeoutError(), "h", "h", status=0, sent=True)
+    assert type(late) is APITimeoutError and late.maybe_charged
+    assert "may have been charged" in str(late)
     err = transport_error(
-        aiohttp.ClientConnectionError("reset by peer"), "h", "h", response_received=False
+        aiohttp.ClientConnectionError("reset by peer"), "h", "h", status=0, sent=False
     )
     assert type(err) is APIConnectionError and "reset by peer" in str(err)
+    assert not err.maybe_charged and not err.response_received
     try:
         raise aiohttp.ClientResponseError(
             aiohttp.RequestInfo(

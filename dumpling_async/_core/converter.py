@@ -1,8 +1,12 @@
 """The one cattrs converter of the library (never cattrs' global one).
 
 JSON keys are camelCase, fields snake_case; unknown keys are ignored but kept in ``raw``;
-scalars are coerced only where the coercion cannot lose meaning (``"12"`` -> ``12``), so a
-wrong type becomes :class:`InvalidResponseError` instead of a silently wrong value.
+scalars are coerced only where the coercion cannot lose meaning (``"12"`` -> ``12``,
+``"true"`` -> ``True``). A 200 is paid for, so the vendor's type drift never costs the
+answer: a documented field of an unexpected type (``"followerCount": "1.2M"``) becomes its
+default (``None``, or an empty tuple) with a debug log, and the model is returned with
+``raw`` intact. Only a body that is not a JSON object (or a profile without its ``user``
+object) is an :class:`InvalidResponseError`.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from .._models import (
     VideoStatistics,
     VideoStats,
 )
+from .log import get_logger
 
 __all__ = ["parse_model", "parse_object", "parse_profile", "structure", "structure_profile"]
 
@@ -88,11 +93,16 @@ def _as_int(value: Any, _: type) -> int:
     raise TypeError(f"expected an integer, got {type(value).__name__}")
 
 
+_BOOL_TEXT = {"true": True, "false": False}
+
+
 def _as_bool(value: Any, _: type) -> bool:
     if isinstance(value, bool):
         return value
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _BOOL_TEXT:
+        return _BOOL_TEXT[value.strip().lower()]
     raise TypeError(f"expected a boolean, got {type(value).__name__}")
 
 
@@ -169,23 +179,49 @@ def _optional(check: Any) -> Any:
 
 
 def _register_model(converter: OrjsonConverter, cls: type[Any], *, camel: bool = True) -> None:
+    attrs.resolve_types(cls)
     overrides: dict[str, Any] = {}
+    fields: list[tuple[str, str, Any]] = []  # (attribute, JSON key, type) of each read field
     for a in attrs.fields(cls):
         if a.name == "raw" or a.metadata.get("computed"):
             overrides[a.name] = override(omit=True)
-        elif camel:
-            overrides[a.name] = override(rename=_SPECIAL.get(a.name, _camel(a.name)))
+            continue
+        key = _SPECIAL.get(a.name, _camel(a.name)) if camel else a.name
+        if camel:
+            overrides[a.name] = override(rename=key)
+        fields.append((a.name, key, a.type))
     build = make_dict_structure_fn(cls, converter, **overrides)
 
     def structure(value: Any, cl: type[Any]) -> Any:
         if not isinstance(value, dict):
             raise TypeError(f"expected an object for {cl.__name__}, got {type(value).__name__}")
-        instance = build(value, cl)
+        try:
+            instance = build(value, cl)
+        except Exception:
+            instance = _lenient(converter, cl, value, fields)
         # Frozen classes allow this one write; it keeps the source object reachable.
         object.__setattr__(instance, "raw", value)
         return instance
 
     converter.register_structure_hook(cls, structure)
+
+
+def _lenient(
+    converter: OrjsonConverter, cls: type[Any], value: dict[str, Any], fields: list[Any]
+) -> Any:
+    """Structure field by field, leaving at its default each field whose value has a type
+    it cannot take (the slow path, taken only when the fast one failed)."""
+    kwargs: dict[str, Any] = {}
+    dropped: list[str] = []
+    for name, key, kind in fields:
+        if key not in value:
+            continue
+        try:
+            kwargs[name] = converter.structure(value[key], kind)
+        except Exception:
+            dropped.append(f"{key}: {type(value[key]).__name__}")
+    get_logger().debug("response_fields_dropped", model=cls.__name__, fields=dropped)
+    return cls(**kwargs)
 
 
 def _make_converter() -> OrjsonConverter:
@@ -273,14 +309,26 @@ def _not_an_object(data: Any, handle: str | None, target: str | None) -> Invalid
 
 
 def parse_model(
-    cls: type[T], body: bytes, *, handle: str | None = None, target: str | None = None
+    cls: type[T],
+    body: bytes,
+    *,
+    handle: str | None = None,
+    target: str | None = None,
+    requires: str | None = None,
 ) -> T:
-    """Decode a 200 body and structure it into *cls*, or raise InvalidResponseError."""
-    return structure(
-        parse_object(body, handle=handle, target=target), cls, handle=handle, target=target
-    )
+    """Decode a 200 body and structure it into *cls*, or raise InvalidResponseError (also
+    when the object named *requires* is missing: then the body is not that model)."""
+    data = parse_object(body, handle=handle, target=target)
+    if requires is not None and not isinstance(data.get(requires), dict):
+        raise InvalidResponseError(
+            f"response is not a {cls.__name__}: no {requires!r} object",
+            handle=handle,
+            target=target,
+            status=200,
+        )
+    return structure(data, cls, handle=handle, target=target)
 
 
 def parse_profile(body: bytes, *, handle: str | None = None) -> TikTokProfile:
-    """Decode and structure a 200 body."""
-    return parse_model(TikTokProfile, body, handle=handle)
+    """Decode and structure a 200 body of ``get-tiktok-profile``."""
+    return parse_model(TikTokProfile, body, handle=handle, requires="user")

@@ -100,6 +100,7 @@ class Endpoint:
     by_handle: bool = False  # the subject is a handle: errors carry it as ``.handle``
     paging: Paging | None = None
     cacheable: bool = False  # answers may come from the client's ProfileCache
+    requires: str | None = None  # a 200 without this object is not the model
 
     @property
     def path(self) -> str:
@@ -141,6 +142,7 @@ PROFILE = Endpoint(
     not_found=ProfileNotFoundError,
     by_handle=True,
     cacheable=True,
+    requires="user",
 )
 VIDEO = Endpoint(
     name="get-tiktok-video",

@@ -3,12 +3,20 @@ may be retried, whether it stops a batch.
 
 Every such decision is made here and nowhere else: the pipeline classifies each answer
 or failure with :func:`error_for_status` / :func:`transport_error`, settles the credit
-budget with :func:`was_charged`, and the retry policy and the bulk engine ask
+budget with :func:`charge_of`, and the retry policy and the bulk engine ask
 :func:`is_retryable` and :func:`stops_batch`.
+
+Credits are money, so an attempt is charged in one of three ways: ``CONFIRMED`` (a 200
+arrived, whatever became of its body), ``NONE`` (another status arrived, or the request
+never left: DNS, refused, connect timeout) or ``UNCERTAIN`` (it reached the server, or
+may have, and no answer came: a timeout, a dropped connection, a cancellation). A server
+that finishes a request its client gave up on still charges it, so an uncertain charge
+counts against the budget and is not sent again unless the user opted in.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 
 import aiohttp
@@ -23,7 +31,6 @@ from .._errors import (
     BadRequestError,
     DumplingError,
     InsufficientCreditsError,
-    InvalidResponseError,
     NotFoundError,
     ProfileNotFoundError,
     RateLimitError,
@@ -34,16 +41,28 @@ from .._models import RateLimitState
 
 __all__ = [
     "TRANSPORT_ERRORS",
+    "Charge",
+    "charge_of",
     "error_for_status",
     "is_retryable",
     "scrubbed",
     "stops_batch",
     "transport_error",
-    "was_charged",
 ]
 
 # What a transport raises when the network fails; anything else is a bug, not a fault.
 TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
+# Failures that happen before a request leaves: it cannot have been charged.
+_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+
+
+class Charge(enum.Enum):
+    """What an attempt cost."""
+
+    NONE = "none"
+    CONFIRMED = "confirmed"
+    UNCERTAIN = "uncertain"
+
 
 _BY_STATUS: dict[int, type[APIStatusError]] = {
     400: BadRequestError,
@@ -127,10 +146,10 @@ def scrubbed(exc: BaseException) -> BaseException:
 
 
 def transport_error(
-    exc: BaseException, target: str, handle: str | None, *, response_received: bool
+    exc: BaseException, target: str, handle: str | None, *, status: int, sent: bool
 ) -> APIConnectionError:
     """The one place transport failures become library errors (raise it ``from
-    scrubbed(exc)``)."""
+    scrubbed(exc)``). *status* and *sent* say how far the attempt got."""
     detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     cls = (
         APITimeoutError
@@ -138,29 +157,36 @@ def transport_error(
         else APIConnectionError
     )
     verb = "timed out" if cls is APITimeoutError else "failed"
+    charge = charge_of(status=status, sent=sent, failure=exc)
+    note = "; it may have been charged" if charge is Charge.UNCERTAIN else ""
     return cls(
-        f"request for {target!r:.120} {verb} ({detail[:200]})",
+        f"request for {target!r:.120} {verb} ({detail[:200]}){note}",
         handle=handle,
         target=target,
-        response_received=response_received,
+        response_received=status == 200,
+        maybe_charged=charge is Charge.UNCERTAIN,
     )
 
 
 # -- decide -----------------------------------------------------------------------------
-def was_charged(error: DumplingError) -> bool:
-    """True when the attempt that ended with *error* was charged all the same: a 200
-    arrived (its body was unusable, or the connection broke while reading it)."""
-    if isinstance(error, InvalidResponseError):
-        return error.status == 200
-    return isinstance(error, APIConnectionError) and error.response_received
+def charge_of(*, status: int, sent: bool, failure: BaseException | None = None) -> Charge:
+    """What an attempt cost, from how far it got: the status that came back (0: none),
+    whether the request may have reached the server, and the failure, if any."""
+    if status == 200:
+        return Charge.CONFIRMED  # even if its body broke or was unusable
+    if status or not sent or isinstance(failure, _NOT_SENT):
+        return Charge.NONE
+    return Charge.UNCERTAIN
 
 
-def is_retryable(error: DumplingError) -> bool:
-    """True for 429, 5xx and transport failures that never delivered a 200."""
+def is_retryable(error: DumplingError, *, retry_unanswered: bool = False) -> bool:
+    """True for 429, 5xx and transport failures that cannot have been charged; failures
+    that may have been charged only with *retry_unanswered*."""
     if isinstance(error, APIStatusError):
         return error.status in _RETRYABLE_STATUS
-    # A transport failure after a 200 arrived may have been charged: never retried.
-    return isinstance(error, APIConnectionError) and not error.response_received
+    if not isinstance(error, APIConnectionError) or error.response_received:
+        return False  # a 200 arrived: charged, never sent again
+    return retry_unanswered or not error.maybe_charged
 
 
 def stops_batch(error: DumplingError) -> bool:

@@ -37,8 +37,13 @@ class Lookups:
         cache = self.cache if call.endpoint.cacheable else None
         if cache is not None and (cached := cache.get(call.subject)) is not None:
             return cached
+        endpoint = call.endpoint
         parse = functools.partial(
-            parse_model, call.endpoint.model, handle=call.handle, target=call.subject
+            parse_model,
+            endpoint.model,
+            handle=call.handle,
+            target=call.subject,
+            requires=endpoint.requires,
         )
         value = await self.pipeline.call(call, parse, stop=stop)
         if cache is not None:

@@ -20,7 +20,14 @@ from yarl import URL
 from .._errors import ClientClosedError, DumplingError, InvalidResponseError
 from .budget import CreditBudget
 from .endpoints import Call, CreditCosts, Endpoint
-from .fate import TRANSPORT_ERRORS, error_for_status, scrubbed, transport_error, was_charged
+from .fate import (
+    TRANSPORT_ERRORS,
+    Charge,
+    charge_of,
+    error_for_status,
+    scrubbed,
+    transport_error,
+)
 from .log import LOGGER_NAME
 from .ratelimit import RateLimiter, ResponseInfo, parse_rate_limit_headers
 from .retry import RetryPolicy, parse_retry_after
@@ -64,6 +71,8 @@ class Pipeline:
         self._slots: asyncio.Semaphore | None = None  # made inside the running loop
         self._debug = logging.getLogger(LOGGER_NAME).isEnabledFor
         self._closed = False
+        self.confirmed = 0  # credits charged for answers that arrived
+        self.uncertain = 0  # credits of requests sent and never answered: maybe charged
 
     async def aclose(self) -> None:
         """Refuse further attempts and release the transport's connections."""
@@ -97,15 +106,12 @@ class Pipeline:
             if stop is not None and (reason := stop()) is not None:
                 raise reason
             await self.budget.reserve(cost)
-            charged = False
             exchange = Exchange()
             try:
                 data = await self._attempt(call, body, attempt, exchange, stop)
-                charged = True
                 # Received and charged: whatever the body holds, it is never sent again.
                 return _parse_body(parse, data)
             except DumplingError as error:
-                charged = was_charged(error)
                 delay = self.retry.delay(error, attempt)
                 if delay is None:
                     raise
@@ -119,9 +125,19 @@ class Pipeline:
                     status=getattr(error, "status", None),
                 )
             finally:
-                # Whatever ended the attempt (cancellation included), a 200 was charged.
-                await self.budget.settle(cost, charged=charged or exchange.status == 200)
+                # However the attempt ended (cancellation included), how far it got says
+                # what it cost.
+                await self._settle(cost, charge_of(status=exchange.status, sent=exchange.sent))
             await asyncio.sleep(delay)
+
+    async def _settle(self, cost: int, charge: Charge) -> None:
+        if charge is Charge.CONFIRMED:
+            self.confirmed += cost
+        elif charge is Charge.UNCERTAIN:
+            self.uncertain += cost
+            self.log.warning("maybe_charged", credits=cost)
+        # The budget counts an uncertain charge as spent: it holds against any server.
+        await self.budget.settle(cost, charged=charge is not Charge.NONE)
 
     async def _attempt(
         self, call: Call, body: bytes, attempt: int, exchange: Exchange, stop: StopCheck | None
@@ -149,9 +165,12 @@ class Pipeline:
             except TRANSPORT_ERRORS as exc:
                 # The cause keeps its type and message but not its frames, whose locals
                 # hold the request headers.
-                raise transport_error(
-                    exc, call.subject, call.handle, response_received=exchange.status == 200
-                ) from scrubbed(exc)
+                error = transport_error(
+                    exc, call.subject, call.handle, status=exchange.status, sent=exchange.sent
+                )
+                # A failure before the request left (refused, DNS) cannot have cost anything.
+                exchange.sent = error.maybe_charged or exchange.status != 0
+                raise error from scrubbed(exc)
             except DumplingError as error:  # the transport refused the body (size cap)
                 error.target, error.handle = call.subject, call.handle
                 raise

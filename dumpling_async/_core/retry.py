@@ -29,16 +29,23 @@ class RetryPolicy:
     ``backoff_max`` with full jitter. A server-requested wait (``Retry-After``) is
     honoured up to ``max_retry_after`` seconds; a longer one is not waited out: the
     error is returned so the caller can decide.
+
+    A request that reached the server and got no answer (a timeout, a dropped
+    connection) may have been charged: a server finishes and charges what its client
+    gave up on. It is not sent again unless ``retry_unanswered=True``, for users who
+    prefer results to money (a retry may pay twice).
     """
 
     max_attempts: int = attrs.field(default=3, validator=attrs.validators.ge(1))
     backoff_base: float = attrs.field(default=0.5, validator=_positive)
     backoff_max: float = attrs.field(default=8.0, validator=_positive)
     max_retry_after: float = attrs.field(default=60.0, validator=_positive)
+    retry_unanswered: bool = False
 
     def is_retryable(self, error: DumplingError) -> bool:
-        """True for 429, 5xx and transport failures that never delivered a 200."""
-        return is_retryable(error)
+        """True for 429, 5xx and transport failures that cannot have been charged (and,
+        with ``retry_unanswered``, those that may have been)."""
+        return is_retryable(error, retry_unanswered=self.retry_unanswered)
 
     def backoff(self, retry: int, *, rng: random.Random | None = None) -> float:
         """Full-jitter wait before retry number *retry* (1 for the first retry)."""

@@ -9,6 +9,7 @@ maps those to library errors in one place (``fate.transport_error``).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import NamedTuple, Protocol
 
 import aiohttp
@@ -23,12 +24,36 @@ ERROR_BODY_BYTES = 64 * 1024  # error bodies are small; the rest goes with the c
 
 
 class Exchange:
-    """How far one attempt got, for the pipeline to read when it fails midway."""
+    """How far one attempt got, for the pipeline to read when it fails midway: whether
+    the request may have reached the server (*sent*), and the status that came back."""
 
-    __slots__ = ("status",)
+    __slots__ = ("sent", "status")
 
     def __init__(self) -> None:
+        self.sent = False  # it had a connection: the server may have received it
         self.status = 0  # the status line received (0: none)
+
+
+# The attempt the running task is sending, for the connector to mark as sent.
+_SENDING: ContextVar[Exchange | None] = ContextVar("dumpling_async_sending", default=None)
+
+
+class _MarkingConnector(aiohttp.TCPConnector):
+    """A connector that marks the attempt in progress as sent once it holds a
+    connection: a failure before that (DNS, refused, connect timeout) cannot have been
+    charged, one after it may have been."""
+
+    async def connect(  # type: ignore[override]
+        self,
+        req: aiohttp.ClientRequest,
+        traces: list[object],
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 - aiohttp's signature
+    ) -> aiohttp.connector.Connection:
+        connection = await super().connect(req, traces, timeout)  # type: ignore[arg-type]
+        exchange = _SENDING.get()
+        if exchange is not None:
+            exchange.sent = True
+        return connection
 
 
 class Response(NamedTuple):
@@ -97,7 +122,7 @@ class AiohttpTransport:
         if self._closed:
             raise ClientClosedError("this AsyncDumplingClient is closed; create a new one")
         limit = self._max_connections
-        connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit)
+        connector = _MarkingConnector(limit=limit, limit_per_host=limit)
         self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 
@@ -105,19 +130,27 @@ class AiohttpTransport:
         session = self._session
         if session is None or self._closed:
             session = self._open()
-        async with session.post(
-            url,
-            data=body,
-            headers=self._headers,
-            timeout=self._timeout,
-            allow_redirects=False,
-        ) as resp:
-            status = exchange.status = resp.status
-            if status == 200:
-                data = await self._read(resp)
-            else:
-                data = await _read_error(resp)
-            return Response(status, resp.headers, data, resp.reason)
+        if not isinstance(session.connector, _MarkingConnector):
+            # A lent session's connector does not say when it connected: count the
+            # request as sent from the start (a failure is then "maybe charged").
+            exchange.sent = True
+        sending = _SENDING.set(exchange)
+        try:
+            async with session.post(
+                url,
+                data=body,
+                headers=self._headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+            ) as resp:
+                status = exchange.status = resp.status
+                if status == 200:
+                    data = await self._read(resp)
+                else:
+                    data = await _read_error(resp)
+                return Response(status, resp.headers, data, resp.reason)
+        finally:
+            _SENDING.reset(sending)
 
     async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
         length = resp.content_length
@@ -126,8 +159,10 @@ class AiohttpTransport:
             raise InvalidResponseError(
                 f"response body of {length} bytes exceeds the {cap} byte cap", status=200
             )
-        if length is not None:
+        if length is not None and "Content-Encoding" not in resp.headers:
             return await resp.read()
+        # Chunked or compressed: what counts is the bytes after decompression, which
+        # aiohttp (>= 3.13.3) inflates a bounded chunk at a time.
         chunks: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_any():

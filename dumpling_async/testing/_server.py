@@ -91,7 +91,9 @@ class FakeDumplingServer:
     ``costs`` maps endpoint names to what a 200 costs (10 for any not given). Pages hold
     a request's ``count`` (at most 50) or ``page_size`` items. ``redirect_to`` answers
     every request with a 307 to that URL (for testing that credentials are never
-    forwarded).
+    forwarded). ``charge_abandoned=True`` finishes and charges a request whose client
+    gave up on it (timed out, cancelled, disconnected), as most web stacks do: the
+    client cannot know whether it paid. ``idle()`` waits for such requests to finish.
     """
 
     def __init__(
@@ -109,6 +111,7 @@ class FakeDumplingServer:
         retry_after_ms: bool = True,
         nested_errors: bool = False,
         redirect_to: str | None = None,
+        charge_abandoned: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -129,6 +132,8 @@ class FakeDumplingServer:
         self.retry_after_ms = retry_after_ms
         self.nested_errors = nested_errors
         self.redirect_to = redirect_to
+        self.charge_abandoned = charge_abandoned
+        self.abandoned = 0  # requests whose client left before the answer (charge_abandoned)
         self.records: list[RequestRecord] = []
         self.charged: Counter[str] = Counter()  # charged profile lookups, by handle
         self.charges: Counter[tuple[str, str]] = Counter()  # by (endpoint, subject)
@@ -136,6 +141,7 @@ class FakeDumplingServer:
         self.max_in_flight = 0
         self._credits_charged = 0
         self._in_flight = 0
+        self._quiet: asyncio.Event | None = None  # set when the last request in flight ends
         self._windows: dict[str, Window] = {}
         self._scripted: dict[tuple[str | None, str | None], deque[str]] = {}
         self._skips: dict[tuple[str | None, str | None], int] = {}  # requests let through first
@@ -292,12 +298,34 @@ class FakeDumplingServer:
         return None
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if not self.charge_abandoned:
+            return await self._serve(request)
+        # As real stacks do: a request whose client left is finished, and charged.
+        serving = asyncio.ensure_future(self._serve(request))
+        try:
+            return await asyncio.shield(serving)
+        except asyncio.CancelledError:
+            self.abandoned += 1
+            raise
+
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
         self._in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self._in_flight)
         try:
             return await self._answer(request)
         finally:
             self._in_flight -= 1
+            if not self._in_flight and self._quiet is not None:
+                self._quiet.set()
+
+    async def idle(self) -> None:
+        """Wait until no request is being served (abandoned ones included), so that
+        ``charged`` and ``records`` are final. Bound it with ``asyncio.timeout``."""
+        while self._in_flight:
+            if self._quiet is None:
+                self._quiet = asyncio.Event()
+            self._quiet.clear()
+            await self._quiet.wait()
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
         endpoint = request.path.removeprefix(API_PREFIX)
