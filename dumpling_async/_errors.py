@@ -25,7 +25,8 @@ DumplingError
 ├── InvalidResponseError
 ├── BudgetExceededError
 ├── BatchAbortedError           .cause
-└── DuplicateHandleError        .first_index
+├── DuplicateHandleError        .first_index
+└── InputFailedError            .results (the input of a gather_* call raised)
 
 Every error has ``.target``: what the request was about (handle, video URL or search
 query), and ``.handle`` when that is a handle. An error raised by a paging iterator also
@@ -35,7 +36,7 @@ has ``.cursor``: pass it as ``start_cursor=`` to resume at the page that failed.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._models import RateLimitState
@@ -52,6 +53,7 @@ __all__ = [
     "ConfigurationError",
     "DumplingError",
     "DuplicateHandleError",
+    "InputFailedError",
     "InsufficientCreditsError",
     "InvalidHandleError",
     "InvalidInputError",
@@ -267,3 +269,14 @@ class DuplicateHandleError(DumplingError):
     def __init__(self, message: str, *, handle: str | None = None, first_index: int) -> None:
         super().__init__(message, handle=handle)
         self.first_index = first_index
+
+
+class InputFailedError(DumplingError):
+    """The input of a ``gather_*`` call raised part way (a database cursor or a streamed
+    body breaking). Lookups already sent were finished; ``results`` holds every result
+    produced, each with its ``index``, and the input's exception is ``__cause__``.
+    (``iter_*`` yields those results and then re-raises the input's own exception.)"""
+
+    def __init__(self, message: str, *, results: list[Any]) -> None:
+        super().__init__(message)
+        self.results = results

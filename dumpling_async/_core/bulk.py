@@ -7,19 +7,18 @@ reuse) its outcome. Memory is O(concurrency) plus a set of the keys seen. An
 account-level error (401, 403) stops new requests at once; positions not attempted get
 ``BatchAbortedError``. What differs between profiles, videos and transcripts is a
 :class:`BulkKind`.
+
+Results are paid for, so none is dropped: when the input raises or ``on_result`` does,
+no further input is read, the lookups already sent finish, every result produced reaches
+the caller (``iter_*`` yields them, ``gather_*`` raises :class:`InputFailedError` holding
+them), and then the failure is raised.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict, deque
-from collections.abc import (
-    AsyncGenerator,
-    AsyncIterable,
-    AsyncIterator,
-    Callable,
-    Iterable,
-)
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -29,6 +28,7 @@ from .._errors import (
     ClientClosedError,
     DumplingError,
     DuplicateHandleError,
+    InputFailedError,
     InvalidInputError,
 )
 from .._results import BulkResult, ProfileResult, TranscriptResult, VideoResult
@@ -36,6 +36,7 @@ from .endpoints import PROFILE, TRANSCRIPT, VIDEO, Call
 from .fate import stops_batch
 from .inputs import normalize_handle, normalize_video_url
 from .lookups import Lookups
+from .source import Source
 
 __all__ = ["PROFILES", "VIDEOS", "BulkKind", "gather_results", "iter_results", "transcripts"]
 
@@ -69,15 +70,6 @@ def transcripts(language: str) -> BulkKind[TranscriptResult]:
     return BulkKind(normalize_video_url, call, TranscriptResult)
 
 
-async def _aiter(items: Iterable[object] | AsyncIterable[object]) -> AsyncIterator[object]:
-    if isinstance(items, AsyncIterable):
-        async for item in items:
-            yield item
-    else:
-        for item in items:
-            yield item
-
-
 class _Run(Generic[R]):
     """State of one bulk run: the keys seen, the positions waiting for each, the
     lookups in flight and the results ready to yield."""
@@ -98,6 +90,7 @@ class _Run(Generic[R]):
         # where asyncio.wait() would re-scan every task in flight each time.
         self.finished: deque[asyncio.Task[Outcome]] = deque()
         self.wake = asyncio.Event()
+        self.source: Source | None = None
         self.index = 0
         self.parked = 0  # repeats waiting for their key's lookup
 
@@ -183,11 +176,8 @@ class _Run(Generic[R]):
             unexpected.__cause__ = exc
             return self.stamp(unexpected, call.subject)
 
-    async def collect(self) -> None:
-        """Wait for at least one lookup to finish; turn each finished one into results."""
-        if not self.finished:
-            self.wake.clear()
-            await self.wake.wait()
+    def collect(self) -> None:
+        """Turn each finished lookup into the results of the positions waiting for it."""
         result = self.kind.result.of
         while self.finished:
             task = self.finished.popleft()
@@ -204,6 +194,45 @@ class _Run(Generic[R]):
             for position, given in positions:
                 self.ready.append(result(position, given, key, outcome))
 
+    # -- the run ----------------------------------------------------------------------
+    async def results(
+        self, items: Iterable[object] | AsyncIterable[object], on_result: Callable[[R], None] | None
+    ) -> AsyncGenerator[R, None]:
+        """Yield one result per input position, in completion order."""
+        if self.width < 1:
+            raise ValueError("concurrency must be >= 1")
+        self.flights.check_open()
+        source = self.source = Source(items, self.wake.set)
+        failure: BaseException | None = None  # raised by on_result
+        try:
+            while True:
+                while self.ready:
+                    result = self.ready.popleft()
+                    if on_result is not None and failure is None:
+                        try:
+                            on_result(result)
+                        except Exception as exc:  # deliver what is paid for, then raise
+                            failure = exc
+                    yield result
+                while failure is None and self.has_room():
+                    got, given = source.take()
+                    if not got:
+                        break  # none yet (an async item on its way: it wakes us), or no more
+                    self.admit(given)
+                if self.ready:
+                    continue
+                if not self.tasks and (failure is not None or source.ended):
+                    if failure is not None or source.error is not None:
+                        raise failure or source.error  # type: ignore[misc]
+                    return
+                if not self.finished:
+                    self.wake.clear()
+                    await self.wake.wait()  # a lookup finished, or an input item arrived
+                self.collect()
+        finally:
+            await self.stop()
+            await source.aclose()
+
     async def stop(self) -> None:
         """Cancel the lookups in flight that no other caller awaits, and wait for them."""
         cancelled = []
@@ -216,51 +245,16 @@ class _Run(Generic[R]):
             await asyncio.gather(*cancelled, return_exceptions=True)
 
 
-async def iter_results(
+def iter_results(
     lookups: Lookups,
     kind: BulkKind[R],
     items: Iterable[object] | AsyncIterable[object],
     *,
     concurrency: int,
     on_result: Callable[[R], None] | None = None,
-    keep_all: bool = False,
 ) -> AsyncGenerator[R, None]:
     """Yield one result per input position, in completion order."""
-    if concurrency < 1:
-        raise ValueError("concurrency must be >= 1")
-    lookups.flights.check_open()
-    run = _Run(lookups, kind, concurrency, keep_all=keep_all)
-    source = _aiter(items)
-    exhausted = False
-    input_error: BaseException | None = None
-    try:
-        while True:
-            while not exhausted and run.has_room():
-                try:
-                    given = await anext(source)
-                except StopAsyncIteration:
-                    exhausted = True
-                except Exception as exc:
-                    # The input failed: finish (and report) what is in flight, then raise.
-                    input_error, exhausted = exc, True
-                else:
-                    run.admit(given)
-            while run.ready:
-                result = run.ready.popleft()
-                if on_result is not None:
-                    on_result(result)
-                yield result
-            if run.tasks:
-                await run.collect()
-            elif exhausted:
-                if input_error is not None:
-                    raise input_error
-                return
-    finally:
-        await run.stop()
-        aclose = getattr(source, "aclose", None)
-        if aclose is not None:
-            await aclose()
+    return _Run(lookups, kind, concurrency, keep_all=False).results(items, on_result)
 
 
 async def gather_results(
@@ -271,12 +265,22 @@ async def gather_results(
     concurrency: int,
 ) -> list[R]:
     """All results, in input order; repeats share their key's outcome."""
+    run = _Run(lookups, kind, concurrency, keep_all=True)
     results: list[R | None] = []
-    run = iter_results(lookups, kind, items, concurrency=concurrency, keep_all=True)
-    async for result in run:
-        index = result.index
-        if index >= len(results):
-            results.extend([None] * (index + 1 - len(results)))
-        results[index] = result
+    try:
+        async for result in run.results(items, None):
+            index = result.index
+            if index >= len(results):
+                results.extend([None] * (index + 1 - len(results)))
+            results[index] = result
+    except Exception as exc:
+        if run.source is None or exc is not run.source.error:
+            raise
+        done = [r for r in results if r is not None]
+        raise InputFailedError(
+            f"the input raised {type(exc).__name__} after {len(done)} items; "
+            "their results are in .results",
+            results=done,
+        ) from exc
     assert all(r is not None for r in results)
     return [r for r in results if r is not None]
