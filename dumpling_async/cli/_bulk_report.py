@@ -151,6 +151,9 @@ def print_summary(console: Console, stats: RunStats) -> None:
     client = stats.client
     limit = client.rate_limit if client is not None else None
     grid.add_row("credits spent", str(client.credits_spent if client else 0), "")
+    if client is not None and client.credits_uncertain:
+        note = "(sent, never answered: the server may have charged them)"
+        grid.add_row("credits uncertain", str(client.credits_uncertain), note)
     shared = stats.shared_budget
     if shared is not None:
         ceiling = f" of {shared.max_credits}" if shared.max_credits is not None else ""

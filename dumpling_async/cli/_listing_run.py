@@ -261,6 +261,9 @@ def print_summary(console: Console, stats: ListingStats) -> None:
         rows.append(("skipped", str(stats.repeats), "(already written)"))
     rows.append(("pages", str(stats.pages), ""))
     rows.append(("credits spent", str(stats.credits), ""))
+    uncertain = stats.client.credits_uncertain if stats.client is not None else 0
+    if uncertain:
+        rows.append(("credits uncertain", str(uncertain), "(sent, never answered)"))
     rows.append(("elapsed", f"{stats.elapsed:.1f}s", ""))
     if stats.complete:
         rows.append(("listing", "complete", ""))

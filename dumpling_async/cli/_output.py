@@ -22,7 +22,7 @@ import attrs
 import orjson
 
 from .._core.inputs import normalize_handle
-from .._errors import DumplingError, InvalidHandleError
+from .._errors import APIConnectionError, DumplingError, InvalidHandleError, InvalidResponseError
 from .._results import ProfileResult
 from ._files import (
     OutputError,
@@ -96,11 +96,17 @@ def _error_fields(error: DumplingError | None) -> dict[str, Any]:
     if error is None:
         return {"type": "DumplingError", "status": None, "message": "unknown error"}
     status = getattr(error, "status", None)
-    return {
+    fields: dict[str, Any] = {
         "type": type(error).__name__,
         "status": status if isinstance(status, int) else None,
         "message": str(error),
     }
+    if isinstance(error, APIConnectionError) and error.maybe_charged:
+        fields["maybe_charged"] = True
+    if isinstance(error, InvalidResponseError) and error.body is not None:
+        # A 200 that was paid for: what arrived is kept, for a bug report or a re-parse.
+        fields["body"] = error.body.decode("utf-8", "replace")
+    return fields
 
 
 def record_bytes(entry: InputEntry, result: ProfileResult, fmt: OutputFormat) -> bytes:

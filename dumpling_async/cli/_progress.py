@@ -196,7 +196,9 @@ class BulkView:
     def fields(self) -> dict[str, Any]:
         stats = self.stats
         client = stats.client
-        credits = client.credits_spent if client is not None else 0
+        credits = str(client.credits_spent) if client is not None else "0"
+        if client is not None and client.credits_uncertain:
+            credits += f" (+{client.credits_uncertain}?)"  # maybe charged: sent, no answer
         limit = client.rate_limit if client is not None else None
         rate = self._rate()
         remaining = "-"
@@ -207,7 +209,7 @@ class BulkView:
             eta = max(0, stats.total - stats.done) / rate
         return {
             "rate": "-/s" if rate is None else f"{rate:.1f}/s",
-            "credits": str(credits),
+            "credits": credits,
             "remaining": remaining,
             "throttled": f"{limit.throttled_seconds:.1f}s" if limit else "0.0s",
             "eta": _fmt_duration(eta) if stats.total is not None else "-",

@@ -1,10 +1,19 @@
-"""``RedisCreditBudget``: one credit budget shared by many workers through Redis."""
+"""``RedisCreditBudget``: one credit budget shared by many workers through Redis.
+
+What was spent is money: it has no TTL in Redis, and each worker remembers the most it
+has seen spent, so a Redis that restarted or evicted the key (and now reports less) is
+caught and set back instead of handing the budget out again. A reservation survives the
+cancellation of its caller (it is given back), and a charge Redis could not record is
+replayed once before anything else is reserved.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections import defaultdict, deque
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -42,7 +51,9 @@ class RedisCreditBudget(RedisBacked):
         self._seq = 0
         self._mine: defaultdict[int, deque[str]] = defaultdict(deque)
         self._spent = 0  # the shared total, as last seen
+        self._high = 0  # the most this worker has seen spent: Redis never goes below it
         self._unrecorded = 0  # charges Redis did not take; replayed before new reservations
+        self._background: set[asyncio.Task[Any]] = set()
         self._reserve = self._redis.register_script(RESERVE)
         self._settle = self._redis.register_script(SETTLE)
         self._log = get_logger()
@@ -59,23 +70,42 @@ class RedisCreditBudget(RedisBacked):
     def max_credits(self) -> int | None:
         return self._max
 
+    def _seen(self, spent: int | str | bytes) -> int:
+        self._spent = int(spent)
+        self._high = max(self._high, self._spent)
+        return self._spent
+
     async def reserve(self, cost: int) -> None:
         if self._unrecorded:
             await self._replay()
         self._seq += 1
         member = f"{self._worker}:{self._seq}|{cost}"
         ceiling = self._max if self._max is not None else 2**62
+        failures = 0
         while True:
+            args: list[str | int | float] = [member, cost, ceiling, self._stale]
+            args += [self._ttl_ms, self._high]
+            call = asyncio.ensure_future(self._reserve(keys=self._keys, args=args))
             try:
-                status, spent = await self._reserve(
-                    keys=self._keys, args=[member, cost, ceiling, self._stale, self._ttl_ms]
-                )
+                # Shielded: a reservation Redis granted after our caller was cancelled must
+                # be given back, not left to hold credits for stale_after seconds.
+                status, spent = await asyncio.shield(call)
+            except asyncio.CancelledError:
+                call.add_done_callback(functools.partial(self._orphaned, member, cost))
+                raise
             except (RedisError, OSError) as exc:
+                failures += 1
+                if failures == 1:
+                    # A restarted Redis closes our connection: asking again reconnects, and
+                    # a reservation is idempotent (the same member).
+                    continue
                 self._log.warning("redis_unavailable", component="credit_budget")
                 raise BudgetExceededError(
                     "shared credit budget unreachable (Redis unavailable); not attempted"
                 ) from exc.with_traceback(None)
-            self._spent = int(spent)
+            if int(status) == -2:
+                raise self._lost(int(spent))
+            self._seen(spent)
             if int(status) == 1:
                 self._mine[cost].append(member)
                 return
@@ -85,14 +115,28 @@ class RedisCreditBudget(RedisBacked):
                 )
             await asyncio.sleep(0.01)  # others hold reservations that may be given back
 
+    def _lost(self, reported: int) -> BudgetExceededError:
+        self._log.error(
+            "redis_budget_lost", reported=reported, seen=self._high, restored=self._high
+        )
+        return BudgetExceededError(
+            f"shared credit budget went back from {self._high} to {reported} credits spent "
+            f"(Redis restarted or evicted it); set back to {self._high}; not attempted"
+        )
+
+    def _orphaned(self, member: str, cost: int, call: asyncio.Future[Any]) -> None:
+        """A reservation granted after its caller was cancelled: give it back."""
+        if call.cancelled() or call.exception() is not None or int(call.result()[0]) != 1:
+            return
+        task = asyncio.ensure_future(self._settle(keys=self._keys, args=[member, cost, "0"]))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def settle(self, cost: int, *, charged: bool) -> None:
         member = self._mine[cost].popleft()
+        args: list[str | int] = [member, cost, "1" if charged else "0"]
         try:
-            self._spent = int(
-                await self._settle(
-                    keys=self._keys, args=[member, cost, "1" if charged else "0", self._ttl_ms]
-                )
-            )
+            self._seen(await asyncio.shield(self._settle(keys=self._keys, args=args)))
         except (RedisError, OSError):
             self._log.warning("redis_unavailable", component="credit_budget", charged=charged)
             if charged:
@@ -100,12 +144,12 @@ class RedisCreditBudget(RedisBacked):
                 self._unrecorded += cost
 
     async def _replay(self) -> None:
+        # Taken before the await: concurrent reservations must not replay it again.
+        amount, self._unrecorded = self._unrecorded, 0
         try:
-            self._spent = int(
-                await self._settle(keys=self._keys, args=["", self._unrecorded, "1", self._ttl_ms])
-            )
+            self._seen(await self._settle(keys=self._keys, args=["", amount, "1"]))
         except (RedisError, OSError) as exc:
+            self._unrecorded += amount
             raise BudgetExceededError(
                 "shared credit budget unreachable (Redis unavailable); not attempted"
             ) from exc.with_traceback(None)
-        self._unrecorded = 0
