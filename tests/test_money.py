@@ -84,6 +84,22 @@ async def test_a_redis_restart_does_not_hand_the_budget_out_again(
                 await fresh.reserve(10)
 
 
+async def test_reservations_in_flight_survive_a_redis_restart(
+    redis_server: RedisProcess,
+) -> None:
+    """Reservations lost with Redis count as spent: nobody can take their credits."""
+    async with RedisCreditBudget(redis_server.url, api_key=KEY, max_credits=30) as budget:
+        for _ in range(3):
+            await budget.reserve(10)  # three requests in flight, nothing settled yet
+        redis_server.restart()
+        with pytest.raises(BudgetExceededError, match="Redis restarted"):
+            await budget.reserve(10)
+        for _ in range(3):
+            await budget.settle(10, charged=True)
+        with pytest.raises(BudgetExceededError, match="of 30 credits spent"):
+            await budget.reserve(10)
+
+
 # 3 -------------------------------------------------------------------------------------
 async def test_a_drifting_field_never_costs_the_paid_profile() -> None:
     """ "verified": "true" and "followerCount": "1.2M" still give the profile, raw intact."""
@@ -191,8 +207,9 @@ async def test_a_cancelled_reservation_is_given_back_at_once(redis_server: Redis
             await budget.settle(10, charged=False)
 
 
-async def test_an_unrecorded_charge_is_replayed_once(redis_server: RedisProcess) -> None:
+async def test_an_unrecorded_charge_is_replayed_once(tmp_path: Path) -> None:
     """A charge Redis could not record is added once, however many reservations follow."""
+    redis_server = RedisProcess(tmp_path, persist=True)  # comes back with its state
     async with RedisCreditBudget(redis_server.url, api_key=KEY, max_credits=1000) as budget:
         await budget.reserve(10)
         redis_server.stop()
@@ -202,6 +219,7 @@ async def test_an_unrecorded_charge_is_replayed_once(redis_server: RedisProcess)
         for _ in range(8):
             await budget.settle(10, charged=False)
         assert budget.spent == 10
+    redis_server.stop()
 
 
 # 9 -------------------------------------------------------------------------------------

@@ -32,10 +32,12 @@ def _free_port() -> int:
 class RedisProcess:
     """A redis-server on a free loopback port in a temporary directory."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, *, persist: bool = False) -> None:
         self.port = _free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._tmp = tmp
+        # Persistence (an append-only file, synced per write) makes a restart keep state.
+        self._persist = ["--appendonly", "yes", "--appendfsync", "always"] if persist else []
         self.start()
 
     def start(self) -> None:
@@ -55,6 +57,7 @@ class RedisProcess:
                 "no",
                 "--dir",
                 str(self._tmp),
+                *self._persist,
             ],
             stdout=subprocess.DEVNULL,
         )
@@ -72,7 +75,7 @@ class RedisProcess:
         self._proc.wait(timeout=10)
 
     def restart(self) -> None:
-        """Stop and start again on the same port, with nothing saved: an empty Redis."""
+        """Stop and start again on the same port: an empty Redis unless it persists."""
         self.stop()
         self.start()
 
@@ -155,8 +158,10 @@ async def test_redis_keys_never_contain_the_key(
     assert keys and all(k.startswith(key_namespace(KEY)) for k in keys)
     assert not any(KEY in k for k in keys)
     for k in keys:
-        # Everything expires when idle, except what was spent: that is money.
-        assert (await redis_client.pttl(k) == -1) is k.endswith(":budget:spent"), k
+        # Everything expires when idle, except what was spent (money) and the marker that
+        # tells a Redis that lost it from a new one.
+        money = k.endswith((":budget:spent", ":budget:epoch"))
+        assert (await redis_client.pttl(k) == -1) is money, k
     dump = repr([await redis_client.dump(k) for k in keys])
     assert KEY not in dump
 

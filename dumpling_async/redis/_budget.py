@@ -44,6 +44,8 @@ class RedisCreditBudget(RedisBacked):
         self._redis = self._conn.client
         space = key_namespace(api_key, prefix)
         self._keys = [f"{space}:{name}:spent", f"{space}:{name}:reserved"]
+        self._keys.append(f"{space}:{name}:epoch")
+        self._epoch = ""  # the Redis state this worker has seen (empty: none yet)
         self._max = max_credits
         self._stale = stale_after
         self._ttl_ms = int(idle_ttl * 1000)
@@ -83,13 +85,16 @@ class RedisCreditBudget(RedisBacked):
         ceiling = self._max if self._max is not None else 2**62
         failures = 0
         while True:
+            # If Redis lost its state, what was spent is set back to the most we saw plus
+            # our own reservations in flight (counted as spent: the safe side).
+            outstanding = sum(price * len(held) for price, held in self._mine.items())
             args: list[str | int | float] = [member, cost, ceiling, self._stale]
-            args += [self._ttl_ms, self._high]
+            args += [self._ttl_ms, self._epoch, self._high, outstanding, os.urandom(8).hex()]
             call = asyncio.ensure_future(self._reserve(keys=self._keys, args=args))
             try:
                 # Shielded: a reservation Redis granted after our caller was cancelled must
                 # be given back, not left to hold credits for stale_after seconds.
-                status, spent = await asyncio.shield(call)
+                status, spent, epoch = await asyncio.shield(call)
             except asyncio.CancelledError:
                 call.add_done_callback(functools.partial(self._orphaned, member, cost))
                 raise
@@ -103,8 +108,9 @@ class RedisCreditBudget(RedisBacked):
                 raise BudgetExceededError(
                     "shared credit budget unreachable (Redis unavailable); not attempted"
                 ) from exc.with_traceback(None)
+            self._epoch = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
             if int(status) == -2:
-                raise self._lost(int(spent))
+                raise self._lost(int(spent), max(int(spent), self._high) + outstanding)
             self._seen(spent)
             if int(status) == 1:
                 self._mine[cost].append(member)
@@ -115,14 +121,14 @@ class RedisCreditBudget(RedisBacked):
                 )
             await asyncio.sleep(0.01)  # others hold reservations that may be given back
 
-    def _lost(self, reported: int) -> BudgetExceededError:
-        self._log.error(
-            "redis_budget_lost", reported=reported, seen=self._high, restored=self._high
-        )
-        return BudgetExceededError(
+    def _lost(self, reported: int, restored: int) -> BudgetExceededError:
+        self._log.error("redis_budget_lost", reported=reported, seen=self._high, restored=restored)
+        error = BudgetExceededError(
             f"shared credit budget went back from {self._high} to {reported} credits spent "
-            f"(Redis restarted or evicted it); set back to {self._high}; not attempted"
+            f"(Redis restarted or evicted it); set back to {restored}; not attempted"
         )
+        self._high = max(self._high, restored)
+        return error
 
     def _orphaned(self, member: str, cost: int, call: asyncio.Future[Any]) -> None:
         """A reservation granted after its caller was cancelled: give it back."""
@@ -130,18 +136,36 @@ class RedisCreditBudget(RedisBacked):
             return
         task = asyncio.ensure_future(self._settle(keys=self._keys, args=[member, cost, "0"]))
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._landed)
+
+    def _landed(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._log.warning("redis_unavailable", component="credit_budget")
 
     async def settle(self, cost: int, *, charged: bool) -> None:
         member = self._mine[cost].popleft()
         args: list[str | int] = [member, cost, "1" if charged else "0"]
+        call = asyncio.ensure_future(self._settle(keys=self._keys, args=args))
         try:
-            self._seen(await asyncio.shield(self._settle(keys=self._keys, args=args)))
+            # Shielded: a charge is recorded even if our caller is cancelled meanwhile.
+            self._seen(await asyncio.shield(call))
+        except asyncio.CancelledError:
+            call.add_done_callback(functools.partial(self._settled_late, cost if charged else 0))
+            raise
         except (RedisError, OSError):
-            self._log.warning("redis_unavailable", component="credit_budget", charged=charged)
-            if charged:
-                # Spent but not recorded: no new reservation until it is (fail closed).
-                self._unrecorded += cost
+            self._unrecord(cost if charged else 0)
+
+    def _settled_late(self, charged: int, call: asyncio.Future[Any]) -> None:
+        if call.cancelled() or call.exception() is not None:
+            self._unrecord(charged)
+        else:
+            self._seen(call.result())
+
+    def _unrecord(self, charged: int) -> None:
+        self._log.warning("redis_unavailable", component="credit_budget", charged=charged)
+        # Spent but not recorded: no new reservation until it is (fail closed).
+        self._unrecorded += charged
 
     async def _replay(self) -> None:
         # Taken before the await: concurrent reservations must not replay it again.

@@ -140,7 +140,12 @@ class RedisRateLimiter(RedisBacked):
         args += [self._upstream_pause, self._max_pause]
         task = asyncio.ensure_future(self._settle(keys=self._keys, args=args))
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._landed)
+
+    def _landed(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._log.warning("redis_unavailable", component="rate_limiter")
 
     async def settle(self, permit: Permit, response: ResponseInfo | None) -> None:
         if permit.seq < 0:
