@@ -128,22 +128,3 @@ async def test_retry_after_without_ms_is_honoured() -> None:
         results = await client.gather_profiles(f"user{i}" for i in range(8))
     assert all(r.ok for r in results)
     assert server.rate_limited <= 1
-
-
-@pytest.mark.parametrize(("remaining", "shrinks"), [(0, False), (1, True)])
-async def test_window_shrinks_only_when_the_server_had_quota_to_spare(
-    remaining: int, shrinks: bool
-) -> None:
-    """A probe answered with nothing to spare confirms the window; spare quota shrinks it."""
-    now = [0.0]
-    limiter = AdaptiveRateLimiter(window=1.0, clock=lambda: now[0])
-    for at in (0.0, 1.05, 2.1):
-        now[0] = at
-        permit = await limiter.acquire()  # the model says the one request has expired
-        now[0] = at + 0.001
-        await limiter.settle(permit, ResponseInfo(status=200, limit=2, remaining=remaining))
-        if remaining:  # keep the log full so the next request is a probe again
-            now[0] = at + 0.002
-            extra = await limiter.acquire()
-            await limiter.settle(extra, ResponseInfo(status=200, limit=2, remaining=0))
-    assert (limiter.window < 1.0) is shrinks

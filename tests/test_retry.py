@@ -65,7 +65,7 @@ def test_only_retryable_failures_get_a_delay() -> None:
     [
         ({"retry-after": "2"}, 2.0),
         ({"retry-after": " 1.5 "}, 1.5),
-        ({"retry-after": "-3"}, 0.0),
+        ({"retry-after": "-3"}, None),  # a negative wait is garbage, not "now"
         ({"retry-after-ms": "250", "retry-after": "1"}, 0.25),
         ({"retry-after-ms": "junk", "retry-after": "1"}, 1.0),
         ({"retry-after": "nan"}, None),

@@ -28,9 +28,10 @@ from .fate import (
     scrubbed,
     transport_error,
 )
+from .headers import response_info
 from .log import LOGGER_NAME
-from .ratelimit import RateLimiter, ResponseInfo, parse_rate_limit_headers
-from .retry import RetryPolicy, parse_retry_after
+from .ratelimit import RateLimiter, ResponseInfo
+from .retry import RetryPolicy
 from .transport import Exchange, Transport
 
 __all__ = ["KEPT_BODY", "Pipeline", "StopCheck"]
@@ -39,6 +40,7 @@ T = TypeVar("T")
 # A bulk job's stop signal: the error to end with instead of (re)trying, or None.
 StopCheck = Callable[[], DumplingError | None]
 KEPT_BODY = 64 * 1024  # of a 200 body that could not be parsed, for InvalidResponseError
+_NOT_SENT = ResponseInfo(status=0, limit=None, remaining=None)  # the limiter's "never sent"
 
 
 class Pipeline:
@@ -150,18 +152,14 @@ class Pipeline:
         async with self._slots:
             permit = await self.limiter.acquire()
             if stop is not None and (reason := stop()) is not None:
-                await self.limiter.settle(permit, None)
+                await self.limiter.settle(permit, _NOT_SENT)
                 raise reason
             info: ResponseInfo | None = None
             started = time.monotonic()
             try:
                 response = await self.transport.post(self.url(call.endpoint), body, exchange)
                 status, headers = response.status, response.headers
-                limit, remaining = parse_rate_limit_headers(headers)
-                retry_after = parse_retry_after(headers) if status in (429, 503) else None
-                info = ResponseInfo(
-                    status=status, limit=limit, remaining=remaining, retry_after=retry_after
-                )
+                info = response_info(status, headers)
             except TRANSPORT_ERRORS as exc:
                 # The cause keeps its type and message but not its frames, whose locals
                 # hold the request headers.
@@ -170,6 +168,8 @@ class Pipeline:
                 )
                 # A failure before the request left (refused, DNS) cannot have cost anything.
                 exchange.sent = error.maybe_charged or exchange.status != 0
+                if not exchange.sent:
+                    info = _NOT_SENT
                 raise error from scrubbed(exc)
             except DumplingError as error:  # the transport refused the body (size cap)
                 error.target, error.handle = call.subject, call.handle
@@ -197,7 +197,7 @@ class Pipeline:
             target=call.subject,
             not_found=call.endpoint.not_found,
             headers=dict(headers),
-            retry_after=retry_after,
+            retry_after=info.retry_after,
             rate_limit=self.limiter.snapshot(),
         )
 

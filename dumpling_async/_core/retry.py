@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import email.utils
 import random
-import time
-from collections.abc import Mapping
 
 import attrs
 
 from .._errors import APIStatusError, DumplingError
 from .fate import is_retryable
+from .headers import parse_retry_after
 
 __all__ = ["RetryPolicy", "parse_retry_after"]
 
@@ -61,34 +59,3 @@ class RetryPolicy:
             # A wait longer than we are willing to honour is the caller's decision.
             return server_wait if server_wait <= self.max_retry_after else None
         return self.backoff(retry)
-
-
-def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
-    """Seconds the server asks to wait: ``retry-after-ms``, or ``Retry-After`` as
-    seconds or an HTTP date. None when absent or unparseable."""
-    value = headers.get("retry-after-ms")
-    if value is not None:
-        try:
-            ms = float(value)
-        except ValueError:
-            ms = -1.0
-        if ms >= 0 and ms == ms and ms != float("inf"):
-            return ms / 1000.0
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-        return max(0.0, seconds)
-    if seconds != seconds or seconds == float("inf"):
-        return None
-    return max(0.0, seconds)
