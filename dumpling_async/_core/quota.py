@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from typing import Any
 
 import attrs
 
@@ -78,7 +79,7 @@ class QuotaModel:
         self._seq = 0
         # When the answer Remaining was last taken from arrived: only a request sent after
         # that was surely counted after it, so only its answer may raise the budget.
-        self._synced_at = -math.inf
+        self._synced_at = -1e18
         self._used_since = 0  # the most in use any answer showed since that one arrived
         self._shrunk = False  # the limit dropped and no positive Remaining since
         self._probe = 0  # the permit testing predicted quota, if one is out
@@ -104,6 +105,44 @@ class QuotaModel:
         self._reset_rounded = False
         self._grown_for = -1.0  # the pause in which the window last grew without a hint
         self._zero_wait = _ZERO_BACKOFF[0]
+
+    # -- shared state -----------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        """The model as plain data (for Redis, shared by many workers)."""
+        state = {
+            name: value
+            for name, value in vars(self).items()
+            if name not in ("upstream_pause", "max_pause")
+        }
+        state["_log"] = [list(entry) for entry in self._log]
+        state["_latencies"] = [list(entry) for entry in self._latencies]
+        state["_in_flight"] = [[seq, sent] for seq, sent in self._in_flight.items()]
+        return state
+
+    @classmethod
+    def from_state(
+        cls, state: dict[str, Any], *, upstream_pause: float, max_pause: float
+    ) -> QuotaModel:
+        """A model from ``to_state()``'s data (unknown or missing fields keep defaults)."""
+        model = cls(window=state.get("window", 0.25), upstream_pause=upstream_pause,
+                    max_pause=max_pause)  # fmt: skip
+        defaults = vars(model)
+        for name, value in state.items():
+            if name in defaults and name not in ("_log", "_latencies", "_in_flight"):
+                setattr(model, name, value)
+        model._log = deque([float(stamp), float(units)] for stamp, units in state.get("_log", []))
+        model._latencies = deque((float(a), float(b)) for a, b in state.get("_latencies", []))
+        model._in_flight = {int(seq): float(sent) for seq, sent in state.get("_in_flight", [])}
+        return model
+
+    def expire(self, now: float, stale_after: float) -> None:
+        """Forget requests in flight for longer than *stale_after* (their worker is gone;
+        what they used stays counted until the server says otherwise)."""
+        stale = [seq for seq, sent in self._in_flight.items() if now - sent > stale_after]
+        for seq in stale:
+            del self._in_flight[seq]
+            if seq == self._probe:
+                self._probe = 0
 
     # -- what may go now --------------------------------------------------------------
     @property

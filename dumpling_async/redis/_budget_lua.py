@@ -1,8 +1,11 @@
 """The shared credit budget's Lua scripts."""
 
-from ._limiter_lua import NOW
-
 __all__ = ["RESERVE", "SETTLE"]
+
+NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+"""
 
 # KEYS: spent, reservations, epoch. ARGV: member, cost, max, stale seconds, ttl ms, the
 # epoch this worker saw ('' for none), the most it saw spent, its own outstanding

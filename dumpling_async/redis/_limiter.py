@@ -1,30 +1,62 @@
-"""``RedisRateLimiter``: the adaptive limiter with its state in Redis."""
+"""``RedisRateLimiter``: the same quota model as the in-process limiter, its state in
+Redis, shared by every worker on one API key.
+
+Each step reads the model and Redis's clock in one round trip, applies the change in
+Python (the very code ``AdaptiveRateLimiter`` runs) and writes it back only if no other
+worker wrote meanwhile (a compare-and-set in Lua); on a conflict it starts again. One
+model, so both limiters follow the same rules, tested once.
+
+If Redis goes away, the limiter logs ``redis_unavailable`` and falls back to a local
+``AdaptiveRateLimiter`` (which still re-syncs from the server's headers, so it stays
+conservative); it tries Redis again every few seconds and returns to it when it answers.
+A grant that Redis made for a caller that was cancelled meanwhile is handed back.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import os
-import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from .._core.log import get_logger
-from .._core.ratelimit import AdaptiveRateLimiter, Permit, ResponseInfo
+from .._core.quota import QuotaModel, ResponseInfo
+from .._core.ratelimit import AdaptiveRateLimiter, Permit
 from .._models import RateLimitState
 from ._base import Connection, RedisBacked, key_namespace
-from ._limiter_lua import ACQUIRE, SETTLE
 
 __all__ = ["RedisRateLimiter"]
+
+T = TypeVar("T")
+_RETRY_REDIS = 2.0  # seconds between attempts to leave the local fallback
+_CONFLICTS = 64  # compare-and-set rounds before a step counts as Redis being unusable
+_NOT_SENT = ResponseInfo(status=0, limit=None, remaining=None)
+
+# KEYS: the model. ARGV: the version read, the new state, ttl ms. 1 if written.
+_WRITE = """
+if (redis.call('HGET', KEYS[1], 'version') or '') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'version', ARGV[2], 'state', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4]))
+return 1
+"""
+
+
+class _Unusable(Exception):
+    """Redis answered, but the state could not be read or written in time."""
 
 
 class RedisRateLimiter(RedisBacked):
     """The adaptive limiter with its state in Redis, shared by every worker on one key.
 
     *redis* is a URL or a ``redis.asyncio.Redis``; *api_key* only names the keys (hashed).
-    ``stale_after`` should exceed the client's per-attempt timeout.
+    ``stale_after`` should exceed the client's per-attempt timeout: a request in flight
+    longer than that is forgotten (its worker crashed).
     """
 
     def __init__(
@@ -42,103 +74,123 @@ class RedisRateLimiter(RedisBacked):
     ) -> None:
         self._conn = Connection(redis)
         self._redis = self._conn.client
-        space = key_namespace(api_key, prefix)
-        self._keys = [f"{space}:log", f"{space}:inflight", f"{space}:state", f"{space}:probe"]
+        self._keys = [f"{key_namespace(api_key, prefix)}:quota"]
         self._guess = window
         self._stale = stale_after
         self._ttl_ms = int(idle_ttl * 1000)
         self._upstream_pause = upstream_pause
         self._max_pause = max_pause
         self._poll = poll_interval
-        self._worker = f"{os.getpid()}-{os.urandom(4).hex()}"
-        self._acquire = self._redis.register_script(ACQUIRE)
-        self._settle = self._redis.register_script(SETTLE)
-        self._seq = 0
+        self._write = self._redis.register_script(_WRITE)
+        self._seen: QuotaModel | None = None  # the model as last read, for snapshot()
         self._in_flight = 0
-        self._latency = 0.0  # moving average of send-to-answer time
         self._throttled = 0.0
         self._waits = 0
-        self._state = RateLimitState()
         self._fallback: AdaptiveRateLimiter | None = None
-        self._background: set[asyncio.Task[Any]] = set()
+        self._retry_at = 0.0
         self._lock: asyncio.Lock | None = None
+        self._background: set[asyncio.Task[Any]] = set()
         self._log = get_logger()
 
     def __repr__(self) -> str:
-        return f"RedisRateLimiter(keys={self._keys[2]!r}, fallback={self._fallback is not None})"
+        return f"RedisRateLimiter(key={self._keys[0]!r}, fallback={self._fallback is not None})"
 
     def snapshot(self) -> RateLimitState:
         if self._fallback is not None:
             return self._fallback.snapshot()
+        model = self._seen
+        if model is None:
+            return RateLimitState(in_flight=self._in_flight)
         return RateLimitState(
-            limit=self._state.limit,
-            remaining=self._state.remaining,
-            window=self._state.window,
-            refill_rate=self._state.refill_rate,
+            limit=model.limit,
+            remaining=model.remaining,
+            window=model.window if model.learned else None,
+            refill_rate=model.refill_rate(),
             in_flight=self._in_flight,
             throttled_seconds=self._throttled,
             throttle_waits=self._waits,
-            rate_limited=self._state.rate_limited,
+            rate_limited=model.rate_limited,
         )
 
-    def _fall_back(self, exc: BaseException) -> AdaptiveRateLimiter:
-        if self._fallback is None:
-            self._log.warning("redis_unavailable", fallback="local", error=repr(exc)[:200])
-            self._fallback = AdaptiveRateLimiter(window=self._state.window or self._guess)
-        return self._fallback
+    # -- one step of the shared model -------------------------------------------------
+    def _new_model(self) -> QuotaModel:
+        return QuotaModel(
+            window=self._guess, upstream_pause=self._upstream_pause, max_pause=self._max_pause
+        )
 
-    async def _local_acquire(self, fallback: AdaptiveRateLimiter) -> Permit:
-        permit = await fallback.acquire()
-        return Permit(-permit.seq, permit.sent_at)  # negative: settled by the fallback
+    async def _step(self, change: Callable[[QuotaModel, float], tuple[bool, T]]) -> T:
+        """Apply *change* (which says whether it changed the model) at Redis's clock."""
+        for _ in range(_CONFLICTS):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.time()
+                pipe.hmget(self._keys[0], ["version", "state"])
+                (seconds, micros), (version, raw) = await pipe.execute()
+            now = seconds + micros / 1e6
+            model = self._load(raw)
+            model.expire(now, self._stale)
+            changed, result = change(model, now)
+            self._seen = model
+            if not changed:
+                return result
+            state = orjson.dumps(model.to_state())
+            new = os.urandom(8).hex()
+            args = [version or b"", new, state, self._ttl_ms]
+            if int(await self._write(keys=self._keys, args=args)):
+                return result
+        raise _Unusable("too many workers wrote at once")
 
+    def _load(self, raw: bytes | None) -> QuotaModel:
+        if raw is None:
+            return self._new_model()
+        try:
+            state = orjson.loads(raw)
+            return QuotaModel.from_state(
+                state, upstream_pause=self._upstream_pause, max_pause=self._max_pause
+            )
+        except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
+            self._log.warning("redis_state_unreadable")  # start afresh rather than stop
+            return self._new_model()
+
+    # -- the protocol -----------------------------------------------------------------
     async def acquire(self) -> Permit:
-        if self._fallback is not None:
+        if self._fallback is not None and not await self._back_to_redis():
             return await self._local_acquire(self._fallback)
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:  # one poller per process; the others queue here in order
-            started = time.monotonic()
+            started = asyncio.get_running_loop().time()
             waited = False
             while True:
-                self._seq += 1
-                member = f"{self._worker}:{self._seq}"
-                call = asyncio.ensure_future(
-                    self._acquire(
-                        keys=self._keys,
-                        args=[member, self._guess, self._ttl_ms, self._stale, self._latency],
-                    )
-                )
+                task = asyncio.ensure_future(self._step(_take))
                 try:
-                    # Shielded: if we are cancelled after Redis granted, the grant must
-                    # still be given back, or every worker waits for the probe to lapse.
-                    granted, value = await asyncio.shield(call)
+                    # Shielded: a grant Redis made after we were cancelled is handed back.
+                    sent, value = await asyncio.shield(task)
                 except asyncio.CancelledError:
-                    call.add_done_callback(functools.partial(self._orphaned, member))
+                    task.add_done_callback(self._orphaned)
                     raise
-                except (RedisError, OSError) as exc:
+                except (RedisError, OSError, _Unusable) as exc:
                     return await self._local_acquire(self._fall_back(exc))
-                if int(granted) == 1:
+                if sent:
                     break
                 if not waited:
                     waited = True
                     self._waits += 1
-                    self._log.debug("throttle", shared=True, wait=float(value))
-                wait = float(value)
-                # A probe is out somewhere (wait < 0): its answer may free quota any
-                # moment, so look again soon; otherwise sleep until the predicted time.
-                await asyncio.sleep(self._poll if wait < 0 else min(wait, 10 * self._poll))
+                # A probe is out somewhere (inf): its answer may free quota any moment, so
+                # look again soon; otherwise sleep until the predicted time.
+                await asyncio.sleep(self._poll if math.isinf(value) else min(value, 0.05))
             if waited:
-                self._throttled += time.monotonic() - started
+                self._throttled += asyncio.get_running_loop().time() - started
             self._in_flight += 1
-            return Permit(self._seq, time.monotonic())
+            return Permit(int(value), sent)
 
-    def _orphaned(self, member: str, call: asyncio.Future[Any]) -> None:
-        """A grant that arrived after its waiter was cancelled: hand it straight back."""
-        if call.cancelled() or call.exception() is not None or int(call.result()[0]) != 1:
+    def _orphaned(self, task: asyncio.Future[tuple[float, float]]) -> None:
+        if task.cancelled() or task.exception() is not None or not task.result()[0]:
             return
-        args: list[Any] = [member, 0, "", "", "", self._guess, self._ttl_ms]
-        args += [self._upstream_pause, self._max_pause]
-        task = asyncio.ensure_future(self._settle(keys=self._keys, args=args))
+        seq = int(task.result()[1])
+        self._spawn(self._step(functools.partial(_answer, seq, _NOT_SENT)))
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
         self._background.add(task)
         task.add_done_callback(self._landed)
 
@@ -148,40 +200,59 @@ class RedisRateLimiter(RedisBacked):
             self._log.warning("redis_unavailable", component="rate_limiter")
 
     async def settle(self, permit: Permit, response: ResponseInfo | None) -> None:
-        if permit.seq < 0:
+        if permit.seq < 0:  # granted by the local fallback
             assert self._fallback is not None
             await self._fallback.settle(Permit(-permit.seq, permit.sent_at), response)
             return
         self._in_flight -= 1
-        if self._fallback is not None:
-            return  # granted by Redis before it went away; nothing to tell it now
-        if response is not None:
-            self._latency += 0.2 * (time.monotonic() - permit.sent_at - self._latency)
-        r = response
-        args: list[Any] = [
-            f"{self._worker}:{permit.seq}",
-            r.status if r else 0,
-            "" if r is None or r.limit is None else r.limit,
-            "" if r is None or r.remaining is None else r.remaining,
-            "" if r is None or r.retry_after is None else r.retry_after,
-            self._guess,
-            self._ttl_ms,
-            self._upstream_pause,
-            self._max_pause,
-        ]
         try:
-            limit, remaining, window, learned, limited = await asyncio.shield(
-                self._settle(keys=self._keys, args=args)
+            await asyncio.shield(self._step(functools.partial(_answer, permit.seq, response)))
+        except (RedisError, OSError, _Unusable) as exc:
+            self._fall_back(exc)  # nothing to tell it now: it forgets this one as stale
+
+    # -- when Redis is away -------------------------------------------------------------
+    def _fall_back(self, exc: BaseException) -> AdaptiveRateLimiter:
+        if self._fallback is None:
+            self._log.warning("redis_unavailable", fallback="local", error=repr(exc)[:200])
+            window = self._seen.window if self._seen is not None else self._guess
+            self._fallback = AdaptiveRateLimiter(
+                window=window, upstream_pause=self._upstream_pause, max_pause=self._max_pause
             )
-        except (RedisError, OSError) as exc:
-            self._fall_back(exc)
-            return
-        lim = int(limit) if limit else None
-        win = float(window) if window and learned else None
-        self._state = RateLimitState(
-            limit=lim,
-            remaining=int(remaining) if remaining else None,
-            window=win,
-            refill_rate=lim / win if lim and win else None,
-            rate_limited=int(limited),
-        )
+        self._retry_at = asyncio.get_running_loop().time() + _RETRY_REDIS
+        return self._fallback
+
+    async def _back_to_redis(self) -> bool:
+        """While on the fallback, try Redis again now and then; True once it answers."""
+        now = asyncio.get_running_loop().time()
+        if now < self._retry_at:
+            return False
+        self._retry_at = now + _RETRY_REDIS
+        try:
+            await self._redis.ping()
+        except (RedisError, OSError):
+            return False
+        self._log.info("redis_available", fallback="left")
+        self._fallback = None  # its permits in flight still settle with it (negative seq)
+        return True
+
+    async def _local_acquire(self, fallback: AdaptiveRateLimiter) -> Permit:
+        permit = await fallback.acquire()
+        return Permit(-permit.seq, permit.sent_at)  # negative: settled by the fallback
+
+
+def _take(model: QuotaModel, now: float) -> tuple[bool, tuple[float, float]]:
+    """Grant a request if the model lets one go: (changed, (sent at or 0, seq or wait))."""
+    wait = model.wait(now)
+    if wait > 0:
+        return False, (0.0, wait)
+    return True, (now, float(model.grant(now)))
+
+
+def _answer(
+    seq: int, response: ResponseInfo | None, model: QuotaModel, now: float
+) -> tuple[bool, None]:
+    if response is not None and response.status == 0:
+        model.cancel(seq)
+    else:
+        model.answer(seq, now, response)
+    return True, None
