@@ -192,3 +192,24 @@ async def test_budget_fails_closed_without_redis(redis_server: RedisProcess) -> 
         results = await client.gather_profiles(["a1", "a2"])
     assert all(isinstance(r.error, BudgetExceededError) for r in results)
     assert server.records == []
+
+
+async def test_the_limiter_survives_a_redis_restart_and_returns_to_it(
+    redis_server: RedisProcess, redis_client: aioredis.Redis
+) -> None:
+    """Redis restarting mid-run: no hang, no lost lookup, and back on Redis after."""
+    async with (
+        RedisRateLimiter(redis_server.url, api_key=KEY, retry_redis_after=0.3) as limiter,
+        FakeDumplingServer(rate_limit=RateLimitRule(20, 0.2)) as server,
+        AsyncDumplingClient(KEY, base_url=server.url, rate_limiter=limiter) as client,
+    ):
+        asyncio.get_running_loop().call_later(0.3, redis_server.restart)
+        async with asyncio.timeout(30):
+            results = await client.gather_profiles([f"blip{i}" for i in range(150)])
+        assert all(r.ok for r in results), [repr(r.error) for r in results if not r.ok][:3]
+        assert server.rate_limited <= 15  # the stand-in and the new Redis state learn anew
+        await asyncio.sleep(0.35)  # past retry_redis_after: the next request asks Redis
+        await client.get_tiktok_profile("after_blip")
+        assert "fallback=False" in repr(limiter)
+    keys = [k.decode() for k in await redis_client.keys("*")]
+    assert any(k.endswith(":quota") for k in keys)  # the restarted Redis holds the state

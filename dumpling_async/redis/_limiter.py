@@ -8,7 +8,8 @@ model, so both limiters follow the same rules, tested once.
 
 If Redis goes away, the limiter logs ``redis_unavailable`` and falls back to a local
 ``AdaptiveRateLimiter`` (which still re-syncs from the server's headers, so it stays
-conservative); it tries Redis again every few seconds and returns to it when it answers.
+conservative); it tries Redis again every ``retry_redis_after`` seconds and returns to it
+when it answers.
 A grant that Redis made for a caller that was cancelled meanwhile is handed back.
 """
 
@@ -34,7 +35,6 @@ from ._base import Connection, RedisBacked, key_namespace
 __all__ = ["RedisRateLimiter"]
 
 T = TypeVar("T")
-_RETRY_REDIS = 2.0  # seconds between attempts to leave the local fallback
 _CONFLICTS = 64  # compare-and-set rounds before a step counts as Redis being unusable
 _NOT_SENT = ResponseInfo(status=0, limit=None, remaining=None)
 
@@ -56,7 +56,8 @@ class RedisRateLimiter(RedisBacked):
 
     *redis* is a URL or a ``redis.asyncio.Redis``; *api_key* only names the keys (hashed).
     ``stale_after`` should exceed the client's per-attempt timeout: a request in flight
-    longer than that is forgotten (its worker crashed).
+    longer than that is forgotten (its worker crashed). While Redis is away a local
+    limiter stands in; Redis is asked again every ``retry_redis_after`` seconds.
     """
 
     def __init__(
@@ -70,6 +71,7 @@ class RedisRateLimiter(RedisBacked):
         upstream_pause: float = 0.5,
         max_pause: float = 60.0,
         poll_interval: float = 0.005,
+        retry_redis_after: float = 2.0,
         prefix: str = "dumpling",
     ) -> None:
         self._conn = Connection(redis)
@@ -81,22 +83,25 @@ class RedisRateLimiter(RedisBacked):
         self._upstream_pause = upstream_pause
         self._max_pause = max_pause
         self._poll = poll_interval
+        self._retry_redis = retry_redis_after
         self._write = self._redis.register_script(_WRITE)
         self._seen: QuotaModel | None = None  # the model as last read, for snapshot()
         self._in_flight = 0
         self._throttled = 0.0
         self._waits = 0
+        # The local stand-in while Redis is away; kept after, for its permits in flight.
         self._fallback: AdaptiveRateLimiter | None = None
+        self._away = False
         self._retry_at = 0.0
         self._lock: asyncio.Lock | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._log = get_logger()
 
     def __repr__(self) -> str:
-        return f"RedisRateLimiter(key={self._keys[0]!r}, fallback={self._fallback is not None})"
+        return f"RedisRateLimiter(key={self._keys[0]!r}, fallback={self._away})"
 
     def snapshot(self) -> RateLimitState:
-        if self._fallback is not None:
+        if self._away and self._fallback is not None:
             return self._fallback.snapshot()
         model = self._seen
         if model is None:
@@ -153,7 +158,7 @@ class RedisRateLimiter(RedisBacked):
 
     # -- the protocol -----------------------------------------------------------------
     async def acquire(self) -> Permit:
-        if self._fallback is not None and not await self._back_to_redis():
+        if self._away and self._fallback is not None and not await self._back_to_redis():
             return await self._local_acquire(self._fallback)
         if self._lock is None:
             self._lock = asyncio.Lock()
@@ -212,13 +217,15 @@ class RedisRateLimiter(RedisBacked):
 
     # -- when Redis is away -------------------------------------------------------------
     def _fall_back(self, exc: BaseException) -> AdaptiveRateLimiter:
-        if self._fallback is None:
+        if not self._away:
             self._log.warning("redis_unavailable", fallback="local", error=repr(exc)[:200])
+            self._away = True
+        if self._fallback is None:
             window = self._seen.window if self._seen is not None else self._guess
             self._fallback = AdaptiveRateLimiter(
                 window=window, upstream_pause=self._upstream_pause, max_pause=self._max_pause
             )
-        self._retry_at = asyncio.get_running_loop().time() + _RETRY_REDIS
+        self._retry_at = asyncio.get_running_loop().time() + self._retry_redis
         return self._fallback
 
     async def _back_to_redis(self) -> bool:
@@ -226,13 +233,13 @@ class RedisRateLimiter(RedisBacked):
         now = asyncio.get_running_loop().time()
         if now < self._retry_at:
             return False
-        self._retry_at = now + _RETRY_REDIS
+        self._retry_at = now + self._retry_redis
         try:
             await self._redis.ping()
         except (RedisError, OSError):
             return False
         self._log.info("redis_available", fallback="left")
-        self._fallback = None  # its permits in flight still settle with it (negative seq)
+        self._away = False  # the fallback's permits in flight still settle with it
         return True
 
     async def _local_acquire(self, fallback: AdaptiveRateLimiter) -> Permit:
