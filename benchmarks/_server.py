@@ -13,7 +13,10 @@ over a ``multiprocessing`` Pipe::
 A limit change can also be scheduled inside the server process, so that it happens at
 a precise point of the job whatever the client is doing: ``halve_after`` (seconds after
 the first request) or ``halve_after_charged`` (once that many unique handles have been
-charged). Only 127.0.0.1 is ever bound.
+charged). ``options`` are more ``FakeDumplingServer`` keyword arguments (such as
+``reset_headers``). ``backend="limits-fixed"`` (``-moving``, ``-sliding_counter``) runs the
+API built on the ``limits`` package instead (``benchmarks._limits_server``). Only
+127.0.0.1 is ever bound.
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import time
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from dumpling_async.testing import FakeDumplingServer, RateLimitRule
 
@@ -59,6 +64,7 @@ class ServerStats:
     max_in_flight: int = 0
     first_request_at: float | None = None  # time.monotonic() of the first request
     limit_changes: tuple[LimitChange, ...] = ()
+    first_request_wall: float | None = None  # time.time() of it (the limits server only)
 
     @property
     def rate_limited_share(self) -> float:
@@ -69,18 +75,59 @@ class ServerStats:
 # -- the child process ---------------------------------------------------------------------
 
 
+class _Served(Protocol):
+    """What the child reads of the server it runs (FakeDumplingServer, LimitsServer)."""
+
+    rate_limited: int
+    max_in_flight: int
+
+    @property
+    def rate_limit(self) -> RateLimitRule | None: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def records(self) -> list[Any]: ...
+    @property
+    def charged(self) -> Counter[str]: ...
+    @property
+    def requests(self) -> int: ...
+    @property
+    def credits_charged(self) -> int: ...
+    def statuses(self) -> Counter[int]: ...
+    def set_rate_limit(self, limit: int) -> None: ...
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """What the child process serves (picklable)."""
+
+    rule: RateLimitRule | None
+    port: int
+    halve_after: float | None
+    halve_after_charged: int | None
+    options: Mapping[str, Any]
+    backend: str
+
+    def server(self) -> _Served:
+        if self.backend == "fake":
+            options = dict(self.options)
+            return FakeDumplingServer(rate_limit=self.rule, host=HOST, port=self.port, **options)
+        if self.rule is None or not self.backend.startswith("limits-"):
+            raise ValueError(f"unknown backend {self.backend!r} (or no rule for limits)")
+        from ._limits_server import LimitsServer
+
+        strategy = self.backend.removeprefix("limits-")
+        return LimitsServer(self.rule, strategy, host=HOST, port=self.port)
+
+
 class _Child:
-    def __init__(
-        self,
-        conn: Connection,
-        server: FakeDumplingServer,
-        halve_after: float | None,
-        halve_after_charged: int | None,
-    ) -> None:
+    def __init__(self, conn: Connection, server: _Served, spec: _Spec) -> None:
         self.conn = conn
         self.server = server
-        self.halve_after = halve_after
-        self.halve_after_charged = halve_after_charged
+        self.halve_after = spec.halve_after
+        self.halve_after_charged = spec.halve_after_charged
         self.changes: list[LimitChange] = []
         self.done = asyncio.Event()
 
@@ -104,6 +151,7 @@ class _Child:
             max_in_flight=server.max_in_flight,
             first_request_at=records[0].at if records else None,
             limit_changes=tuple(self.changes),
+            first_request_wall=getattr(server, "first_request_wall", None),
         )
 
     def reset(self) -> None:
@@ -161,20 +209,14 @@ class _Child:
         self.set_limit(max(1, rule.limit // 2))
 
 
-async def _serve(
-    conn: Connection,
-    rule: RateLimitRule | None,
-    port: int,
-    halve_after: float | None,
-    halve_after_charged: int | None,
-) -> None:
-    server = FakeDumplingServer(rate_limit=rule, host=HOST, port=port)
+async def _serve(conn: Connection, spec: _Spec) -> None:
     try:
+        server = spec.server()
         await server.start()
-    except OSError as exc:
-        conn.send(("error", f"cannot start the fake server: {exc}"))
+    except (OSError, ValueError, TypeError) as exc:
+        conn.send(("error", f"cannot start the server: {exc}"))
         return
-    child = _Child(conn, server, halve_after, halve_after_charged)
+    child = _Child(conn, server, spec)
     loop = asyncio.get_running_loop()
     loop.add_reader(conn.fileno(), child.on_command)
     scheduler = asyncio.ensure_future(child.schedule())
@@ -187,15 +229,9 @@ async def _serve(
         await server.close()
 
 
-def _child_main(
-    conn: Connection,
-    rule: RateLimitRule | None,
-    port: int,
-    halve_after: float | None,
-    halve_after_charged: int | None,
-) -> None:
+def _child_main(conn: Connection, spec: _Spec) -> None:
     try:
-        asyncio.run(_serve(conn, rule, port, halve_after, halve_after_charged))
+        asyncio.run(_serve(conn, spec))
     except KeyboardInterrupt:
         pass
     finally:
@@ -211,6 +247,8 @@ class ServerProcess:
     *rule* is the rate limit (None: unlimited); *port* 0 picks a free one.
     ``halve_after`` halves the limit that many seconds after the first request;
     ``halve_after_charged`` halves it once that many unique handles were charged.
+    *options* go to ``FakeDumplingServer``; *backend* ``"limits-<strategy>"`` serves the
+    ``limits``-based API instead (``benchmarks._limits_server.STRATEGIES``).
     """
 
     def __init__(
@@ -220,6 +258,8 @@ class ServerProcess:
         port: int = 0,
         halve_after: float | None = None,
         halve_after_charged: int | None = None,
+        options: Mapping[str, Any] | None = None,
+        backend: str = "fake",
     ) -> None:
         if (halve_after is not None or halve_after_charged is not None) and rule is None:
             raise ValueError("halving needs a rate limit rule")
@@ -227,6 +267,9 @@ class ServerProcess:
         self.port = port
         self.halve_after = halve_after
         self.halve_after_charged = halve_after_charged
+        self._spec = _Spec(
+            rule, port, halve_after, halve_after_charged, dict(options or {}), backend
+        )
         self._conn: Connection | None = None
         self._process: multiprocessing.process.BaseProcess | None = None
         self._url: str | None = None
@@ -237,7 +280,7 @@ class ServerProcess:
         parent, child = ctx.Pipe()
         process = ctx.Process(
             target=_child_main,
-            args=(child, self.rule, self.port, self.halve_after, self.halve_after_charged),
+            args=(child, self._spec),
             name="fake-dumpling-server",
             daemon=True,
         )

@@ -15,16 +15,29 @@ It serves the vendor's TikTok endpoints (all ``POST /api/v1/<name>``, names in
 - ``search-tiktok-users`` ``{query, cursor?, count?}``: ``fake_search_users``, by offset.
 
 All share bearer-key auth (401), credits (403 when below the endpoint's cost, 10 each
-unless ``costs`` says otherwise), one per-key rate limit with ``X-RateLimit-Limit`` /
-``X-RateLimit-Remaining`` on every response and 429 + ``Retry-After`` when exceeded (fixed
-window, sliding window or token bucket), 400 for a missing field or a bad video URL, and
-injectable faults. It records what it was asked and what it charged, so tests can assert
-on the server's own view::
+unless ``costs`` says otherwise), one per-key rate limit, 400 for a missing field or a bad
+video URL, and injectable faults. It records what it was asked and what it charged, so
+tests can assert on the server's own view::
 
     async with FakeDumplingServer(rate_limit=RateLimitRule(40, 0.5)) as server:
         async with AsyncDumplingClient("any-key", base_url=server.url) as client:
             await client.get_tiktok_profile("someone")
         assert server.charged["someone"] == 1
+
+The rate limit (``RateLimitRule(limit, window, algorithm)``) runs one of ``ALGORITHMS``:
+``fixed`` window, ``sliding`` log, ``sliding_counter`` (the weighted sliding window counter
+of Cloudflare and the ``limits`` library), ``token_bucket`` or ``gcra``; the server's
+``set_rate_limit`` changes the limit mid-run. By default every response past the auth
+check carries ``X-RateLimit-Limit`` / ``X-RateLimit-Remaining`` and an exceeded limit
+answers 429 + ``Retry-After`` (and ``Retry-After-Ms``), as the vendor documents. Options
+make it behave like other real APIs: ``reset_headers`` (one of ``RESET_HEADERS``) adds
+``X-RateLimit-Reset`` in seconds or as a Unix time, or sends the IETF ``RateLimit-*`` /
+``RateLimit`` + ``RateLimit-Policy`` forms instead; ``retry_after_on_429=False`` sends
+bare 429s, ``retry_after_always=True`` puts a meaningless ``Retry-After`` on the other
+responses too; ``hostile_headers`` (one of ``HOSTILE_HEADERS``) sends hostile values
+(``Limit: 0``, Remaining above Limit, a huge Limit, garbage, negative numbers) while the
+real rule still applies; ``headers_hook(status, headers)`` rewrites each response's
+rate-limit headers last. ``FakeDumplingServer``'s docstring has the exact formats.
 
 A handle is unknown (404) when it is in ``unknown_handles`` or starts with ``unknown``; a
 video when its id is in ``unknown_videos`` or its URL's user starts with ``unknown``.
@@ -48,13 +61,19 @@ from ._data import (
     fake_video_id,
 )
 from ._faults import FAULT_KINDS, SCRIPTED_ONLY, FaultPlan
-from ._quota import RateLimitRule
+from ._headers import GARBAGE_VALUES, HOSTILE_HEADERS, RESET_HEADERS
+from ._quota import ALGORITHMS, RateLimitRule
+from ._record import RequestRecord
 from ._requests import ENDPOINTS
-from ._server import FakeDumplingServer, RequestRecord
+from ._server import FakeDumplingServer
 
 __all__ = [
+    "ALGORITHMS",
     "ENDPOINTS",
     "FAULT_KINDS",
+    "GARBAGE_VALUES",
+    "HOSTILE_HEADERS",
+    "RESET_HEADERS",
     "SCRIPTED_ONLY",
     "FakeDumplingServer",
     "FaultPlan",

@@ -9,6 +9,8 @@ did not complete.
 from __future__ import annotations
 
 import asyncio
+import random
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,7 +18,14 @@ import attrs
 import orjson
 from aiohttp import web
 
-__all__ = ["FAULT_KINDS", "SCRIPTED_ONLY", "FaultPlan", "error_response", "fault_response"]
+__all__ = [
+    "FAULT_KINDS",
+    "SCRIPTED_ONLY",
+    "FaultPlan",
+    "FaultScript",
+    "error_response",
+    "fault_response",
+]
 
 FAULT_KINDS = (
     "500",
@@ -57,6 +66,41 @@ class FaultPlan:
     slow_seconds: float = 2.0
     oversized_bytes: int = 8 * 1024 * 1024
     retry_after: float = 0.05
+
+
+_Key = tuple[str | None, str | None]  # (endpoint, subject); None: any
+
+
+class FaultScript:
+    """The faults a test asked for (``FakeDumplingServer.inject``), then random ones."""
+
+    def __init__(self, seed: int) -> None:
+        self._scripted: dict[_Key, deque[str]] = {}
+        self._skips: dict[_Key, int] = {}  # requests let through first
+        self._rng = random.Random(seed)
+
+    def add(self, kinds: tuple[str, ...], key: _Key, skip: int) -> None:
+        for kind in kinds:
+            if kind not in FAULT_KINDS and kind not in SCRIPTED_ONLY:
+                raise ValueError(f"unknown fault {kind!r}")
+        if skip < 0:
+            raise ValueError("skip must be >= 0")
+        self._scripted.setdefault(key, deque()).extend(kinds)
+        self._skips[key] = self._skips.get(key, 0) + skip
+
+    def next(self, endpoint: str, subject: str, plan: FaultPlan | None) -> str | None:
+        """The fault of the next request about *subject* on *endpoint*, if any."""
+        # The most specific script first: this endpoint and subject, then either, then any.
+        for key in ((endpoint, subject), (None, subject), (endpoint, None), (None, None)):
+            queue = self._scripted.get(key)
+            if queue:
+                if self._skips.get(key):
+                    self._skips[key] -= 1
+                    return None
+                return queue.popleft()
+        if plan is not None and self._rng.random() < plan.rate:
+            return self._rng.choice(plan.kinds)
+        return None
 
 
 def error_response(

@@ -1,57 +1,47 @@
 """``FakeDumplingServer``: the fake DumplingAI API itself (see the package docstring).
 
-Auth, credits, the per-key rate limit and the request record are here; the data comes
-from ``_data``, the body checks from ``_requests``, the quota algorithms from ``_quota``
-and the injected faults from ``_faults``.
+Auth, credits, the per-key rate limit and the request record are here; the answers come
+from ``_answers`` (over ``_data``), the body checks from ``_requests``, the quota
+algorithms from ``_quota``, the rate-limit header forms from ``_headers`` and the
+injected faults from ``_faults``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import random
 import time
-from collections import Counter, deque
 from collections.abc import Collection, Iterable, Mapping
-from typing import Any
 
 import attrs
 import orjson
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from ._data import (
-    fake_comments,
-    fake_profile,
-    fake_profile_videos,
-    fake_search_users,
-    fake_transcript,
-    fake_video,
-    parse_video_url,
-    relation_entries,
-)
+from ._answers import Answers
 from ._faults import (
-    FAULT_KINDS,
-    SCRIPTED_ONLY,
     SEEN_STATUS,
     FaultPlan,
+    FaultScript,
     error_response,
     fault_response,
 )
+from ._headers import (
+    HeadersHook,
+    Hostile,
+    Quota,
+    ResetHeaders,
+    check_header_options,
+    is_rate_limit_header,
+    rate_limit_headers,
+    retry_after_headers,
+)
 from ._quota import RateLimitRule, Window
+from ._record import Ledger, RequestRecord
 from ._requests import (
     API_PREFIX,
-    BY_HANDLE,
-    BY_VIDEO,
-    COMMENTS,
     ENDPOINTS,
-    FOLLOWERS,
-    FOLLOWING,
     PROFILE,
-    SEARCH,
-    TRANSCRIPT,
-    VIDEO,
-    VIDEOS,
     BadRequest,
     Query,
     Seen,
@@ -59,32 +49,10 @@ from ._requests import (
     seen_in,
 )
 
-__all__ = ["FakeDumplingServer", "RequestRecord"]
+__all__ = ["FakeDumplingServer", "RequestRecord"]  # RequestRecord: from ._record
 
 
-@attrs.frozen(kw_only=True)
-class RequestRecord:
-    """One request as the server saw it.
-
-    ``endpoint`` is the name from the path; ``subject`` the handle, URL, videoUrl or query
-    as sent (None when the body was not read or lacked it); ``handle`` the subject of the
-    handle-based endpoints only; ``cursor`` the cursor/maxCursor/minTime sent, as a string;
-    ``credits`` what this request was charged.
-    """
-
-    endpoint: str
-    subject: str | None
-    handle: str | None
-    cursor: str | None
-    status: int
-    charged: bool
-    credits: int
-    fault: str | None
-    at: float
-    authorized: bool
-
-
-class FakeDumplingServer:
+class FakeDumplingServer(Ledger):
     """A fake DumplingAI API on 127.0.0.1 (random port unless *port* is given).
 
     ``api_keys=None`` accepts any non-empty bearer key. ``credits=None`` never runs out;
@@ -94,6 +62,30 @@ class FakeDumplingServer:
     forwarded). ``charge_abandoned=True`` finishes and charges a request whose client
     gave up on it (timed out, cancelled, disconnected), as most web stacks do: the
     client cannot know whether it paid. ``idle()`` waits for such requests to finish.
+
+    Rate-limit headers (with a ``rate_limit``): ``reset_headers``, one of
+    ``RESET_HEADERS``, picks the form. ``"none"``: ``X-RateLimit-Limit`` and
+    ``X-RateLimit-Remaining`` only. ``"x-seconds"``: also ``X-RateLimit-Reset`` in seconds
+    (3 decimals, rounded up). ``"x-unix"``: also ``X-RateLimit-Reset`` as a Unix time
+    (whole seconds, rounded up, GitHub style). ``"ietf"``: instead ``RateLimit-Limit``,
+    ``RateLimit-Remaining``, ``RateLimit-Reset`` (whole seconds, rounded up) and
+    ``RateLimit-Policy: <limit>;w=<window seconds>``. ``"ietf-structured"``: instead
+    ``RateLimit: limit=L, remaining=R, reset=S`` and ``RateLimit-Policy``. The reset is
+    the time until one more request is allowed when Remaining is 0, else until the whole
+    quota is back (``Window.reset_after``).
+
+    A 429 has ``Retry-After`` (whole seconds, rounded up; with ``retry_after_ms`` also
+    ``Retry-After-Ms``) unless ``retry_after_on_429=False``. ``retry_after_always=True``
+    also puts ``Retry-After: <window, rounded up>`` on every other response that has
+    rate-limit headers, where it means nothing.
+
+    ``hostile_headers``, one of ``HOSTILE_HEADERS``, sends hostile values while the real
+    rule is still applied: ``"limit_zero"`` (Limit 0, Remaining 0),
+    ``"remaining_over_limit"`` (Remaining = Limit + 5), ``"huge_limit"`` (Limit 10**14,
+    Remaining 10**14 minus what is used), ``"garbage"`` (Limit, Remaining and Reset cycle
+    through ``GARBAGE_VALUES``, one step per response), ``"negative"`` (all -5).
+    ``headers_hook(status, headers)`` is given every response's rate-limit headers
+    (``X-RateLimit-*``, ``RateLimit*``, ``Retry-After*``) last and returns the ones to send.
     """
 
     def __init__(
@@ -112,6 +104,11 @@ class FakeDumplingServer:
         nested_errors: bool = False,
         redirect_to: str | None = None,
         charge_abandoned: bool = False,
+        reset_headers: ResetHeaders = "none",
+        retry_after_on_429: bool = True,
+        retry_after_always: bool = False,
+        hostile_headers: Hostile | None = None,
+        headers_hook: HeadersHook | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -120,6 +117,7 @@ class FakeDumplingServer:
             raise ValueError(f"costs must map names in ENDPOINTS to credits >= 0: {costs}")
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
+        check_header_options(reset_headers, hostile_headers)
         self.api_keys = None if api_keys is None else frozenset(api_keys)
         self.credits = credits
         self.costs: dict[str, int] = {**dict.fromkeys(ENDPOINTS, 10), **costs}
@@ -133,20 +131,20 @@ class FakeDumplingServer:
         self.nested_errors = nested_errors
         self.redirect_to = redirect_to
         self.charge_abandoned = charge_abandoned
+        self.reset_headers: ResetHeaders = reset_headers
+        self.retry_after_on_429 = retry_after_on_429
+        self.retry_after_always = retry_after_always
+        self.hostile_headers: Hostile | None = hostile_headers
+        self.headers_hook = headers_hook
+        super().__init__()  # the record: records, charged, charges, rate_limited
         self.abandoned = 0  # requests whose client left before the answer (charge_abandoned)
-        self.records: list[RequestRecord] = []
-        self.charged: Counter[str] = Counter()  # charged profile lookups, by handle
-        self.charges: Counter[tuple[str, str]] = Counter()  # by (endpoint, subject)
-        self.rate_limited = 0
         self.max_in_flight = 0
-        self._credits_charged = 0
         self._in_flight = 0
         self._quiet: asyncio.Event | None = None  # set when the last request in flight ends
         self._windows: dict[str, Window] = {}
-        self._scripted: dict[tuple[str | None, str | None], deque[str]] = {}
-        self._skips: dict[tuple[str | None, str | None], int] = {}  # requests let through first
-        self._rng = random.Random(faults.seed if faults else 0)
-        self._bodies: dict[str, bytes] = {}
+        self._script = FaultScript(faults.seed if faults else 0)
+        self._answers = Answers()
+        self._sent = 0  # responses with rate-limit headers so far (steps the garbage)
         self._host, self._port = host, port
         self._server: TestServer | None = None
 
@@ -155,6 +153,7 @@ class FakeDumplingServer:
         app = web.Application(client_max_size=1024 * 1024)
         for endpoint in ENDPOINTS:
             app.router.add_post(API_PREFIX + endpoint, self._handle)
+        app.on_response_prepare.append(self._apply_hook)
         self._server = TestServer(app, host=self._host, port=self._port)
         await self._server.start_server()
 
@@ -185,12 +184,12 @@ class FakeDumplingServer:
 
     # -- control --------------------------------------------------------------------------
     def set_rate_limit(self, limit: int) -> None:
-        """Change the limit of the current rule for every key, effective at once."""
+        """Change the limit of the current rule for every key, effective at once; what
+        each key has used is kept (a token bucket's extra tokens are dropped)."""
         assert self.rate_limit is not None
         self.rate_limit = attrs.evolve(self.rate_limit, limit=limit)
         for window in self._windows.values():
-            window.limit = limit
-            window.tokens = min(window.tokens, float(limit))
+            window.set_limit(limit)
 
     def inject(
         self,
@@ -204,98 +203,62 @@ class FakeDumplingServer:
         handle, url, videoUrl or query as sent; ``handle=`` is the same), on *endpoint*,
         or any. *skip* lets that many of them through first: ``skip=1`` fails a listing's
         second page."""
-        for kind in kinds:
-            if kind not in FAULT_KINDS and kind not in SCRIPTED_ONLY:
-                raise ValueError(f"unknown fault {kind!r}")
         if handle is not None and subject is not None and handle != subject:
             raise ValueError("give handle= or subject=, not both")
         if endpoint is not None and endpoint not in ENDPOINTS:
             raise ValueError(f"unknown endpoint {endpoint!r}")
-        if skip < 0:
-            raise ValueError("skip must be >= 0")
-        key = (endpoint, subject if subject is not None else handle)
-        self._scripted.setdefault(key, deque()).extend(kinds)
-        self._skips[key] = self._skips.get(key, 0) + skip
-
-    # -- what happened --------------------------------------------------------------------
-    @property
-    def requests(self) -> int:
-        return len(self.records)
-
-    @property
-    def credits_charged(self) -> int:
-        """Credits charged on all endpoints."""
-        return self._credits_charged
-
-    def statuses(self) -> Counter[int]:
-        return Counter(r.status for r in self.records)
-
-    def requests_for(self, handle: str) -> list[RequestRecord]:
-        return [r for r in self.records if r.handle == handle]
-
-    def requests_to(self, endpoint: str, subject: str | None = None) -> list[RequestRecord]:
-        """The requests to *endpoint* (about *subject*, if given)."""
-        return [
-            r
-            for r in self.records
-            if r.endpoint == endpoint and (subject is None or r.subject == subject)
-        ]
-
-    # -- the endpoints --------------------------------------------------------------------
-    def _record(
-        self,
-        seen: Seen,
-        status: int,
-        *,
-        credits: int | None = None,
-        fault: str | None = None,
-        authorized: bool = True,
-    ) -> None:
-        self.records.append(
-            RequestRecord(
-                endpoint=seen.endpoint,
-                subject=seen.subject,
-                handle=seen.subject if seen.endpoint in BY_HANDLE else None,
-                cursor=seen.cursor,
-                status=status,
-                charged=credits is not None,
-                credits=credits or 0,
-                fault=fault,
-                at=time.monotonic(),
-                authorized=authorized,
-            )
-        )
+        self._script.add(kinds, (endpoint, subject if subject is not None else handle), skip)
 
     def _error(self, status: int, message: str, headers: dict[str, str]) -> web.Response:
         return error_response(status, message, headers, nested=self.nested_errors)
 
-    def _rate_headers(self, key: str, now: float) -> dict[str, str]:
-        if self.rate_limit is None:
-            return {}
-        window = self._windows[key]
-        return {
-            "X-RateLimit-Limit": str(window.limit),
-            "X-RateLimit-Remaining": str(window.remaining(now)),
-        }
-
-    def _retry_after(self, seconds: float) -> dict[str, str]:
-        headers = {"Retry-After": str(max(1, math.ceil(seconds)))}
-        if self.retry_after_ms:
-            headers["Retry-After-Ms"] = str(max(1, math.ceil(seconds * 1000)))
+    def _rate_headers(self, window: Window, now: float) -> dict[str, str]:
+        quota = Quota(
+            window.limit, window.remaining(now), window.reset_after(now), window.rule.window
+        )
+        self._sent += 1
+        headers = rate_limit_headers(
+            self.reset_headers,
+            quota,
+            hostile=self.hostile_headers,
+            seq=self._sent - 1,
+            wall=time.time(),
+        )
+        if self.retry_after_always:
+            headers["Retry-After"] = str(max(1, math.ceil(window.rule.window)))
         return headers
 
-    def _next_fault(self, endpoint: str, subject: str) -> str | None:
-        # The most specific script first: this endpoint and subject, then either, then any.
-        for key in ((endpoint, subject), (None, subject), (endpoint, None), (None, None)):
-            queue = self._scripted.get(key)
-            if queue:
-                if self._skips.get(key):
-                    self._skips[key] -= 1
-                    return None
-                return queue.popleft()
-        if self.faults is not None and self._rng.random() < self.faults.rate:
-            return self._rng.choice(self.faults.kinds)
-        return None
+    def _retry_after(self, seconds: float) -> dict[str, str]:
+        return retry_after_headers(seconds, ms=self.retry_after_ms)
+
+    def _quota(self, key: str, endpoint: str) -> tuple[dict[str, str], web.Response | None]:
+        """Count this request against *key*'s quota: its rate-limit headers, and the 429
+        to answer if it is over."""
+        if self.rate_limit is None:
+            return {}, None
+        now = time.monotonic()
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = Window(self.rate_limit, now)
+        wait = window.take(now)
+        headers = self._rate_headers(window, now)
+        if wait is None:
+            return headers, None
+        self.rate_limited += 1
+        self._record(Seen(endpoint), 429)
+        if self.retry_after_on_429:
+            headers.update(self._retry_after(wait))
+        else:
+            headers.pop("Retry-After", None)
+        return headers, self._error(429, "Too many requests.", headers)
+
+    async def _apply_hook(self, request: web.Request, response: web.StreamResponse) -> None:
+        if self.headers_hook is None:
+            return
+        ours = {k: v for k, v in response.headers.items() if is_rate_limit_header(k)}
+        for name in ours:
+            response.headers.popall(name, None)
+        response.headers.update(self.headers_hook(response.status, ours))
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if not self.charge_abandoned:
@@ -337,20 +300,9 @@ class FakeDumplingServer:
         if not key or (self.api_keys is not None and key not in self.api_keys):
             self._record(Seen(endpoint), 401, authorized=False)
             return self._error(401, "API key is invalid or missing.", {})
-        now = time.monotonic()
-        headers: dict[str, str] = {}
-        if self.rate_limit is not None:
-            window = self._windows.get(key)
-            if window is None:
-                window = self._windows[key] = Window(self.rate_limit, now)
-            wait = window.take(now)
-            headers = self._rate_headers(key, now)
-            if wait is not None:
-                self.rate_limited += 1
-                self._record(Seen(endpoint), 429)
-                return self._error(
-                    429, "Too many requests.", {**headers, **self._retry_after(wait)}
-                )
+        headers, refused = self._quota(key, endpoint)
+        if refused is not None:
+            return refused
         try:
             body = orjson.loads(await request.read())
         except orjson.JSONDecodeError:
@@ -368,7 +320,7 @@ class FakeDumplingServer:
             await asyncio.sleep(self.latency)
         if self._short_of_credits(endpoint):
             return self._no_credits(seen, headers)
-        fault = self._next_fault(endpoint, query.subject)
+        fault = self._script.next(endpoint, query.subject, self.faults)
         if fault == "latency":
             await asyncio.sleep((self.faults or FaultPlan()).slow_seconds / 4)
             fault = None
@@ -376,17 +328,7 @@ class FakeDumplingServer:
                 return self._no_credits(seen, headers)
         if fault is not None:
             self._record(seen, SEEN_STATUS.get(fault, 200), fault=fault)
-            plan = self.faults or FaultPlan()
-            return await fault_response(
-                fault,
-                request=request,
-                plan=plan,
-                service="profile service" if endpoint == PROFILE else "TikTok service",
-                headers=headers,
-                error=self._error,
-                retry_after=self._retry_after(plan.retry_after),
-                payload=lambda: self._answer_body(endpoint, query),
-            )
+            return await self._fault(fault, request, query, headers)
         answer = self._lookup(endpoint, query)
         if isinstance(answer, str):
             self._record(seen, 404)
@@ -395,12 +337,27 @@ class FakeDumplingServer:
         cost = self.costs[endpoint]
         if self.credits is not None:
             self.credits -= cost
-        self._credits_charged += cost
-        self.charges[endpoint, query.subject] += 1
-        if endpoint == PROFILE:
-            self.charged[query.subject] += 1
-        self._record(seen, 200, credits=cost)
+        self._charge(endpoint, query.subject, seen, cost)
         return web.Response(body=answer, content_type="application/json", headers=headers)
+
+    async def _fault(
+        self, fault: str, request: web.Request, query: Query, headers: dict[str, str]
+    ) -> web.StreamResponse:
+        endpoint = request.path.removeprefix(API_PREFIX)
+        plan = self.faults or FaultPlan()
+        silent = fault == "429" and not self.retry_after_on_429
+        if silent:  # not even the one retry_after_always adds
+            headers = {k: v for k, v in headers.items() if k != "Retry-After"}
+        return await fault_response(
+            fault,
+            request=request,
+            plan=plan,
+            service="profile service" if endpoint == PROFILE else "TikTok service",
+            headers=headers,
+            error=self._error,
+            retry_after={} if silent else self._retry_after(plan.retry_after),
+            payload=lambda: self._answer_body(endpoint, query),
+        )
 
     def _short_of_credits(self, endpoint: str) -> bool:
         return self.credits is not None and self.credits < self.costs[endpoint]
@@ -411,75 +368,15 @@ class FakeDumplingServer:
 
     def _lookup(self, endpoint: str, query: Query) -> bytes | str:
         """The body of the normal answer, or the message of its 404."""
-        subject = query.subject
-        if endpoint in BY_HANDLE and (
-            subject in self.unknown_handles or subject.startswith("unknown")
-        ):
-            return f"TikTok profile not found for handle: {subject}"
-        parsed = parse_video_url(subject) if endpoint in BY_VIDEO else None
-        if parsed is not None and (
-            parsed[1] in self.unknown_videos or parsed[0].startswith("unknown")
-        ):
-            if endpoint == TRANSCRIPT:
-                return "No subtitles found for this video"
-            return f"TikTok video not found: {subject}"
-        if endpoint == PROFILE:
-            payload = self._bodies.get(subject)
-            if payload is None:
-                if len(self._bodies) > 50_000:
-                    self._bodies.clear()
-                payload = self._bodies[subject] = orjson.dumps(fake_profile(subject))
-            return payload
-        data = self._payload(endpoint, query)
-        return "No subtitles found for this video" if data is None else orjson.dumps(data)
+        return self._answers.lookup(
+            endpoint,
+            query,
+            unknown_handles=self.unknown_handles,
+            unknown_videos=self.unknown_videos,
+            page_size=self.page_size,
+        )
 
     def _answer_body(self, endpoint: str, query: Query) -> bytes:
         """The body this request would have had; a would-be 404's error body, if that."""
         answer = self._lookup(endpoint, query)
         return orjson.dumps({"error": answer}) if isinstance(answer, str) else answer
-
-    def _payload(self, endpoint: str, query: Query) -> dict[str, Any] | None:
-        subject, cursor = query.subject, query.cursor
-        size = query.count or self.page_size
-        if endpoint == VIDEO:
-            return fake_video(subject)
-        if endpoint == TRANSCRIPT:
-            return fake_transcript(subject, query.language)
-        if endpoint == VIDEOS:
-            items = fake_profile_videos(subject)
-            if cursor:  # the cursor is a time in ms: older items than the last page's
-                items = [i for i in items if i["create_time"] * 1000 < cursor]
-            page = items[: self.page_size]
-            if query.trim:
-                page = [{k: v for k, v in item.items() if k != "video"} for item in page]
-            return {
-                "status_code": 0,
-                "aweme_list": page,
-                "max_cursor": page[-1]["create_time"] * 1000 if page else 0,
-                "min_cursor": page[0]["create_time"] * 1000 if page else 0,
-                "has_more": int(len(items) > len(page)),  # the vendor's integer flag
-                "extra": {"now": int(time.time() * 1000)},
-            }
-        if endpoint in (FOLLOWERS, FOLLOWING):
-            entries = relation_entries(subject, endpoint.rsplit("-", 1)[1])
-            later = [(t, e) for t, e in entries if t < cursor] if cursor else entries
-            head = later[:size]
-            return {
-                "followers" if endpoint == FOLLOWERS else "followingList": [e for _, e in head],
-                "minCursor": head[-1][0] if head else 0,
-                "maxCursor": head[0][0] if head else 0,
-                "hasMore": len(later) > len(head),
-                "total": len(entries),
-            }
-        found = fake_comments(subject) if endpoint == COMMENTS else fake_search_users(subject)
-        page = found[cursor : cursor + size]
-        after = cursor + len(page)
-        if endpoint == SEARCH:
-            return {"userList": page, "cursor": after, "hasMore": after < len(found)}
-        return {
-            "comments": page,
-            "cursor": after,
-            "hasMore": after < len(found),
-            "total": len(found),
-            "status_code": 0,
-        }

@@ -1,0 +1,432 @@
+"""The fake server's rate-limit algorithms (with explicit times) and its rate-limit headers
+(over real requests)."""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from conftest import KEY
+
+from dumpling_async.testing import (
+    ALGORITHMS,
+    GARBAGE_VALUES,
+    HOSTILE_HEADERS,
+    RESET_HEADERS,
+    FakeDumplingServer,
+    RateLimitRule,
+)
+from dumpling_async.testing._quota import Algorithm, Window
+
+PATH = "/api/v1/get-tiktok-profile"
+HEADERS = {"Authorization": f"Bearer {KEY}"}
+
+
+def _window(algorithm: Algorithm, limit: int = 4, window: float = 1.0) -> Window:
+    return Window(RateLimitRule(limit, window, algorithm), 0.0)
+
+
+def _burst(window: Window, now: float, n: int) -> list[int]:
+    """Take *n* requests at *now*; the remaining after each allowed one."""
+    seen = []
+    for _ in range(n):
+        assert window.take(now) is None
+        seen.append(window.remaining(now))
+    return seen
+
+
+# -- the algorithms, with a controlled clock -------------------------------------------------
+
+
+def test_fixed_window() -> None:
+    """A fixed window allows limit requests, then refuses until its end, then starts over."""
+    w = _window("fixed")
+    assert _burst(w, 0.1, 4) == [3, 2, 1, 0]
+    assert w.take(0.4) == pytest.approx(0.6)
+    assert w.remaining(0.99) == 0
+    assert w.remaining(1.0) == 4
+    assert _burst(w, 1.5, 4) == [3, 2, 1, 0]
+    assert w.take(1.6) == pytest.approx(0.4)
+
+
+def test_sliding_log() -> None:
+    """A sliding log gives each request back exactly one window after it was counted."""
+    w = _window("sliding")
+    for at in (0.0, 0.25, 0.5, 0.75):
+        assert w.take(at) is None
+    assert w.remaining(0.9) == 0
+    assert w.take(0.9) == pytest.approx(0.1)
+    assert w.remaining(1.0) == 1
+    assert w.take(1.0) is None
+    assert w.take(1.1) == pytest.approx(0.15)
+    assert w.remaining(1.76) == 3  # 0.5 and 0.75 have gone
+
+
+def test_sliding_counter_weights_the_previous_window() -> None:
+    """The weighted count decays the previous window's count linearly (limit 10 per 1 s)."""
+    w = _window("sliding_counter", limit=10)
+    assert _burst(w, 0.0, 10)[-1] == 0
+    assert w.take(0.5) == pytest.approx(0.5, abs=1e-5)  # the current window is full: the next one
+    assert w.remaining(1.0) == 0  # weighted 10 x 1.0: not below the limit
+    assert w.remaining(1.05) == 1  # 10 x 0.95 = 9.5: floor 9
+    assert w.take(1.05) is None  # weighted 10.5 now
+    assert w.remaining(1.05) == 0
+    assert w.take(1.05) == pytest.approx(0.05, abs=1e-5)  # 10 x (2 - t) + 1 < 10 from t = 1.1
+    assert w.remaining(1.5) == 10 - math.floor(10 * 0.5 + 1)
+    assert w.remaining(2.5) == 10 - math.floor(1 * 0.5)  # two windows on: only 1 counted
+    assert w.remaining(3.0) == 10
+
+
+def test_sliding_counter_matches_the_limits_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over a random schedule, allow/deny and remaining equal ``limits``' own counter."""
+    limits = pytest.importorskip("limits")
+    from limits.storage import memory
+    from limits.strategies import SlidingWindowCounterRateLimiter
+
+    clock = [1000.0]
+
+    class FrozenTime:
+        @staticmethod
+        def time() -> float:
+            return clock[0]
+
+    monkeypatch.setattr(memory, "time", FrozenTime)
+    monkeypatch.setattr(limits.strategies, "time", FrozenTime)
+    storage = memory.MemoryStorage()
+    try:
+        theirs = SlidingWindowCounterRateLimiter(storage)
+        item = limits.RateLimitItemPerSecond(20, 2)
+        ours = Window(RateLimitRule(20, 2.0, "sliding_counter"), clock[0])
+        rng = random.Random(7)
+        for _ in range(600):
+            clock[0] += rng.expovariate(12.0)
+            allowed = theirs.hit(item, "key")
+            assert (ours.take(clock[0]) is None) == allowed, clock[0]
+            stats = theirs.get_window_stats(item, "key")
+            assert ours.remaining(clock[0]) == stats.remaining, clock[0]
+    finally:
+        storage.timer.cancel()
+
+
+def test_token_bucket() -> None:
+    """A token bucket refills one token every window / limit seconds, up to limit."""
+    w = _window("token_bucket")
+    assert _burst(w, 0.0, 4) == [3, 2, 1, 0]
+    assert w.take(0.0) == pytest.approx(0.25)
+    assert w.take(0.1) == pytest.approx(0.15)
+    assert w.remaining(0.25) == 1
+    assert w.remaining(10.0) == 4
+
+
+def test_gcra() -> None:
+    """GCRA allows a burst of limit after idle, then one request per emission interval."""
+    w = _window("gcra")  # T = 0.25, tau = 0.75
+    assert w.remaining(0.0) == 4
+    assert _burst(w, 0.0, 4) == [3, 2, 1, 0]  # TAT = 1.0
+    assert w.take(0.0) == pytest.approx(0.25)  # TAT - tau - now
+    assert w.take(0.2) == pytest.approx(0.05)
+    assert w.remaining(0.25) == 1
+    assert w.take(0.25) is None  # TAT = 1.25
+    assert w.remaining(0.25) == 0
+    assert w.take(0.3) == pytest.approx(0.2)
+    assert w.remaining(0.75) == 2
+    assert w.remaining(1.25) == 4
+    assert w.until_full(0.75) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_reports_are_consistent(algorithm: Algorithm) -> None:
+    """For every algorithm, a refusal's wait is exactly when the next request is allowed."""
+    w = _window(algorithm, limit=5, window=2.0)
+    now, rng = 0.0, random.Random(3)
+    for _ in range(400):
+        now += rng.expovariate(4.0)
+        before = w.remaining(now)
+        wait = w.take(now)
+        if wait is None:
+            assert before >= 1 and w.remaining(now) in (before - 1, before)
+            continue
+        assert before == 0 and w.until_allowed(now) == wait == w.reset_after(now)
+        assert 0 < wait <= 2.0 + 1e-5
+        # Probed on copies: a window's clock only goes forward.
+        assert copy.deepcopy(w).remaining(now + wait * 0.99 - 1e-5) == 0
+        assert copy.deepcopy(w).remaining(now + wait) >= 1
+
+
+def test_reset_is_next_request_at_zero_else_full_quota() -> None:
+    """``reset_after`` is until one request is allowed at Remaining 0, else until full."""
+    w = _window("gcra", limit=4, window=8.0)  # T = 2
+    assert w.reset_after(0.0) == 0.0
+    w.take(0.0)
+    assert w.reset_after(0.0) == pytest.approx(2.0)  # remaining 3: full again in 2 s
+    _burst(w, 0.0, 3)
+    assert w.remaining(0.0) == 0
+    assert w.reset_after(0.0) == pytest.approx(2.0)  # one more allowed in 2 s
+    assert w.until_full(0.0) == pytest.approx(8.0)
+
+
+# Right after 4 of 8 were used and the limit went down to 4: counters and logs keep the 4
+# used; a token bucket keeps its 4 tokens (at most the new limit); GCRA keeps its TAT, a
+# backlog of 0.5 s, which is 2 requests at the new emission interval of 0.25 s.
+LEFT_AFTER_HALVING = {"fixed": 0, "sliding": 0, "sliding_counter": 0, "token_bucket": 4, "gcra": 2}
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_limit_change(algorithm: Algorithm) -> None:
+    """A limit change keeps what the algorithm stores; after idle the new limit holds."""
+    w = _window(algorithm, limit=8, window=1.0)
+    _burst(w, 0.0, 4)
+    w.set_limit(4)
+    assert w.limit == 4
+    left = LEFT_AFTER_HALVING[algorithm]
+    assert w.remaining(0.0) == left
+    assert len(_burst(w, 0.0, left)) == left and w.take(0.0) is not None
+    assert w.remaining(10.0) == 4
+    assert _burst(w, 10.0, 4) == [3, 2, 1, 0]
+    assert w.take(10.0) is not None
+    w.set_limit(6)
+    assert w.remaining(20.0) == 6
+    assert len(_burst(w, 20.0, 6)) == 6 and w.take(20.0) is not None
+
+
+def test_rule_and_limit_are_checked() -> None:
+    """An unknown algorithm, a limit below 1 or a window of 0 are refused."""
+    with pytest.raises(ValueError, match="algorithm"):
+        RateLimitRule(5, 1.0, "leaky")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="limit"):
+        RateLimitRule(0, 1.0)
+    with pytest.raises(ValueError, match="window"):
+        RateLimitRule(5, 0.0)
+    with pytest.raises(ValueError, match="limit"):
+        _window("gcra").set_limit(0)
+    with pytest.raises(ValueError, match="reset_headers"):
+        FakeDumplingServer(reset_headers="x-hours")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="hostile_headers"):
+        FakeDumplingServer(hostile_headers="evil")  # type: ignore[arg-type]
+
+
+# -- headers, over real requests -------------------------------------------------------------
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(headers=HEADERS) as s:
+        yield s
+
+
+async def _send(
+    session: aiohttp.ClientSession, server: FakeDumplingServer, n: int
+) -> list[tuple[int, dict[str, str]]]:
+    """*n* profile requests in turn: each status with its rate-limit headers."""
+    seen = []
+    for i in range(n):
+        async with session.post(server.url + PATH, json={"handle": f"user{i}"}) as response:
+            await response.read()
+            headers = {
+                k: v
+                for k, v in response.headers.items()
+                if k.lower().startswith(("x-ratelimit", "ratelimit", "retry-after"))
+            }
+            seen.append((response.status, headers))
+    return seen
+
+
+def _serve(**options: Any) -> FakeDumplingServer:
+    options.setdefault("rate_limit", RateLimitRule(3, 60.0))
+    return FakeDumplingServer(**options)
+
+
+async def test_default_headers_are_unchanged(session: aiohttp.ClientSession) -> None:
+    """By default: Limit and Remaining on every answer, Retry-After(-Ms) on the 429 only."""
+    async with _serve() as server:
+        seen = await _send(session, server, 4)
+    assert [s for s, _ in seen] == [200, 200, 200, 429]
+    for (_, headers), remaining in zip(seen[:3], ("2", "1", "0"), strict=True):
+        assert headers == {"X-RateLimit-Limit": "3", "X-RateLimit-Remaining": remaining}
+    assert set(seen[3][1]) == {
+        "X-RateLimit-Limit",
+        "X-RateLimit-Remaining",
+        "Retry-After",
+        "Retry-After-Ms",
+    }
+    assert seen[3][1]["Retry-After"] == "60"
+
+
+async def test_reset_in_seconds(session: aiohttp.ClientSession) -> None:
+    """``x-seconds``: X-RateLimit-Reset is a decimal number of seconds (here to window end)."""
+    async with _serve(reset_headers="x-seconds") as server:
+        seen = await _send(session, server, 4)
+    for _, headers in seen:
+        assert set(headers) >= {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"}
+        value = headers["X-RateLimit-Reset"]
+        assert len(value.split(".")[1]) == 3 and 59.0 < float(value) <= 60.0
+    assert int(seen[3][1]["Retry-After"]) >= float(seen[3][1]["X-RateLimit-Reset"])
+
+
+async def test_reset_as_unix_time(session: aiohttp.ClientSession) -> None:
+    """``x-unix``: X-RateLimit-Reset is a whole Unix time, GitHub style."""
+    async with _serve(reset_headers="x-unix") as server:
+        before = time.time()
+        seen = await _send(session, server, 2)
+    for _, headers in seen:
+        reset = headers["X-RateLimit-Reset"]
+        assert reset.isdigit() and before + 59 <= int(reset) <= time.time() + 61
+
+
+async def test_ietf_headers(session: aiohttp.ClientSession) -> None:
+    """``ietf``: RateLimit-Limit/-Remaining/-Reset (whole seconds) and RateLimit-Policy."""
+    async with _serve(reset_headers="ietf", rate_limit=RateLimitRule(3, 8.0, "gcra")) as server:
+        seen = await _send(session, server, 4)
+    assert [s for s, _ in seen] == [200, 200, 200, 429]
+    expected = [("2", "3"), ("1", "6"), ("0", "3"), ("0", "3")]  # T = 8/3 s
+    for (_, headers), (remaining, reset) in zip(seen, expected, strict=True):
+        assert not any(k.startswith("X-") for k in headers)
+        assert headers["RateLimit-Limit"] == "3"
+        assert headers["RateLimit-Remaining"] == remaining
+        assert headers["RateLimit-Reset"] == reset
+        assert headers["RateLimit-Policy"] == "3;w=8"
+
+
+async def test_ietf_structured_header(session: aiohttp.ClientSession) -> None:
+    """``ietf-structured``: one RateLimit header with limit, remaining and reset, and the
+    policy with a fractional window as it is."""
+    rule = RateLimitRule(3, 60.5, "sliding")
+    async with _serve(reset_headers="ietf-structured", rate_limit=rule) as server:
+        seen = await _send(session, server, 2)
+    for (_, headers), remaining in zip(seen, ("2", "1"), strict=True):
+        assert set(headers) == {"RateLimit", "RateLimit-Policy"}
+        assert headers["RateLimit"] == f"limit=3, remaining={remaining}, reset=61"
+        assert headers["RateLimit-Policy"] == "3;w=60.5"
+
+
+@pytest.mark.parametrize("form", RESET_HEADERS)
+async def test_every_form_keeps_the_rule(session: aiohttp.ClientSession, form: str) -> None:
+    """Whatever the header form, the rule itself is the same: 3 allowed, then 429s."""
+    async with _serve(reset_headers=form) as server:
+        seen = await _send(session, server, 5)
+    assert [s for s, _ in seen] == [200, 200, 200, 429, 429]
+    assert all("Retry-After" in headers for _, headers in seen[3:])
+
+
+async def test_429_without_retry_after(session: aiohttp.ClientSession) -> None:
+    """``retry_after_on_429=False``: a 429 carries no Retry-After at all, injected ones too."""
+    async with _serve(retry_after_on_429=False, retry_after_always=True) as server:
+        server.inject("429", handle="user0")
+        seen = await _send(session, server, 5)
+    assert [s for s, _ in seen] == [429, 200, 200, 429, 429]
+    for status, headers in seen:
+        assert ("Retry-After" in headers) == (status == 200)
+        assert "Retry-After-Ms" not in headers
+        assert "X-RateLimit-Remaining" in headers
+
+
+async def test_retry_after_on_every_response(session: aiohttp.ClientSession) -> None:
+    """``retry_after_always=True``: even a 200 says Retry-After (the window, rounded up)."""
+    async with _serve(retry_after_always=True, rate_limit=RateLimitRule(3, 1.5)) as server:
+        seen = await _send(session, server, 4)
+    assert [h["Retry-After"] for _, h in seen[:3]] == ["2", "2", "2"]
+    assert seen[3][0] == 429 and "Retry-After-Ms" in seen[3][1]
+
+
+async def test_hostile_limit_zero(session: aiohttp.ClientSession) -> None:
+    """``limit_zero``: Limit 0 and Remaining 0 everywhere, while 3 requests are still served."""
+    async with _serve(hostile_headers="limit_zero") as server:
+        seen = await _send(session, server, 4)
+    assert [s for s, _ in seen] == [200, 200, 200, 429]
+    for _, headers in seen:
+        assert headers["X-RateLimit-Limit"] == "0" and headers["X-RateLimit-Remaining"] == "0"
+
+
+async def test_hostile_remaining_over_limit(session: aiohttp.ClientSession) -> None:
+    """``remaining_over_limit``: Remaining says Limit + 5, even on the 429."""
+    async with _serve(hostile_headers="remaining_over_limit") as server:
+        seen = await _send(session, server, 4)
+    assert [s for s, _ in seen] == [200, 200, 200, 429]
+    for _, headers in seen:
+        assert headers["X-RateLimit-Limit"] == "3" and headers["X-RateLimit-Remaining"] == "8"
+
+
+async def test_hostile_huge_limit(session: aiohttp.ClientSession) -> None:
+    """``huge_limit``: Limit 10**14 and Remaining 10**14 minus what was used."""
+    async with _serve(hostile_headers="huge_limit") as server:
+        seen = await _send(session, server, 4)
+    assert [s for s, _ in seen] == [200, 200, 200, 429]
+    assert {h["X-RateLimit-Limit"] for _, h in seen} == {str(10**14)}
+    remaining = [int(h["X-RateLimit-Remaining"]) for _, h in seen]
+    assert remaining == [10**14 - 1, 10**14 - 2, 10**14 - 3, 10**14 - 3]
+
+
+async def test_hostile_garbage(session: aiohttp.ClientSession) -> None:
+    """``garbage``: Limit, Remaining and Reset cycle through non-numbers, one step a response."""
+    async with _serve(hostile_headers="garbage", reset_headers="x-seconds") as server:
+        seen = await _send(session, server, 5)
+    assert [s for s, _ in seen] == [200, 200, 200, 429, 429]
+    stripped = [v.strip() for v in GARBAGE_VALUES]  # HTTP drops the spaces around a value
+    for name, offset in (("X-RateLimit-Limit", 0), ("X-RateLimit-Remaining", 1)):
+        values = [h[name] for _, h in seen]
+        assert values == [stripped[(i + offset) % 5] for i in range(5)]
+    assert {h["X-RateLimit-Reset"] for _, h in seen} == set(stripped)
+
+
+async def test_hostile_negative(session: aiohttp.ClientSession) -> None:
+    """``negative``: every rate-limit value is -5; the 429 still comes after 3."""
+    async with _serve(hostile_headers="negative", reset_headers="ietf") as server:
+        seen = await _send(session, server, 4)
+    assert [s for s, _ in seen] == [200, 200, 200, 429]
+    for _, headers in seen:
+        assert headers["RateLimit-Limit"] == headers["RateLimit-Remaining"] == "-5"
+        assert headers["RateLimit-Reset"] == "-5"
+
+
+def test_hostile_names_are_listed() -> None:
+    """Every hostile name is exported, so tests can run through all of them."""
+    assert HOSTILE_HEADERS == (
+        "limit_zero",
+        "remaining_over_limit",
+        "huge_limit",
+        "garbage",
+        "negative",
+    )
+
+
+async def test_headers_hook_rewrites_last(session: aiohttp.ClientSession) -> None:
+    """``headers_hook`` gets each status with its rate-limit headers and what it returns is
+    what is sent, hostile values and Retry-After included."""
+    calls: list[tuple[int, dict[str, str]]] = []
+    script = iter(["10", "abc", "0"])
+
+    def hook(status: int, headers: dict[str, str]) -> dict[str, str]:
+        calls.append((status, dict(headers)))
+        if status == 429:
+            return {"Retry-After": "0.5"}
+        return {"X-RateLimit-Limit": "10", "X-RateLimit-Remaining": next(script)}
+
+    async with _serve(headers_hook=hook, hostile_headers="negative") as server:
+        seen = await _send(session, server, 4)
+    assert [s for s, _ in calls] == [200, 200, 200, 429]
+    assert calls[0][1] == {"X-RateLimit-Limit": "-5", "X-RateLimit-Remaining": "-5"}
+    assert [h for _, h in seen] == [
+        {"X-RateLimit-Limit": "10", "X-RateLimit-Remaining": "10"},
+        {"X-RateLimit-Limit": "10", "X-RateLimit-Remaining": "abc"},
+        {"X-RateLimit-Limit": "10", "X-RateLimit-Remaining": "0"},
+        {"Retry-After": "0.5"},
+    ]
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+async def test_server_limit_change(session: aiohttp.ClientSession, algorithm: Algorithm) -> None:
+    """``set_rate_limit`` mid-run: the next answers say the new limit and enforce it."""
+    async with _serve(rate_limit=RateLimitRule(8, 60.0, algorithm)) as server:
+        first = await _send(session, server, 4)
+        server.set_rate_limit(4)
+        after = await _send(session, server, 6)
+    assert [h["X-RateLimit-Limit"] for _, h in first] == ["8"] * 4
+    assert [h["X-RateLimit-Limit"] for _, h in after] == ["4"] * 6
+    left = LEFT_AFTER_HALVING[algorithm]
+    assert [s for s, _ in after] == [200] * left + [429] * (6 - left)
