@@ -101,8 +101,9 @@ class QuotaModel:
         # a little faster (a window counter refills as fast as the last window was used).
         self._boost = 1.0
         self._drained_at = 0.0
-        self._reset_at: float | None = None
+        self._reset_at: float | None = None  # when the server said its quota comes back
         self._reset_rounded = False
+        self._reset_exact = False  # said with nothing left: when the next unit is back
         self._grown_for = -1.0  # the pause in which the window last grew without a hint
         self._zero_wait = _ZERO_BACKOFF[0]
 
@@ -186,15 +187,17 @@ class QuotaModel:
         else:
             guess = self._oldest_needed() + self.window + self._slowest(now)
         reset = self._reset_at
-        if reset is not None and reset > now - self.window:
-            # The server said by when its quota is whole again (for a fixed window, exactly
-            # when it comes back): never wait past that. Whole seconds may be up to 1 s
-            # late, so our own guess may go first, but not before the earliest it allows.
-            if not self.learned and not self._gradual:
-                return reset  # rather than test a guessed window against the server
-            earliest = reset - 1.0 if self._reset_rounded else -math.inf
-            return max(earliest, min(reset, guess))
-        return guess
+        if reset is None or reset <= now - self.window:
+            return guess
+        # The server said when its quota comes back. Said with nothing left, that is when
+        # the next unit is (the end of a fixed window, the next token): nothing to guess.
+        # Said with some left, it is when the whole quota is back: never wait past it.
+        # Whole seconds may be up to 1 s late, so our guess may go first, not before the
+        # earliest the server allows.
+        if self._reset_exact or not (self.learned or self._gradual):
+            guess = reset
+        earliest = reset - 1.0 if self._reset_rounded else -math.inf
+        return max(earliest, min(reset, guess))
 
     def _oldest_needed(self) -> float:
         """The stamp of the unit whose return frees one more request."""
@@ -240,8 +243,10 @@ class QuotaModel:
         self._note_latency(now, now - sent)
         if info.window is not None:
             self.window, self.learned = _clamp(info.window, MIN_WINDOW, MAX_WINDOW), True
-        self._reset_at = None if info.reset is None else now + min(info.reset, self.max_pause)
-        self._reset_rounded = info.reset_rounded
+        if sent >= self._synced_at or info.reset is None:  # a stale answer's reset is stale
+            self._reset_at = None if info.reset is None else now + min(info.reset, self.max_pause)
+            self._reset_rounded = info.reset_rounded
+            self._reset_exact = info.remaining == 0 or info.status == 429
         if info.limit is not None and info.remaining is not None:
             # What the log expected free when the probe went: the units due by then, less
             # what was over the limit.
