@@ -317,8 +317,9 @@ class QuotaModel:
             self._granted = 1.0  # the probe; the units it found follow as confirmed sends
             self._restamp(now)
             return
-        # The unit it waited for was back: the window is at most that long.
-        self._narrow(hi=sent - self._pivot)
+        if free >= expected:
+            # All it waited for was back: the window is at most that long.
+            self._narrow(hi=sent - self._pivot)
 
     def _rate(self, now: float) -> float:
         """Units per second the server granted since the gradual mode began (at first,
