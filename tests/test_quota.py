@@ -161,3 +161,13 @@ def test_fake_server_windows_match_the_simulation() -> None:
     rule = RateLimitRule(10, 1.0, "fixed")
     outcome = simulate(rule, handles=30, headers=precise)
     assert outcome.requests >= 30 and outcome.model.limit == 10
+
+
+def test_a_server_without_headers_is_not_modelled() -> None:
+    """With no rate-limit headers at all, nothing waits and nothing piles up."""
+    model = _model()
+    for i in range(10_000):
+        assert model.wait(float(i)) == 0
+        seq = model.grant(float(i))
+        model.answer(seq, i + 0.5, ResponseInfo(status=200, limit=None, remaining=None))
+    assert len(model.to_state()["_log"]) <= 1 and model.in_flight == 0

@@ -219,7 +219,8 @@ class QuotaModel:
             self._probe, self._probe_at = self._seq, now
             self._pivot = self._oldest_needed() if self._log else now
         self._in_flight[self._seq] = now
-        self._add(now, 1)
+        if self.limit is not None or not self._answered:
+            self._add(now, 1)  # a server that sends no limit is not modelled at all
         return self._seq
 
     def cancel(self, seq: int) -> None:
