@@ -129,13 +129,25 @@ def _retry_after(headers: Mapping[str, str], now: float) -> tuple[float | None, 
     return min(max(0.0, seconds), _MAX_SECONDS), True
 
 
+_NOTHING = ResponseInfo(status=200, limit=None, remaining=None)
+
+
 def response_info(status: int, headers: Mapping[str, str]) -> ResponseInfo:
     """What the limiter learns from one response."""
+    get = headers.get
+    if (
+        status == 200
+        and get("x-ratelimit-limit") is None
+        and get("ratelimit") is None
+        and get("ratelimit-limit") is None
+        and get("ratelimit-policy") is None
+    ):
+        return _NOTHING  # a server that sends no limit: four lookups and done
     now = time.time()
     limit, remaining = parse_rate_limit_headers(headers)
-    reset_text = headers.get("x-ratelimit-reset") or headers.get("ratelimit-reset")
+    reset_text = get("x-ratelimit-reset") or get("ratelimit-reset")
     if reset_text is None:
-        fields = _fields(headers.get("ratelimit"))
+        fields = _fields(get("ratelimit"))
         reset_text = fields.get("reset") or fields.get("t")
     reset, reset_rounded = _reset_seconds(reset_text, now)
     retry_after, rounded = (None, False)

@@ -28,6 +28,7 @@ from ._support import (
     CLIError,
     Connection,
     quiet_option,
+    run_loop,
     simulated_rule,
     stderr_console,
 )
@@ -134,7 +135,7 @@ def fake_server(
                 await server.close()
         return server
 
-    server = asyncio.run(serve())
+    server = run_loop(serve())
     console.print(
         f"stopped: {server.requests} requests, {sum(server.charged.values())} profiles "
         f"charged, {server.rate_limited} answered 429",

@@ -56,6 +56,7 @@ __all__ = [
     "resolve_api_key",
     "resolve_connection",
     "run_job",
+    "run_loop",
     "run_one",
     "simulated_rule",
     "simulated_server",
@@ -308,7 +309,7 @@ def run_one(
                 return await call(client)
 
     try:
-        return asyncio.run(run())
+        return run_loop(run())
     except KeyboardInterrupt:
         ctx.exit(EXIT_SIGINT)
     except NotFoundError as exc:
@@ -319,11 +320,27 @@ def run_one(
         raise CLIError(f"{type(exc).__name__}: {exc}", EXIT_FAILED) from None
 
 
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run *main* on uvloop when the ``speed`` extra installed it (set
+    ``DUMPLINGAI_EVENT_LOOP=asyncio`` to keep asyncio's own loop), else on asyncio's. Only
+    the command line chooses a loop: the library never installs one."""
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    if os.environ.get("DUMPLINGAI_EVENT_LOOP", "").strip().lower() != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main)
+
+
 def run_job(main: Coroutine[Any, Any, None], stats: Interruptible) -> None:
     """Run a bulk or listing run's event loop: the signal that ended it goes into
     ``stats.interrupted``; output and I/O failures become a CLIError."""
     try:
-        asyncio.run(main)
+        run_loop(main)
     except KeyboardInterrupt:
         stats.interrupted = stats.interrupted or "SIGINT"
     except asyncio.CancelledError:
