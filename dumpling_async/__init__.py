@@ -10,6 +10,15 @@ from ._client import AsyncDumplingClient
 from ._core.budget import CreditBudget, LocalCreditBudget
 from ._core.cache import ProfileCache
 from ._core.endpoints import CreditCosts
+from ._core.hooks import (
+    ClientHooks,
+    CreditsEvent,
+    PauseEvent,
+    RequestEvent,
+    ResponseEvent,
+    RetryEvent,
+    ThrottleEvent,
+)
 from ._core.inputs import normalize_handle, normalize_video_url
 from ._core.paging import Pager
 from ._core.ratelimit import AdaptiveRateLimiter, Permit, RateLimiter, ResponseInfo
@@ -34,6 +43,7 @@ from ._errors import (
     InvalidVideoURLError,
     NotFoundError,
     ProfileNotFoundError,
+    ProxyError,
     RateLimitError,
     ServerError,
     TranscriptNotFoundError,
@@ -75,11 +85,13 @@ __all__ = [
     "BioLink",
     "BudgetExceededError",
     "ClientClosedError",
+    "ClientHooks",
     "CommentUser",
     "CommerceUserInfo",
     "ConfigurationError",
     "CreditBudget",
     "CreditCosts",
+    "CreditsEvent",
     "DumplingError",
     "DuplicateHandleError",
     "InputFailedError",
@@ -91,18 +103,24 @@ __all__ = [
     "LocalCreditBudget",
     "NotFoundError",
     "Pager",
+    "PauseEvent",
     "Permit",
     "ProfileCache",
     "ProfileNotFoundError",
     "ProfileResult",
     "ProfileTab",
     "ProfileVideo",
+    "ProxyError",
     "RateLimitError",
     "RateLimitState",
     "RateLimiter",
+    "RequestEvent",
+    "ResponseEvent",
     "ResponseInfo",
+    "RetryEvent",
     "RetryPolicy",
     "ServerError",
+    "ThrottleEvent",
     "TikTokMusic",
     "TikTokProfile",
     "TikTokStats",

@@ -16,7 +16,13 @@ import aiohttp
 from ._core.budget import CreditBudget, LocalCreditBudget
 from ._core.bulk import PROFILES, VIDEOS, BulkKind, R, gather_results, iter_results, transcripts
 from ._core.cache import ProfileCache
-from ._core.config import check_request_source, is_loopback, resolve_base_url, resolve_key
+from ._core.config import (
+    check_request_source,
+    is_loopback,
+    resolve_base_url,
+    resolve_key,
+    resolve_proxy,
+)
 from ._core.endpoints import (
     COMMENTS,
     FOLLOWERS,
@@ -30,6 +36,7 @@ from ._core.endpoints import (
     Endpoint,
 )
 from ._core.flights import Flights
+from ._core.hooks import ClientHooks, HookRunner
 from ._core.inputs import check_language, check_query, normalize_handle, normalize_video_url
 from ._core.log import get_logger
 from ._core.lookups import Lookups
@@ -38,6 +45,7 @@ from ._core.pipeline import Pipeline
 from ._core.ratelimit import AdaptiveRateLimiter, RateLimiter
 from ._core.retry import RetryPolicy
 from ._core.transport import AiohttpTransport
+from ._core.transport import user_agent as agent
 from ._errors import ConfigurationError
 from ._models import (
     ProfileVideo,
@@ -81,6 +89,10 @@ class AsyncDumplingClient:
         max_response_bytes: int = 4 * 1024 * 1024,
         cache: ProfileCache | None = None,
         credit_costs: CreditCosts | None = None,
+        hooks: ClientHooks | None = None,
+        proxy: str | None = None,
+        trust_env: bool = True,
+        user_agent: str | None = None,
     ) -> None:
         self._key = resolve_key(api_key)
         self._log = get_logger(self._key)
@@ -92,6 +104,11 @@ class AsyncDumplingClient:
         if not timeout > 0:
             raise ConfigurationError("timeout must be > 0 seconds")
         check_request_source(request_source)
+        proxy = resolve_proxy(
+            proxy, self._base_url, trust_env=trust_env, allow_insecure_http=allow_insecure_http
+        )
+        if hooks is not None and not isinstance(hooks, ClientHooks):
+            raise ConfigurationError("hooks must be a ClientHooks (subclass it)")
         if max_credits is not None and credit_budget is not None:
             raise ConfigurationError("pass max_credits or credit_budget, not both")
         if credit_costs is not None and not isinstance(credit_costs, CreditCosts):
@@ -104,6 +121,8 @@ class AsyncDumplingClient:
             max_connections=max_concurrency,
             timeout=timeout,
             max_body=max_response_bytes,
+            proxy=proxy,
+            agent=agent(user_agent),
         )
         self._pipeline = Pipeline(
             transport=self._transport,
@@ -115,6 +134,7 @@ class AsyncDumplingClient:
             max_concurrency=max_concurrency,
             request_source=request_source,
             log=self._log,
+            hooks=HookRunner(hooks, self._log) if hooks is not None else None,
         )
         self._flights = Flights()
         self._lookups = Lookups(self._pipeline, self._flights, cache)

@@ -21,7 +21,8 @@ DumplingError
 │   ├── ServerError                500 and other 5xx
 │   └── UpstreamError              502, 503, 504
 ├── APIConnectionError
-│   └── APITimeoutError
+│   ├── APITimeoutError
+│   └── ProxyError              .status (the proxy's own answer: 407, 502, ...)
 ├── InvalidResponseError
 ├── BudgetExceededError
 ├── BatchAbortedError           .cause
@@ -61,6 +62,7 @@ __all__ = [
     "InvalidVideoURLError",
     "NotFoundError",
     "ProfileNotFoundError",
+    "ProxyError",
     "RateLimitError",
     "ServerError",
     "TranscriptNotFoundError",
@@ -224,6 +226,18 @@ class APIConnectionError(DumplingError):
 
 class APITimeoutError(APIConnectionError):
     """An attempt took longer than the client's ``timeout``."""
+
+
+class ProxyError(APIConnectionError):
+    """The proxy between the client and the API refused or failed the request (``.status``:
+    407 when it wants credentials, 502/503 when it could not reach the API). The request
+    never reached the API: nothing was charged."""
+
+    def __init__(
+        self, message: str, *, status: int, handle: str | None = None, target: str | None = None
+    ) -> None:
+        super().__init__(message, handle=handle, target=target)
+        self.status = status
 
 
 class InvalidResponseError(DumplingError):

@@ -18,9 +18,12 @@ FAST_RETRY = RetryPolicy(backoff_base=0.005, backoff_max=0.02)
 
 @pytest.fixture(autouse=True)
 def _no_api_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests never pick up a developer's real key or URL from the environment."""
+    """Tests never pick up a developer's real key, URL or proxy from the environment."""
     for name in ("DUMPLINGAI_API_KEY", "DUMPLING_API_KEY", "DUMPLINGAI_API_URL"):
         monkeypatch.delenv(name, raising=False)
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
 
 
 @pytest.fixture

@@ -44,4 +44,5 @@ def test_every_example_is_listed() -> None:
         "shared_limiter.py",
         "redis_workers.py",
         "video_transcripts.py",
+        "prometheus_metrics.py",
     } <= names

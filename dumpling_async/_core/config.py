@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import urllib.request
 
 from yarl import URL
 
@@ -20,6 +21,7 @@ __all__ = [
     "is_loopback",
     "resolve_base_url",
     "resolve_key",
+    "resolve_proxy",
 ]
 
 DEFAULT_BASE_URL = "https://app.dumplingai.com"
@@ -91,6 +93,43 @@ def resolve_base_url(base_url: str | None, *, allow_insecure_http: bool) -> URL:
             "(pass allow_insecure_http=True to accept that)"
         )
     return url
+
+
+def resolve_proxy(
+    proxy: str | None, base_url: URL, *, trust_env: bool = True, allow_insecure_http: bool
+) -> str | None:
+    """The proxy requests to *base_url* go through: *proxy*, else (with *trust_env*) the
+    one the environment names for its scheme (``HTTPS_PROXY``, ``HTTP_PROXY``,
+    ``ALL_PROXY``) unless ``NO_PROXY`` covers the host; read once, here, as httpx does.
+
+    The proxy must not see the key in clear: through a proxy, a plain ``http://`` API is
+    only allowed when both are on this machine (or with ``allow_insecure_http``); an
+    ``https://`` API is tunnelled, the key encrypted."""
+    chosen = proxy
+    if proxy is not None:
+        if _proxy_host(proxy) is None or not proxy.startswith(("http://", "https://")):
+            # The URL is not echoed: it may hold the proxy's password.
+            raise ConfigurationError("proxy must be an http(s) URL with a host")
+    elif trust_env and base_url.host and not urllib.request.proxy_bypass(base_url.host):
+        found = urllib.request.getproxies()
+        chosen = found.get(base_url.scheme) or found.get("all") or None
+        if chosen is not None and "://" not in chosen:
+            chosen = f"http://{chosen}"  # HTTP_PROXY=host:port, as curl reads it
+    if chosen and base_url.scheme == "http" and not allow_insecure_http:
+        host = _proxy_host(chosen)
+        if not (is_loopback(host) and is_loopback(base_url.host)):
+            raise ConfigurationError(
+                f"refusing to send the API key in clear through the proxy {host}: use an "
+                "https:// base_url (tunnelled), or pass allow_insecure_http=True"
+            )
+    return chosen
+
+
+def _proxy_host(proxy: str) -> str | None:
+    try:
+        return URL(proxy if "://" in proxy else f"http://{proxy}").host
+    except ValueError:
+        return None
 
 
 def check_request_source(value: str | None) -> str | None:

@@ -33,6 +33,7 @@ from .._errors import (
     InsufficientCreditsError,
     NotFoundError,
     ProfileNotFoundError,
+    ProxyError,
     RateLimitError,
     ServerError,
     UpstreamError,
@@ -45,6 +46,7 @@ __all__ = [
     "charge_of",
     "error_for_status",
     "is_retryable",
+    "proxy_error",
     "scrubbed",
     "stops_batch",
     "transport_error",
@@ -53,7 +55,11 @@ __all__ = [
 # What a transport raises when the network fails; anything else is a bug, not a fault.
 TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
 # Failures that happen before a request leaves: it cannot have been charged.
-_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+_NOT_SENT = (
+    aiohttp.ClientConnectorError,
+    aiohttp.ConnectionTimeoutError,
+    aiohttp.ClientHttpProxyError,
+)
 
 
 class Charge(enum.Enum):
@@ -145,11 +151,24 @@ def scrubbed(exc: BaseException) -> BaseException:
     return exc.with_traceback(None)
 
 
+def proxy_error(status: int, target: str, handle: str | None) -> ProxyError:
+    """The proxy's own refusal (a 407, or its 502 on a tunnel it could not open)."""
+    why = "wants credentials (407)" if status == 407 else f"answered {status}"
+    return ProxyError(
+        f"the proxy refused the request for {target!r:.120}: it {why}",
+        status=status,
+        handle=handle,
+        target=target,
+    )
+
+
 def transport_error(
     exc: BaseException, target: str, handle: str | None, *, status: int, sent: bool
 ) -> APIConnectionError:
     """The one place transport failures become library errors (raise it ``from
     scrubbed(exc)``). *status* and *sent* say how far the attempt got."""
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        return proxy_error(exc.status, target, handle)
     detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     cls = (
         APITimeoutError
@@ -184,6 +203,8 @@ def is_retryable(error: DumplingError, *, retry_unanswered: bool = False) -> boo
     that may have been charged only with *retry_unanswered*."""
     if isinstance(error, APIStatusError):
         return error.status in _RETRYABLE_STATUS
+    if isinstance(error, ProxyError):
+        return error.status >= 500  # it never reached the API; a 407 will not change
     if not isinstance(error, APIConnectionError) or error.response_received:
         return False  # a 200 arrived: charged, never sent again
     return retry_unanswered or not error.maybe_charged

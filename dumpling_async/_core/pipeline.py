@@ -25,18 +25,29 @@ from .fate import (
     Charge,
     charge_of,
     error_for_status,
+    proxy_error,
     scrubbed,
     transport_error,
 )
 from .headers import response_info
+from .hooks import (
+    CreditsEvent,
+    HookRunner,
+    PauseEvent,
+    RequestEvent,
+    ResponseEvent,
+    RetryEvent,
+    ThrottleEvent,
+)
 from .log import LOGGER_NAME
-from .ratelimit import RateLimiter, ResponseInfo
+from .ratelimit import Permit, RateLimiter, ResponseInfo
 from .retry import RetryPolicy
 from .transport import Exchange, Transport
 
 __all__ = ["KEPT_BODY", "Pipeline", "StopCheck"]
 
 T = TypeVar("T")
+E = TypeVar("E")
 # A bulk job's stop signal: the error to end with instead of (re)trying, or None.
 StopCheck = Callable[[], DumplingError | None]
 KEPT_BODY = 64 * 1024  # of a 200 body that could not be parsed, for InvalidResponseError
@@ -59,6 +70,7 @@ class Pipeline:
         max_concurrency: int,
         request_source: str | None,
         log: Any,
+        hooks: HookRunner | None = None,
     ) -> None:
         self.transport = transport
         self.limiter = limiter
@@ -67,6 +79,7 @@ class Pipeline:
         self.costs = costs
         self.max_concurrency = max_concurrency
         self.log = log
+        self._hook = hooks  # None: no event is built at all
         self._base_url = base_url
         self._request_source = request_source
         self._urls: dict[str, URL] = {}
@@ -103,6 +116,7 @@ class Pipeline:
         body = self.body(call.params)
         cost = self.costs.of(endpoint)
         attempt = 0
+        hook = self._hook
         while True:
             attempt += 1
             if stop is not None and (reason := stop()) is not None:
@@ -112,8 +126,13 @@ class Pipeline:
             try:
                 data = await self._attempt(call, body, attempt, exchange, stop)
                 # Received and charged: whatever the body holds, it is never sent again.
-                return _parse_body(parse, data)
+                value = _parse_body(parse, data)
+                if hook is not None:
+                    self._observe(hook, call, attempt, exchange, None)
+                return value
             except DumplingError as error:
+                if hook is not None:
+                    self._observe(hook, call, attempt, exchange, error)
                 delay = self.retry.delay(error, attempt)
                 if delay is None:
                     raise
@@ -126,20 +145,65 @@ class Pipeline:
                     error=type(error).__name__,
                     status=getattr(error, "status", None),
                 )
+                if hook is not None:
+                    event = _event(RetryEvent, call, attempt=attempt, delay=delay, error=error)
+                    hook("on_retry", event)
             finally:
                 # However the attempt ended (cancellation included), how far it got says
                 # what it cost.
-                await self._settle(cost, charge_of(status=exchange.status, sent=exchange.sent))
+                charge = charge_of(status=exchange.status, sent=exchange.sent)
+                await self._settle(call, cost, charge)
             await asyncio.sleep(delay)
 
-    async def _settle(self, cost: int, charge: Charge) -> None:
+    def _observe(
+        self,
+        hook: HookRunner,
+        call: Call,
+        attempt: int,
+        exchange: Exchange,
+        error: DumplingError | None,
+    ) -> None:
+        """Tell the hooks how an attempt that was handed to the transport ended."""
+        if not exchange.started:
+            return  # stopped before it was sent: nothing to report but the error raised
+        info: ResponseInfo | None = exchange.info
+        event = _event(
+            ResponseEvent,
+            call,
+            attempt=attempt,
+            status=exchange.status,
+            elapsed=_waited(exchange.started),
+            limit=info.limit if info is not None else None,
+            remaining=info.remaining if info is not None else None,
+            error=error,
+        )
+        hook("on_response", event)
+        if exchange.status in (429, 503):
+            seconds = info.retry_after if info is not None else None
+            hook("on_pause", _event(PauseEvent, call, status=exchange.status, seconds=seconds))
+
+    async def _settle(self, call: Call, cost: int, charge: Charge) -> None:
         if charge is Charge.CONFIRMED:
             self.confirmed += cost
         elif charge is Charge.UNCERTAIN:
             self.uncertain += cost
             self.log.warning("maybe_charged", credits=cost)
+        if self._hook is not None and charge is not Charge.NONE and cost:
+            confirmed = charge is Charge.CONFIRMED
+            self._hook("on_credits", _event(CreditsEvent, call, credits=cost, confirmed=confirmed))
         # The budget counts an uncertain charge as spent: it holds against any server.
         await self.budget.settle(cost, charged=charge is not Charge.NONE)
+
+    async def _acquire(self, call: Call) -> Permit:
+        """The limiter's permit; the hooks hear of a wait."""
+        if self._hook is None:
+            return await self.limiter.acquire()
+        started = time.monotonic()
+        permit = await self.limiter.acquire()
+        waited = _waited(started)
+        if waited > 0.001:
+            self._hook("on_throttle", _event(ThrottleEvent, call, seconds=waited))
+        return permit
 
     async def _attempt(
         self, call: Call, body: bytes, attempt: int, exchange: Exchange, stop: StopCheck | None
@@ -150,16 +214,18 @@ class Pipeline:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.max_concurrency)
         async with self._slots:
-            permit = await self.limiter.acquire()
+            permit = await self._acquire(call)
             if stop is not None and (reason := stop()) is not None:
                 await self.limiter.settle(permit, _NOT_SENT)
                 raise reason
             info: ResponseInfo | None = None
-            started = time.monotonic()
+            started = exchange.started = time.monotonic()
+            if self._hook is not None:
+                self._hook("on_request", _event(RequestEvent, call, attempt=attempt))
             try:
                 response = await self.transport.post(self.url(call.endpoint), body, exchange)
                 status, headers = response.status, response.headers
-                info = response_info(status, headers)
+                info = exchange.info = response_info(status, headers)
             except TRANSPORT_ERRORS as exc:
                 # The cause keeps its type and message but not its frames, whose locals
                 # hold the request headers.
@@ -189,6 +255,8 @@ class Pipeline:
                     )
         if status == 200:
             return response.body
+        if status == 407:  # the proxy's answer, not the API's
+            raise proxy_error(status, call.subject, call.handle)
         raise error_for_status(
             status,
             response.body,
@@ -200,6 +268,15 @@ class Pipeline:
             retry_after=info.retry_after,
             rate_limit=self.limiter.snapshot(),
         )
+
+
+def _waited(started: float) -> float:
+    return time.monotonic() - started
+
+
+def _event(cls: Callable[..., E], call: Call, **fields: Any) -> E:
+    """A hook event about *call*."""
+    return cls(endpoint=call.endpoint.name, target=call.subject, **fields)
 
 
 def _parse_body(parse: Callable[[bytes], T], data: bytes) -> T:

@@ -8,17 +8,19 @@ maps those to library errors in one place (``fate.transport_error``).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from contextvars import ContextVar
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import aiohttp
 from yarl import URL
 
 from .._errors import ClientClosedError, InvalidResponseError
+from .._version import __version__
 from .secret import Secret
 
-__all__ = ["AiohttpTransport", "AuthHeaders", "Exchange", "Response", "Transport"]
+__all__ = ["AiohttpTransport", "AuthHeaders", "Exchange", "Response", "Transport", "user_agent"]
 
 ERROR_BODY_BYTES = 64 * 1024  # error bodies are small; the rest goes with the connection
 
@@ -27,11 +29,13 @@ class Exchange:
     """How far one attempt got, for the pipeline to read when it fails midway: whether
     the request may have reached the server (*sent*), and the status that came back."""
 
-    __slots__ = ("sent", "status")
+    __slots__ = ("info", "sent", "started", "status")
 
     def __init__(self) -> None:
         self.sent = False  # it had a connection: the server may have received it
         self.status = 0  # the status line received (0: none)
+        self.started = 0.0  # when the pipeline handed it over (0: never; for its hooks)
+        self.info: Any = None  # what the pipeline read of the answer (for its hooks)
 
 
 # The attempt the running task is sending, for the connector to mark as sent.
@@ -77,15 +81,23 @@ class Transport(Protocol):
         ...
 
 
+def user_agent(extra: str | None = None) -> str:
+    """``dumpling-async/<version> python/<version> aiohttp/<version>`` (+ *extra*)."""
+    python = ".".join(str(part) for part in sys.version_info[:3])
+    agent = f"dumpling-async/{__version__} python/{python} aiohttp/{aiohttp.__version__}"
+    return f"{agent} {extra}" if extra else agent
+
+
 class AuthHeaders(dict[str, str]):
     """Request headers built once; their repr hides the Authorization value."""
 
-    def __init__(self, key: Secret) -> None:
+    def __init__(self, key: Secret, agent: str | None = None) -> None:
         super().__init__(
             {
                 "Authorization": f"Bearer {key.get()}",
                 "Content-Type": "application/json",
                 "Accept": "application/json",
+                "User-Agent": agent or user_agent(),
             }
         )
 
@@ -96,7 +108,9 @@ class AuthHeaders(dict[str, str]):
 class AiohttpTransport:
     """One aiohttp session and its connection pool, created lazily inside the running
     loop (or lent by the caller, then never closed here). Redirects are never followed:
-    they would carry the key elsewhere."""
+    they would carry the key elsewhere. Requests go through *proxy* when given (the
+    client resolves it from the environment once; aiohttp's ``trust_env`` would look it
+    up, and ~/.netrc, in a thread on every request)."""
 
     def __init__(
         self,
@@ -106,8 +120,11 @@ class AiohttpTransport:
         max_connections: int,
         timeout: float,
         max_body: int,
+        proxy: str | None = None,
+        agent: str | None = None,
     ) -> None:
-        self._headers = AuthHeaders(key)
+        self._headers = AuthHeaders(key, agent)
+        self._proxy = proxy
         self._session = session
         self._owns_session = session is None
         self._max_connections = max_connections
@@ -142,6 +159,7 @@ class AiohttpTransport:
                 headers=self._headers,
                 timeout=self._timeout,
                 allow_redirects=False,
+                proxy=self._proxy,
             ) as resp:
                 status = exchange.status = resp.status
                 if status == 200:

@@ -75,6 +75,7 @@ SIMULATED_KEY: Final = "simulated-key"  # any key works against the fake server
 T = TypeVar("T")
 COST_NAMES: Final = tuple(attrs.fields_dict(CreditCosts))
 _COSTS_META: Final = "dumpling_async.credit_costs"
+_PROXY_META: Final = "dumpling_async.proxy"
 SIMULATED_LIMIT: Final[tuple[int, float, Literal["sliding"]]] = (50, 1.0, "sliding")
 
 
@@ -112,6 +113,7 @@ class Connection:
     base_url: str | None
     simulate: bool
     credit_costs: CreditCosts | None = None
+    proxy: str | None = attrs.field(default=None, repr=False)  # may carry credentials
 
 
 def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -140,6 +142,15 @@ def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
             help="Run against an in-process fake server (50 requests/s); no key needed.",
         ),
         click.option(
+            "--proxy",
+            metavar="URL",
+            default=None,
+            expose_value=False,
+            callback=_keep_proxy,
+            help="Send requests through this HTTP proxy (default: HTTPS_PROXY / HTTP_PROXY "
+            "from the environment, NO_PROXY honoured). --simulate never uses a proxy.",
+        ),
+        click.option(
             "--credit-cost",
             metavar="NAME=N",
             multiple=True,
@@ -156,6 +167,12 @@ def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def _keep_proxy(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    # Kept in ctx.meta like the costs: the group's --proxy and a command's are one.
+    if value:
+        ctx.meta[_PROXY_META] = value
 
 
 def _parse_credit_costs(ctx: click.Context, param: click.Parameter, values: Any) -> None:
@@ -202,7 +219,7 @@ def resolve_connection(
     costs = ctx.meta.get(_COSTS_META)
     if simulate:
         return Connection(SIMULATED_KEY, None, True, costs)
-    return Connection(api_key, base_url, False, costs)
+    return Connection(api_key, base_url, False, costs, ctx.meta.get(_PROXY_META))
 
 
 def _read_key_file(path: str) -> str:
@@ -240,6 +257,10 @@ def make_client(
     try:
         if conn.credit_costs is not None:
             options.setdefault("credit_costs", conn.credit_costs)
+        if conn.simulate:
+            options["trust_env"] = False  # the in-process server is never behind a proxy
+        else:
+            options["proxy"] = conn.proxy
         return AsyncDumplingClient(conn.api_key, base_url=base_url or conn.base_url, **options)
     except ConfigurationError as exc:
         raise _config_error(exc) from None

@@ -42,6 +42,7 @@ class Ledger:
         self.charged: Counter[str] = Counter()  # charged profile lookups, by handle
         self.charges: Counter[tuple[str, str]] = Counter()  # by (endpoint, subject)
         self.rate_limited = 0
+        self.user_agents: Counter[str] = Counter()  # the User-Agent of every request
         self._credits_charged = 0
 
     @property

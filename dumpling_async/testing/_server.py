@@ -136,7 +136,7 @@ class FakeDumplingServer(Ledger):
         self.retry_after_always = retry_after_always
         self.hostile_headers: Hostile | None = hostile_headers
         self.headers_hook = headers_hook
-        super().__init__()  # the record: records, charged, charges, rate_limited
+        super().__init__()  # the record: records, charged, charges, rate_limited, user_agents
         self.abandoned = 0  # requests whose client left before the answer (charge_abandoned)
         self.max_in_flight = 0
         self._in_flight = 0
@@ -292,6 +292,7 @@ class FakeDumplingServer(Ledger):
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
         endpoint = request.path.removeprefix(API_PREFIX)
+        self.user_agents[request.headers.get("User-Agent", "")] += 1
         if self.redirect_to is not None:
             self._record(Seen(endpoint), 307, authorized="Authorization" in request.headers)
             raise web.HTTPTemporaryRedirect(self.redirect_to + request.path)
