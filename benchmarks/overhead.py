@@ -1,282 +1,150 @@
-"""Client overhead without a rate limit: this client vs bare aiohttp vs httpx.
+"""Client overhead without a rate limit: this client vs bare aiohttp (and httpx), and
+the command line vs the library.
 
-    .venv/bin/python -m benchmarks.overhead             # 20,000 lookups x 3 runs, ~2 min
-    .venv/bin/python -m benchmarks.overhead --quick     # 20,000 lookups x 1 run, ~1 min
-    .venv/bin/python -m benchmarks.overhead --profile   # + cProfile of this client's run
+    .venv/bin/python -m benchmarks.overhead             # 3 interleaved runs each, ~3 min
+    .venv/bin/python -m benchmarks.overhead --quick     # 1 run each, fewer handles, ~1 min
+    .venv/bin/python -m benchmarks.overhead --profile   # + the raw cProfile listing
 
-One unlimited ``FakeDumplingServer`` runs in its own process; every contender looks up
-the same N unique handles ``user0 .. user{N-1}`` (unique, since this client dedupes)
-with at most 16 requests in flight and keeps every parsed result:
+One unlimited ``FakeDumplingServer`` runs in its own process (``ServerProcess``); every
+contender looks up unique handles ``user0 .. user{N-1}`` (unique, since this client
+dedupes) and keeps every parsed result. Three tables, all measured in the same run:
 
-* ``dumpling_async``: ``AsyncDumplingClient(max_concurrency=16).gather_profiles(handles)``
+asyncio, 16 in flight (N = 20,000; ``--count``):
+
+* ``gather_profiles``: ``AsyncDumplingClient(max_concurrency=16).gather_profiles(handles)``
   (normalises and dedupes handles, structures typed ``TikTokProfile`` models);
-* ``bare aiohttp``: 16 worker coroutines pulling handles from a queue (the 16 workers
-  are the bound), one ``ClientSession`` with a 16-connection connector, an
-  orjson-encoded body, ``orjson.loads`` of the response;
-* ``httpx``: the same with ``httpx.AsyncClient(limits=Limits(max_connections=16))``, on
-  4,000 handles by default (``--httpx-count``): httpcore's pool rescans every connection
-  for every queued request (encode/httpx#3215), ~10x aiohttp's CPU per request, so a
-  20,000-handle httpx run alone would take about a minute. Per-request figures do not
-  depend on the count.
+* ``iter_profiles``: the same client consumed with ``async for`` (results kept in a list);
+* ``bare aiohttp`` (the baseline): 16 worker coroutines pulling handles from a queue, one
+  ``ClientSession`` with a 16-connection connector, an orjson-encoded body,
+  ``orjson.loads`` of the response;
+* ``naive gather``: ``asyncio.gather`` of one task per handle (N tasks) over the same
+  session, each behind a shared ``asyncio.Semaphore(16)``;
+* ``httpx``: the 16 workers on ``httpx.AsyncClient(limits=Limits(max_connections=16))``, on
+  4,000 handles (``--httpx-count``): httpcore's pool rescans every connection for every
+  queued request (encode/httpx#3215), ~10x aiohttp's CPU per request. Per-request
+  figures do not depend on the count.
+
+asyncio, sequential (4,000 handles; ``--sequential-count``): one coroutine awaiting
+``client.get_tiktok_profile(handle)`` for each handle in turn, against the baseline of one
+coroutine awaiting a bare aiohttp POST + ``orjson.loads`` for each in turn.
+
+uvloop, 16 in flight (when uvloop is importable): ``gather_profiles`` and bare aiohttp
+again, both on ``asyncio.Runner(loop_factory=uvloop.new_event_loop)``. The library never
+installs a loop policy; this benchmark makes each loop explicitly.
 
 Measured per run, in this (client) process only: wall time -> requests/s, and
-``time.process_time()`` (user + system CPU of this process) -> CPU us per request. A
-warm-up runs each contender once on a few handles and fills the server's per-handle body
-cache with all N handles, so no measured run pays the server's first-time cost. Runs are
-interleaved in rotating order and the median run of each contender is reported.
-Targets: CPU per request <= 1.25x bare aiohttp, throughput >= 0.8x bare aiohttp.
+``time.process_time()`` (user + system CPU of this process) -> CPU us per request (and
+the part of it outside the event loop's thread). A warm-up runs every contender once on
+a few handles and fills the server's per-handle body cache with all N handles, so no
+measured run pays the server's first-time cost. Runs are interleaved in rotating order,
+the median run of each contender is reported, with ratios against the baseline of the
+same table and the same run.
+
+Then, unless ``--no-breakdown``: where a lookup's CPU goes. One more ``gather_profiles``
+run (and one bare aiohttp run) of 5,000 handles under cProfile on the thread CPU clock;
+every function's own time grouped by where it lives (aiohttp, event loop, parse,
+structure, limiter, budget, bulk engine, pipeline+transport, other), each group's share
+times the unprofiled CPU per lookup of the table above (``benchmarks._overhead_breakdown``).
+
+Then, unless ``--no-cli``: the command line's overhead. ``dumpling-async profiles INPUT -o
+OUT.jsonl --base-url URL --concurrency 16 -q`` as a subprocess on N handles (5,000 with
+``--quick``; ``--cli-count``), its whole wall time against ``iter_profiles`` on the same
+handles in this process, once with ``DUMPLINGAI_EVENT_LOOP=asyncio`` and once at the
+command line's default loop (uvloop when installed), each against the library on the
+same loop (``benchmarks._overhead_cli``).
+
+Targets (printed met / NOT met): ``gather_profiles`` and ``iter_profiles`` CPU per lookup
+<= 1.25x bare aiohttp and throughput >= 0.8x (asyncio; the uvloop pair is judged the same
+way); the sequential ``get_tiktok_profile`` CPU per lookup <= 1.25x the sequential bare
+aiohttp; the command line's throughput >= 0.85x ``iter_profiles`` on each loop.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import gc
-import math
-import statistics
+import importlib.util
+import pstats
 import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-import aiohttp
-import httpx
-import orjson
-
-from dumpling_async import AsyncDumplingClient
-
+from ._overhead_breakdown import Breakdown, profile
+from ._overhead_cli import CliRun, measure_cli
+from ._overhead_contenders import (
+    Contender,
+    Measurement,
+    has_uvloop,
+    measure,
+    run_aiohttp,
+    run_aiohttp_sequential,
+    run_client,
+    run_client_hooks,
+    run_client_iter,
+    run_client_sequential,
+    run_httpx,
+    run_naive_gather,
+)
+from ._overhead_report import (
+    Table,
+    Target,
+    median_run,
+    print_breakdown,
+    print_cli,
+    print_notes,
+    print_table,
+)
 from ._server import ServerProcess
-
-API_KEY = "bench-key"
-PROFILE_PATH = "/api/v1/get-tiktok-profile"
-CONCURRENCY = 16
-TARGET_CPU_RATIO, TARGET_THROUGHPUT_RATIO = 1.25, 0.8
-BASELINE = "bare aiohttp"
-HEADERS = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
 
 
 @dataclass(frozen=True)
-class Measurement:
-    requests: int
-    ok: int
-    wall: float
-    cpu: float
-    server_cpu: float | None = None  # the server process's CPU during the run
+class Entry:
+    """One contender as run here: on which loop, on how many handles."""
 
-    @property
-    def throughput(self) -> float:
-        return self.requests / self.wall
-
-    @property
-    def cpu_us_per_request(self) -> float:
-        return 1e6 * self.cpu / self.requests
-
-    @property
-    def server_us_per_request(self) -> float | None:
-        return None if self.server_cpu is None else 1e6 * self.server_cpu / self.requests
+    label: str
+    run: Contender
+    loop: str = "asyncio"
+    size: str = "count"  # which count: "count", "httpx" or "sequential"
 
 
-# -- contenders ----------------------------------------------------------------------------
-
-
-async def run_client(url: str, handles: list[str]) -> Measurement:
-    cpu, wall = time.process_time(), time.perf_counter()
-    async with AsyncDumplingClient(API_KEY, base_url=url, max_concurrency=CONCURRENCY) as client:
-        results = await client.gather_profiles(handles)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return Measurement(len(handles), sum(1 for r in results if r.ok), wall, cpu)
-
-
-async def run_aiohttp(url: str, handles: list[str]) -> Measurement:
-    cpu, wall = time.process_time(), time.perf_counter()
-    endpoint = url + PROFILE_PATH
-    queue: asyncio.Queue[str] = asyncio.Queue()
-    for handle in handles:
-        queue.put_nowait(handle)
-    results: list[Any] = []
-    connector = aiohttp.TCPConnector(limit=CONCURRENCY)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def worker() -> None:
-            while not queue.empty():
-                handle = queue.get_nowait()
-                body = orjson.dumps({"handle": handle})
-                async with session.post(endpoint, data=body, headers=HEADERS) as response:
-                    data = await response.read()
-                    if response.status == 200:
-                        results.append(orjson.loads(data))
-
-        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return Measurement(len(handles), len(results), wall, cpu)
-
-
-async def run_httpx(url: str, handles: list[str]) -> Measurement:
-    cpu, wall = time.process_time(), time.perf_counter()
-    endpoint = url + PROFILE_PATH
-    queue: asyncio.Queue[str] = asyncio.Queue()
-    for handle in handles:
-        queue.put_nowait(handle)
-    results: list[Any] = []
-    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
-    # trust_env=False: never pick up a proxy from the environment; traffic stays local.
-    async with httpx.AsyncClient(limits=limits, trust_env=False) as client:
-
-        async def worker() -> None:
-            while not queue.empty():
-                handle = queue.get_nowait()
-                body = orjson.dumps({"handle": handle})
-                response = await client.post(endpoint, content=body, headers=HEADERS)
-                if response.status_code == 200:
-                    results.append(orjson.loads(response.content))
-
-        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return Measurement(len(handles), len(results), wall, cpu)
-
-
-Contender = Callable[[str, list[str]], Coroutine[Any, Any, Measurement]]
-CONTENDERS: dict[str, Contender] = {
-    "dumpling_async": run_client,
-    BASELINE: run_aiohttp,
-    "httpx": run_httpx,
+ENTRIES: dict[str, Entry] = {
+    "gather": Entry("dumpling_async gather_profiles", run_client),
+    "iter": Entry("dumpling_async iter_profiles (async for)", run_client_iter),
+    "hooks": Entry("dumpling_async gather_profiles, hooks on every event", run_client_hooks),
+    "aiohttp": Entry("bare aiohttp (16 workers)", run_aiohttp),
+    "naive": Entry("naive gather: aiohttp tasks + Semaphore(16)", run_naive_gather),
+    "httpx": Entry("httpx (16 workers)", run_httpx, size="httpx"),
+    "get": Entry(
+        "dumpling_async get_tiktok_profile loop", run_client_sequential, size="sequential"
+    ),
+    "aiohttp-seq": Entry(
+        "bare aiohttp POST + orjson.loads loop", run_aiohttp_sequential, size="sequential"
+    ),
+    "uvloop-gather": Entry("dumpling_async gather_profiles", run_client, loop="uvloop"),
+    "uvloop-aiohttp": Entry("bare aiohttp (16 workers)", run_aiohttp, loop="uvloop"),
 }
-
-
-# -- running -------------------------------------------------------------------------------
-
-
-def _server_cpu(server: ServerProcess) -> float | None:
-    """User + system CPU seconds of the server process so far (None without psutil)."""
-    try:
-        import psutil
-    except ImportError:
-        return None
-    if server.pid is None:
-        return None
-    times = psutil.Process(server.pid).cpu_times()
-    return float(times.user + times.system)
-
-
-def measure(server: ServerProcess, contender: Contender, handles: list[str]) -> Measurement:
-    """One run in a fresh event loop, after a full collection; checks the server's view."""
-    server.reset()
-    gc.collect()
-    before = _server_cpu(server)
-    result = asyncio.run(contender(server.url, handles))
-    after = _server_cpu(server)
-    stats = server.stats()
-    if result.ok != len(handles) or stats.unique_charged != len(handles):
-        raise RuntimeError(
-            f"run incomplete: {result.ok} ok, server charged {stats.unique_charged} "
-            f"of {len(handles)} (statuses {stats.statuses})"
-        )
-    if before is not None and after is not None:
-        result = dataclasses.replace(result, server_cpu=after - before)
-    return result
-
-
-def profile_client(server: ServerProcess, handles: list[str], top: int) -> None:
-    """cProfile this client's run; print where its CPU goes."""
-    import cProfile
-    import pstats
-
-    server.reset()
-    gc.collect()
-    profiler = cProfile.Profile()
-    profiler.enable()
-    asyncio.run(run_client(server.url, handles))
-    profiler.disable()
-    print(f"\ncProfile of dumpling_async on {len(handles)} handles (inflated by profiling):")
-    stats = pstats.Stats(profiler, stream=sys.stdout)
-    stats.sort_stats("tottime").print_stats(top)
-    stats.sort_stats("cumulative").print_stats(top)
-
-
-def _sniffio_missing() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("sniffio") is None
-
-
-def print_table(runs: dict[str, list[Measurement]], repeats: int) -> bool:
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-
-    def median_of(name: str) -> tuple[float, float]:
-        measurements = runs[name]
-        return (
-            statistics.median(m.cpu_us_per_request for m in measurements),
-            statistics.median(m.throughput for m in measurements),
-        )
-
-    table = Table(
-        title=f"Client overhead: unique lookups, {CONCURRENCY} in flight, no rate limit "
-        f"(median of {repeats} run{'s' if repeats > 1 else ''})",
-        box=box.SIMPLE,
-    )
-    table.add_column("contender", no_wrap=True)
-    for column in (
-        "lookups",
-        "wall s",
-        "req/s",
-        "CPU s",
-        "CPU us/req",
-        "min-max",
-        "server us/req",
-        f"CPU vs {BASELINE}",
-        f"req/s vs {BASELINE}",
-    ):
-        table.add_column(column, justify="right")
-    base_cpu, base_rate = median_of(BASELINE) if BASELINE in runs else (math.nan, math.nan)
-    for name, measurements in runs.items():
-        cpu_us, rate = median_of(name)
-        cpus = [m.cpu_us_per_request for m in measurements]
-        servers = [m.server_us_per_request for m in measurements]
-        server = [x for x in servers if x is not None]
-        table.add_row(
-            name,
-            f"{measurements[0].requests:,}",
-            f"{statistics.median(m.wall for m in measurements):.2f}",
-            f"{rate:,.0f}",
-            f"{statistics.median(m.cpu for m in measurements):.2f}",
-            f"{cpu_us:.0f}",
-            f"{min(cpus):.0f}-{max(cpus):.0f}",
-            f"{statistics.median(server):.0f}" if server else "-",
-            f"{cpu_us / base_cpu:.2f}x",
-            f"{rate / base_rate:.2f}x",
-        )
-    console = Console(width=200, highlight=False)
-    console.print(table)
-    console.print(
-        "CPU = time.process_time() of this (client) process; server us/req = CPU of the "
-        "fake server's own process (psutil).\nWhen server us/req is close to wall/request "
-        "the single-process server is the throughput ceiling, and CPU/request is the "
-        "sharper measure."
-    )
-    if "httpx" in runs and _sniffio_missing():
-        console.print(
-            "note: sniffio is not installed; httpcore 1.0.x then retries `import sniffio` "
-            "(a failed filesystem search) on every request, which inflates httpx's CPU."
-        )
-    if "dumpling_async" not in runs or BASELINE not in runs:
-        print("targets: not evaluated (needs dumpling_async and bare aiohttp)")
-        return False
-    cpu_us, rate = median_of("dumpling_async")
-    cpu_ratio, rate_ratio = cpu_us / base_cpu, rate / base_rate
-    cpu_ok, rate_ok = cpu_ratio <= TARGET_CPU_RATIO, rate_ratio >= TARGET_THROUGHPUT_RATIO
-    print(
-        f"target CPU/request <= {TARGET_CPU_RATIO}x bare aiohttp: {cpu_ratio:.2f}x -> "
-        f"{'met' if cpu_ok else 'NOT met'}"
-    )
-    print(
-        f"target throughput >= {TARGET_THROUGHPUT_RATIO}x bare aiohttp: {rate_ratio:.2f}x -> "
-        f"{'met' if rate_ok else 'NOT met'}"
-    )
-    return cpu_ok and rate_ok
+TABLES = (
+    Table(
+        "asyncio: unique lookups, 16 in flight, no rate limit",
+        "aiohttp",
+        ("gather", "iter", "hooks", "aiohttp", "naive", "httpx"),
+        (Target("gather"), Target("iter")),
+    ),
+    Table(
+        "asyncio: sequential, one lookup awaited at a time",
+        "aiohttp-seq",
+        ("get", "aiohttp-seq"),
+        (Target("get", rate=None),),
+    ),
+    Table(
+        "uvloop: unique lookups, 16 in flight, no rate limit",
+        "uvloop-aiohttp",
+        ("uvloop-gather", "uvloop-aiohttp"),
+        (Target("uvloop-gather"),),
+    ),
+)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -285,59 +153,131 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--quick", action="store_true", help="one measured run per contender")
-    parser.add_argument("-n", "--count", type=int, default=20_000, help="unique handles per run")
-    parser.add_argument(
-        "--httpx-count",
+    add = parser.add_argument
+    add("--quick", action="store_true", help="one measured run per contender, fewer handles")
+    add("-n", "--count", type=int, default=20_000, help="unique handles per run")
+    add("--httpx-count", type=int, help="handles per httpx run (4000; 2000 with --quick)")
+    add(
+        "--sequential-count",
         type=int,
-        default=4_000,
-        help="unique handles per httpx run (httpx costs ~10x aiohttp per request; its "
-        "per-request numbers do not depend on the count; default 4000)",
+        help="handles per sequential run (4000; 2000 with --quick)",
     )
-    parser.add_argument("--repeats", type=int, help="measured runs per contender (default 3)")
-    parser.add_argument("--warmup", type=int, default=1_000, help="handles per warm-up run")
-    parser.add_argument(
-        "--contender", action="append", choices=tuple(CONTENDERS), help="repeatable"
-    )
-    parser.add_argument(
+    add("--cli-count", type=int, help="handles for the command line (N; 5000 with --quick)")
+    add("--breakdown-count", type=int, default=5_000, help="handles per profiled run")
+    add("--repeats", type=int, help="measured runs per contender (default 3; 1 with --quick)")
+    add("--warmup", type=int, default=1_000, help="handles per warm-up run")
+    add("--contender", action="append", choices=tuple(ENTRIES), help="repeatable")
+    add("--no-uvloop", action="store_true", help="skip the uvloop table")
+    add("--no-breakdown", action="store_true", help="skip the profiled CPU breakdown")
+    add("--no-cli", action="store_true", help="skip the command-line runs")
+    add(
         "--profile",
         nargs="?",
         type=int,
         const=25,
         metavar="TOP",
-        help="also cProfile this client's run and print the TOP functions (default 25)",
+        help="also print the TOP functions of the client's profiled run (default 25)",
     )
     return parser.parse_args(argv)
+
+
+def _sizes(args: argparse.Namespace) -> dict[str, int]:
+    quick = args.quick
+    return {
+        "count": args.count,
+        "httpx": min(args.count, args.httpx_count or (2_000 if quick else 4_000)),
+        "sequential": min(args.count, args.sequential_count or (2_000 if quick else 4_000)),
+        "cli": min(args.count, args.cli_count or (5_000 if quick else args.count)),
+        "breakdown": min(args.count, args.breakdown_count),
+    }
+
+
+def _selected(args: argparse.Namespace) -> list[str]:
+    keys = [key for key in ENTRIES if not args.contender or key in args.contender]
+    if args.no_uvloop or not has_uvloop():
+        keys = [key for key in keys if ENTRIES[key].loop != "uvloop"]
+    return keys
+
+
+def measure_rounds(
+    server: ServerProcess, keys: list[str], handles: list[str], sizes: dict[str, int], repeats: int
+) -> dict[str, list[Measurement]]:
+    """*repeats* rounds of every contender, each round in a rotated order."""
+    runs: dict[str, list[Measurement]] = {key: [] for key in keys}
+    for round_ in range(repeats):
+        shift = round_ % len(keys)
+        for key in keys[shift:] + keys[:shift]:
+            entry = ENTRIES[key]
+            result = measure(server, entry.run, handles[: sizes[entry.size]], entry.loop)
+            runs[key].append(result)
+            print(
+                f"run {round_ + 1}/{repeats} {key}: {result.requests} in {result.wall:.2f}s, "
+                f"{result.cpu_us_per_request:.0f} us CPU/request",
+                file=sys.stderr,
+            )
+    return runs
+
+
+def _profiled(
+    server: ServerProcess, contender: Contender, handles: list[str]
+) -> tuple[Breakdown, pstats.Stats]:
+    """One asyncio run of *contender* under cProfile: (breakdown, stats)."""
+    server.reset()
+    gc.collect()
+    return profile(lambda: asyncio.run(contender(server.url, handles)), len(handles))
+
+
+def run_breakdown(
+    server: ServerProcess,
+    handles: list[str],
+    runs: dict[str, list[Measurement]],
+    top: int | None,
+) -> None:
+    if not runs.get("gather"):
+        print("breakdown: skipped (needs the gather_profiles contender)")
+        return
+    print(f"profiling gather_profiles on {len(handles)} handles", file=sys.stderr)
+    client, stats = _profiled(server, run_client, handles)
+    base = base_run = None
+    if runs.get("aiohttp"):
+        base, _ = _profiled(server, run_aiohttp, handles)
+        base_run = median_run(runs["aiohttp"])
+    print_breakdown(client, median_run(runs["gather"]), base, base_run)
+    if top:
+        print(f"\ncProfile of gather_profiles on {len(handles)} handles (thread CPU clock):")
+        stats.stream = sys.stdout  # type: ignore[attr-defined]
+        stats.sort_stats("tottime").print_stats(top)
+        stats.sort_stats("cumulative").print_stats(top)
+
+
+def run_cli(server: ServerProcess, handles: list[str]) -> list[CliRun]:
+    results = []
+    for loop in ("asyncio", None):
+        print(f"command line on {loop or 'its default loop'}: {len(handles)}", file=sys.stderr)
+        results.append(measure_cli(server, handles, loop))
+    return results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     repeats = args.repeats or (1 if args.quick else 3)
-    names = [name for name in CONTENDERS if not args.contender or name in args.contender]
+    keys, sizes = _selected(args), _sizes(args)
     handles = [f"user{i}" for i in range(args.count)]
-    sizes = {name: args.count for name in names}
-    if "httpx" in sizes:
-        sizes["httpx"] = min(args.count, args.httpx_count)
     started = time.perf_counter()
-    runs: dict[str, list[Measurement]] = {name: [] for name in names}
     with ServerProcess(None) as server:
         print("warm-up (and filling the server's body cache)", file=sys.stderr)
-        for name in names:
-            measure(server, CONTENDERS[name], handles[: args.warmup])
+        for key in keys:
+            measure(server, ENTRIES[key].run, handles[: args.warmup], ENTRIES[key].loop)
         measure(server, run_aiohttp, handles)
-        for round_ in range(repeats):
-            order = names[round_ % len(names) :] + names[: round_ % len(names)]
-            for name in order:
-                result = measure(server, CONTENDERS[name], handles[: sizes[name]])
-                runs[name].append(result)
-                print(
-                    f"run {round_ + 1}/{repeats} {name}: {result.requests} in "
-                    f"{result.wall:.2f}s, {result.cpu_us_per_request:.0f} us CPU/request",
-                    file=sys.stderr,
-                )
-        print_table(runs, repeats)
-        if args.profile:
-            profile_client(server, handles, args.profile)
+        runs = measure_rounds(server, keys, handles, sizes, repeats)
+        labels = {key: entry.label for key, entry in ENTRIES.items()}
+        for table in TABLES:
+            print_table(table, labels, runs)
+        print_notes("httpx" in runs and importlib.util.find_spec("sniffio") is None)
+        if not args.no_breakdown or args.profile:
+            run_breakdown(server, handles[: sizes["breakdown"]], runs, args.profile)
+        if not args.no_cli:
+            print_cli(run_cli(server, handles[: sizes["cli"]]))
     print(f"total benchmark time {time.perf_counter() - started:.0f}s", file=sys.stderr)
     return 0
 
