@@ -5,7 +5,9 @@
   that halves mid-job; with and without reset headers; and an API built on the ``limits``
   package) vs a naive gather and a static aiolimiter.
 * ``benchmarks.distributed``: four processes on one key, a shared Redis limiter vs local ones.
-* ``benchmarks.overhead``: client CPU per request and throughput vs bare aiohttp and httpx.
+* ``benchmarks.overhead``: client CPU per request and throughput vs bare aiohttp, a naive
+  gather and httpx (asyncio and uvloop, bulk and sequential, with and without hooks);
+  where a lookup's CPU goes; the command line vs the library.
 * ``benchmarks.memory``: peak RSS of ``iter_profiles`` over 10k vs 100k handles.
 
 The server always runs in a separate process (``benchmarks._server``) on 127.0.0.1, so
