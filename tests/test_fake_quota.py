@@ -430,3 +430,22 @@ async def test_server_limit_change(session: aiohttp.ClientSession, algorithm: Al
     assert [h["X-RateLimit-Limit"] for _, h in after] == ["4"] * 6
     left = LEFT_AFTER_HALVING[algorithm]
     assert [s for s, _ in after] == [200] * left + [429] * (6 - left)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_fake_server_command_accepts_every_algorithm(algorithm: str) -> None:
+    """``fake-server --rate-limit`` takes each algorithm the fake server runs."""
+    from dumpling_async.cli._demo import parse_rate_limit
+
+    rule = parse_rate_limit(f"30/2:{algorithm.replace('_', '-')}")
+    assert rule == RateLimitRule(30, 2.0, algorithm)  # type: ignore[arg-type]
+
+
+def test_fake_server_command_refuses_unknown_algorithm() -> None:
+    """An algorithm the fake server does not run is a usage error naming the choices."""
+    import click
+
+    from dumpling_async.cli._demo import parse_rate_limit
+
+    with pytest.raises(click.BadParameter, match="gcra"):
+        parse_rate_limit("30/2:leaky")

@@ -47,7 +47,7 @@ def parse_rate_limit(value: str | None) -> RateLimitRule | None:
         return None
     text, _, algorithm = value.partition(":")
     algorithm = algorithm.strip().replace("-", "_") or "fixed"
-    choices = ("fixed", "sliding", "token_bucket")
+    from ..testing import ALGORITHMS as choices
     from ..testing import RateLimitRule
 
     try:
@@ -75,7 +75,7 @@ def parse_rate_limit(value: str | None) -> RateLimitRule | None:
     "--rate-limit",
     default="50/1",
     show_default=True,
-    help="LIMIT/WINDOW[:fixed|sliding|token_bucket] per key, or 'none'.",
+    help="LIMIT/WINDOW[:fixed|sliding|sliding_counter|token_bucket|gcra] per key, or 'none'.",
 )
 @click.option("--credits", type=click.IntRange(0), default=None, help="Credits before 403.")
 @click.option(
