@@ -23,33 +23,19 @@ from dumpling_async import (
 )
 from dumpling_async.testing import FakeDumplingServer, RateLimitRule
 
+HOOKS = ("on_request", "on_response", "on_retry", "on_throttle", "on_pause", "on_credits")
+
 
 class Recorder(ClientHooks):
-    """Keeps every event, by hook name."""
+    """Keeps every event, with the name of the hook it came to."""
 
     def __init__(self) -> None:
         self.events: list[tuple[str, Any]] = []
+        for name in HOOKS:
+            setattr(self, name, lambda event, name=name: self.events.append((name, event)))
 
     def of(self, kind: type) -> list[Any]:
         return [event for _, event in self.events if isinstance(event, kind)]
-
-    def on_request(self, event: RequestEvent) -> None:
-        self.events.append(("on_request", event))
-
-    def on_response(self, event: ResponseEvent) -> None:
-        self.events.append(("on_response", event))
-
-    def on_retry(self, event: RetryEvent) -> None:
-        self.events.append(("on_retry", event))
-
-    def on_throttle(self, event: ThrottleEvent) -> None:
-        self.events.append(("on_throttle", event))
-
-    def on_pause(self, event: PauseEvent) -> None:
-        self.events.append(("on_pause", event))
-
-    def on_credits(self, event: CreditsEvent) -> None:
-        self.events.append(("on_credits", event))
 
 
 async def test_a_retried_lookup_reports_each_step_in_order(server: FakeDumplingServer) -> None:
