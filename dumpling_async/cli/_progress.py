@@ -30,11 +30,11 @@ from rich.table import Column
 
 if TYPE_CHECKING:
     from ._bulk_report import RunStats
-    from ._listing_run import ListingStats
 
 __all__ = [
     "PLAIN_PROGRESS_EVERY",
     "BulkView",
+    "ListingCounts",
     "ListingView",
     "ProgressMode",
     "ProgressView",
@@ -227,6 +227,19 @@ class BulkView:
         )
 
 
+class ListingCounts(Protocol):
+    """What a listing view shows of its run (the listing run's stats)."""
+
+    @property
+    def written(self) -> int: ...
+    @property
+    def pages(self) -> int: ...
+    @property
+    def credits(self) -> int: ...
+    @property
+    def elapsed(self) -> float: ...
+
+
 class ListingView:
     """A listing run: items written, pages fetched and credits, under the listing's
     *label* (command and subject)."""
@@ -234,7 +247,7 @@ class ListingView:
     total = None  # a listing's length is unknown until it ends
     expand = False
 
-    def __init__(self, label: str, stats: ListingStats) -> None:
+    def __init__(self, label: str, stats: ListingCounts) -> None:
         self.label = label
         self.stats = stats
 
