@@ -38,6 +38,15 @@ def test_every_algorithm_is_used_fully_with_few_429s(algorithm: str, window: flo
         assert outcome.share_429 <= 0.01, (seed, outcome)
 
 
+@pytest.mark.parametrize("algorithm", ["token_bucket", "gcra"])
+def test_a_short_bucket_is_recognised_after_an_exact_retry_after(algorithm: str) -> None:
+    """A bucket whose first 429 set the window from its Retry-After is still recognised
+    as refilling gradually (before, each later 429 only nudged the window up: 7 429s)."""
+    rule = RateLimitRule(40, 0.25, algorithm)  # type: ignore[arg-type]
+    worst = max(simulate(rule, handles=400, seed=seed).rate_limited for seed in range(20))
+    assert worst <= 2
+
+
 @pytest.mark.parametrize("algorithm", ["fixed", "sliding", "token_bucket", "gcra"])
 def test_whole_second_retry_after_still_learns_the_window(algorithm: str) -> None:
     """With Retry-After in whole seconds only (2 s windows), still near-ideal."""

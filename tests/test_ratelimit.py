@@ -9,10 +9,9 @@ import pytest
 from conftest import KEY
 
 from dumpling_async import AdaptiveRateLimiter, AsyncDumplingClient, ResponseInfo
-from dumpling_async.testing import FakeDumplingServer, FaultPlan, RateLimitRule
+from dumpling_async.testing import ALGORITHMS, FakeDumplingServer, FaultPlan, RateLimitRule
 
 LIMIT, WINDOW = 20, 0.2  # 100 requests/s: ten windows take about two seconds
-LEARNING_429S = {"fixed": 3, "sliding": 3, "token_bucket": 8}
 
 
 async def _run(
@@ -31,15 +30,14 @@ async def _run(
     return server, client, elapsed
 
 
-@pytest.mark.parametrize("algorithm", ["fixed", "sliding", "token_bucket"])
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 async def test_uses_quota_without_running_into_it(algorithm: str) -> None:
     """Over ten windows: few 429s, near-ideal elapsed time, each handle charged once."""
     n = 10 * LIMIT
     server, client, elapsed = await _run(RateLimitRule(LIMIT, WINDOW, algorithm), n)  # type: ignore[arg-type]
-    # Learning a token bucket this short (16 in flight against 20 tokens) costs up to
-    # seven 429s (the simulation's worst of 40 seeds; one in most), all in the first
-    # second: its refill passes for a window shorter than it is until a 429 says not.
-    assert server.rate_limited <= LEARNING_429S[algorithm], server.rate_limited
+    # Learning costs one or two 429s; up to five on a loaded machine when a bucket's
+    # refill first passes for a window shorter than it is (16 in flight, 20 units).
+    assert server.rate_limited <= 6, server.rate_limited
     ideal = n / (LIMIT / WINDOW)
     assert ideal / elapsed >= 0.75, (ideal, elapsed)
     assert set(server.charged.values()) == {1} and len(server.charged) == n
