@@ -38,6 +38,8 @@ def normalize_handle(value: object) -> str:
     Accepts ``name``, ``@name``, ``NAME`` and profile URLs such as
     ``https://www.tiktok.com/@name/video/1?lang=en``.
     """
+    if value.__class__ is str and _HANDLE.fullmatch(value) is not None:
+        return value  # already canonical (the common case): one match, no copies
     if not isinstance(value, str):
         raise InvalidHandleError(
             f"a handle must be a string, not {type(value).__name__}", handle=None

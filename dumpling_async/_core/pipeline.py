@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -83,7 +84,10 @@ class Pipeline:
         self._base_url = base_url
         self._request_source = request_source
         self._urls: dict[str, URL] = {}
-        self._slots: asyncio.Semaphore | None = None  # made inside the running loop
+        # The max_concurrency slots: a count, and the attempts waiting for one, first in
+        # first served (asyncio.Semaphore costs two coroutines per attempt).
+        self._free = max_concurrency
+        self._queued: deque[asyncio.Future[None]] = deque()
         self._debug = logging.getLogger(LOGGER_NAME).isEnabledFor
         self._closed = False
         self.confirmed = 0  # credits charged for answers that arrived
@@ -194,6 +198,25 @@ class Pipeline:
         # The budget counts an uncertain charge as spent: it holds against any server.
         await self.budget.settle(cost, charged=charge is not Charge.NONE)
 
+    async def _wait_for_slot(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._queued.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._release_slot()  # handed a slot as it was cancelled: pass it on
+            raise
+
+    def _release_slot(self) -> None:
+        queued = self._queued
+        while queued:
+            waiter = queued.popleft()
+            if not waiter.done():  # one that gave up left its future behind
+                waiter.set_result(None)
+                return
+        self._free += 1
+
     async def _acquire(self, call: Call) -> Permit:
         """The limiter's permit; the hooks hear of a wait."""
         if self._hook is None:
@@ -211,9 +234,11 @@ class Pipeline:
         """Send once; the 200 body, or raise the error the response or failure means."""
         if self._closed:
             raise ClientClosedError("this AsyncDumplingClient is closed; create a new one")
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.max_concurrency)
-        async with self._slots:
+        if self._free:
+            self._free -= 1  # no one waits for a slot when one is free
+        else:
+            await self._wait_for_slot()
+        try:
             permit = await self._acquire(call)
             if stop is not None and (reason := stop()) is not None:
                 await self.limiter.settle(permit, _NOT_SENT)
@@ -253,6 +278,8 @@ class Pipeline:
                         limit=info.limit if info else None,
                         remaining=info.remaining if info else None,
                     )
+        finally:
+            self._release_slot()
         if status == 200:
             return response.body
         if status == 407:  # the proxy's answer, not the API's
