@@ -140,27 +140,35 @@ class AiohttpTransport:
             raise ClientClosedError("this AsyncDumplingClient is closed; create a new one")
         limit = self._max_connections
         connector = _MarkingConnector(limit=limit, limit_per_host=limit)
-        self._session = aiohttp.ClientSession(connector=connector)
+        # Headers and timeout set once on the session: per request, aiohttp would merge
+        # the headers into a fresh CIMultiDict every time.
+        self._session = aiohttp.ClientSession(
+            connector=connector, headers=self._headers, timeout=self._timeout
+        )
         return self._session
 
     async def post(self, url: URL, body: bytes, exchange: Exchange) -> Response:
         session = self._session
         if session is None or self._closed:
             session = self._open()
-        if not isinstance(session.connector, _MarkingConnector):
-            # A lent session's connector does not say when it connected: count the
-            # request as sent from the start (a failure is then "maybe charged").
+        if self._owns_session:
+            request = session.post(url, data=body, allow_redirects=False, proxy=self._proxy)
+        else:
+            # A lent session has neither our headers nor our timeout; and its connector
+            # does not say when it connected: count the request as sent from the start (a
+            # failure is then "maybe charged").
             exchange.sent = True
-        sending = _SENDING.set(exchange)
-        try:
-            async with session.post(
+            request = session.post(
                 url,
                 data=body,
                 headers=self._headers,
                 timeout=self._timeout,
                 allow_redirects=False,
                 proxy=self._proxy,
-            ) as resp:
+            )
+        sending = _SENDING.set(exchange)
+        try:
+            async with request as resp:
                 status = exchange.status = resp.status
                 if status == 200:
                     data = await self._read(resp)
