@@ -85,11 +85,18 @@ class _Run(Generic[R]):
         self.first_index: dict[str, int] = {}  # every key seen: the dedupe set
         self.kept: OrderedDict[str, Outcome] = OrderedDict()
         self.ready: deque[R] = deque()
-        self.tasks: dict[asyncio.Task[Outcome], Call] = {}
-        # Finished lookups arrive here through done-callbacks: O(1) per completion,
-        # where asyncio.wait() would re-scan every task in flight each time.
-        self.finished: deque[asyncio.Task[Outcome]] = deque()
-        self.wake = asyncio.Event()
+        # Lookups run on at most `width` worker tasks, not a task each: a worker that
+        # finishes one reads the next input and sends it at once, as a hand-written
+        # loop of workers would; a task per lookup costs its creation, a turn of the loop
+        # to start, a done-callback, and garbage-collector passes over all of them.
+        self.queue: deque[Call] = deque()  # admitted, not yet taken by a worker
+        self.workers: dict[asyncio.Task[None], Call | None] = {}  # -> the call it runs
+        self.idle: deque[asyncio.Future[None]] = deque()  # parked workers' wake-ups
+        self.pending = 0  # lookups admitted and not finished (queued or running)
+        self.stopping = False
+        self.failure: BaseException | None = None  # raised by on_result
+        self.wake = asyncio.Event()  # a result is ready, or an async input item arrived
+        self.loop: asyncio.AbstractEventLoop | None = None  # the running loop, once started
         self.source: Source | None = None
         self.index = 0
         self.parked = 0  # repeats waiting for their key's lookup
@@ -110,7 +117,18 @@ class _Run(Generic[R]):
     def has_room(self) -> bool:
         """Read more input only while lookups and results stay within the window."""
         width = self.width
-        return len(self.tasks) < width and len(self.ready) + self.parked < width
+        return self.pending < width and len(self.ready) + self.parked < width
+
+    def fill(self) -> None:
+        """Admit input while there is room (from the consumer, or from a worker that
+        just finished a lookup)."""
+        source = self.source
+        assert source is not None
+        while self.failure is None and not self.stopping and self.has_room():
+            got, given = source.take()
+            if not got:
+                break  # none yet (an async item on its way: it wakes us), or no more
+            self.admit(given)
 
     def admit(self, given: object) -> None:
         """Take one input item: a result at once (invalid, repeat, batch stopped), a
@@ -134,7 +152,8 @@ class _Run(Generic[R]):
         else:
             self.first_index[key] = position
             self.waiting[key] = [(position, given)]
-            self.start(self.kind.call(key))
+            self.pending += 1
+            self.queue.append(self.kind.call(key))
 
     def repeat_outcome(self, key: str) -> Outcome:
         outcome = self.kept.get(key)
@@ -145,54 +164,106 @@ class _Run(Generic[R]):
         return self.stamp(DuplicateHandleError(message, first_index=first), key)
 
     # -- lookups ----------------------------------------------------------------------
-    def start(self, call: Call) -> None:
-        joined = self.flights.running(call.key)
-        task = asyncio.ensure_future(self.outcome(call, joined))
-        if not joined:  # other calls for it join this task (single flight)
-            self.flights.adopt(call.key, task)
-        task.add_done_callback(self.on_done)
-        self.tasks[task] = call
+    def dispatch(self, taking: int) -> None:
+        """Make sure a worker will take each queued call: *taking* of them are taken by
+        the worker calling this; wake parked workers, then start new ones, for the rest.
+        (A worker woken for a call another one took parks again: harmless.)"""
+        need = len(self.queue) - taking
+        idle = self.idle
+        while need > 0 and idle:
+            waiter = idle.popleft()
+            if not waiter.done():  # a worker cancelled while parked left its future
+                waiter.set_result(None)
+                need -= 1
+        assert self.loop is not None
+        while need > 0 and len(self.workers) < self.width:
+            worker = self.loop.create_task(self.work())
+            self.workers[worker] = None
+            worker.add_done_callback(self.worker_done)
+            need -= 1
 
-    def on_done(self, task: asyncio.Task[Outcome]) -> None:
-        self.finished.append(task)
-        self.wake.set()
+    async def work(self) -> None:
+        """A worker: take queued calls one after the other, then park until more come.
+        It ends when cancelled (the run stopped, or the client closed), or, when the run
+        stopped while a single call awaited its lookup, once that lookup is done."""
+        me = asyncio.current_task()
+        assert me is not None and self.loop is not None
+        while True:
+            if not self.queue:
+                waiter = self.loop.create_future()
+                self.idle.append(waiter)
+                await waiter
+                continue
+            call = self.queue.popleft()
+            self.workers[me] = call
+            outcome = await self.lookup(call, me)
+            self.workers[me] = None
+            if self.stopping:
+                return  # it ran on for a single call that had joined it: done
+            self.finish(call, outcome)
+            self.fill()
+            self.dispatch(1)
 
-    async def outcome(self, call: Call, join: bool) -> Outcome:
-        """The value of *call*, or the DumplingError it ended with (never raised)."""
-        try:
-            if join:
+    def worker_done(self, worker: asyncio.Task[None]) -> None:
+        """A worker ended: when cancelled mid-lookup while the run goes on (the client
+        was closed), its position ends with ClientClosedError; queued calls get a new
+        worker."""
+        call = self.workers.pop(worker, None)
+        if self.stopping:
+            return
+        if call is not None:
+            self.finish(call, self.stamp(ClientClosedError("the client was closed"), call.subject))
+        self.dispatch(0)
+
+    async def lookup(self, call: Call, me: asyncio.Task[None]) -> Outcome:
+        """The value of *call*, or the DumplingError it ended with (never raised). A new
+        key becomes the flight that other callers join; a key in flight is joined."""
+        flights, key = self.flights, call.key
+        if flights.closed:
+            return self.stamp(ClientClosedError("the client was closed"), call.subject)
+        if flights.running(key):
+            try:
                 return await self.lookups.get(call)
-            return await self.lookups.fetch(call, self.stop_reason)
-        except BatchAbortedError as error:
-            return self.stamp(error, call.subject)
-        except DumplingError as error:
-            if stops_batch(error) and self.abort is None:
-                self.abort = error
-            return error
+            except Exception as exc:
+                return self.failed(exc, call)
+        flights.adopt(key, me)
+        try:
+            outcome = await self.lookups.fetch(call, self.stop_reason)
         except Exception as exc:
-            # A bug or a failing plug-in (limiter, budget) must not lose the batch:
-            # this key ends with a typed error that carries the cause.
-            unexpected = DumplingError(f"unexpected {type(exc).__name__}: {exc}")
-            unexpected.__cause__ = exc
-            return self.stamp(unexpected, call.subject)
+            outcome = self.failed(exc, call)
+        except BaseException:
+            flights.settle(key, me, None, aborted=True)
+            raise
+        flights.settle(key, me, outcome)
+        return outcome
 
-    def collect(self) -> None:
-        """Turn each finished lookup into the results of the positions waiting for it."""
+    def failed(self, exc: Exception, call: Call) -> DumplingError:
+        """The outcome of a lookup that raised *exc*."""
+        if isinstance(exc, BatchAbortedError):
+            return self.stamp(exc, call.subject)
+        if isinstance(exc, DumplingError):
+            if stops_batch(exc) and self.abort is None:
+                self.abort = exc
+            return exc
+        # A bug or a failing plug-in (limiter, budget) must not lose the batch: this key
+        # ends with a typed error that carries the cause.
+        unexpected = DumplingError(f"unexpected {type(exc).__name__}: {exc}")
+        unexpected.__cause__ = exc
+        return self.stamp(unexpected, call.subject)
+
+    def finish(self, call: Call, outcome: Outcome) -> None:
+        """Turn a finished lookup into the results of the positions waiting for it."""
+        self.pending -= 1
+        key = call.subject
+        self.kept[key] = outcome
+        if not self.keep_all and len(self.kept) > _RECENT_OUTCOMES:
+            self.kept.popitem(last=False)
+        positions = self.waiting.pop(key)
+        self.parked -= len(positions) - 1
         result = self.kind.result.of
-        while self.finished:
-            task = self.finished.popleft()
-            key = self.tasks.pop(task).subject
-            if task.cancelled():  # aclose() stopped the client's lookups
-                outcome = self.stamp(ClientClosedError("the client was closed"), key)
-            else:
-                outcome = task.result()
-            self.kept[key] = outcome
-            if not self.keep_all and len(self.kept) > _RECENT_OUTCOMES:
-                self.kept.popitem(last=False)
-            positions = self.waiting.pop(key)
-            self.parked -= len(positions) - 1
-            for position, given in positions:
-                self.ready.append(result(position, given, key, outcome))
+        for position, given in positions:
+            self.ready.append(result(position, given, key, outcome))
+        self.wake.set()
 
     # -- the run ----------------------------------------------------------------------
     async def results(
@@ -202,45 +273,42 @@ class _Run(Generic[R]):
         if self.width < 1:
             raise ValueError("concurrency must be >= 1")
         self.flights.check_open()
+        self.loop = asyncio.get_running_loop()
         source = self.source = Source(items, self.wake.set)
-        failure: BaseException | None = None  # raised by on_result
         try:
             while True:
                 while self.ready:
                     result = self.ready.popleft()
-                    if on_result is not None and failure is None:
+                    if on_result is not None and self.failure is None:
                         try:
                             on_result(result)
                         except Exception as exc:  # deliver what is paid for, then raise
-                            failure = exc
+                            self.failure = exc
                     yield result
-                while failure is None and self.has_room():
-                    got, given = source.take()
-                    if not got:
-                        break  # none yet (an async item on its way: it wakes us), or no more
-                    self.admit(given)
+                self.fill()
+                self.dispatch(0)
                 if self.ready:
                     continue
-                if not self.tasks and (failure is not None or source.ended):
-                    if failure is not None or source.error is not None:
-                        raise failure or source.error  # type: ignore[misc]
+                if not self.pending and (self.failure is not None or source.ended):
+                    if self.failure is not None or source.error is not None:
+                        raise self.failure or source.error  # type: ignore[misc]
                     return
-                if not self.finished:
-                    self.wake.clear()
-                    await self.wake.wait()  # a lookup finished, or an input item arrived
-                self.collect()
+                self.wake.clear()
+                await self.wake.wait()  # a lookup finished, or an input item arrived
         finally:
             await self.stop()
             await source.aclose()
 
     async def stop(self) -> None:
-        """Cancel the lookups in flight that no other caller awaits, and wait for them."""
+        """End the workers, and with them the lookups in flight, except a lookup that a
+        single call joined: that one runs on for it (it may already be paid for)."""
+        self.stopping = True
         cancelled = []
-        for task, call in self.tasks.items():
-            task.remove_done_callback(self.on_done)
-            if not self.flights.disown(call.key, task):
-                task.cancel()
-                cancelled.append(task)
+        for worker, call in self.workers.items():
+            if call is not None and self.flights.release(call.key, worker):
+                continue
+            worker.cancel()
+            cancelled.append(worker)
         if cancelled:
             await asyncio.gather(*cancelled, return_exceptions=True)
 
