@@ -178,6 +178,13 @@ class QuotaModel:
                 return stuck - now  # its answer re-syncs us; past this it no longer blocks
         return max(0.0, self._next_return(now) - now)
 
+    def spare(self) -> float:
+        """How many requests may go at once when ``wait()`` says one may: more than one
+        only on unused quota the server confirmed (``math.inf``: no limit is known)."""
+        if self.limit is None:
+            return math.inf if self._answered else 1.0
+        return max(1.0, float(self.limit - self._counted))
+
     def _next_return(self, now: float) -> float:
         """When the model expects one more unit to be free."""
         if self.limit == 0:

@@ -122,9 +122,13 @@ class AdaptiveRateLimiter:
     # -- the protocol --------------------------------------------------------------------
     async def acquire(self) -> Permit:
         model = self._model
-        if not self._waiting and self._ceiling is None:
+        if self._ceiling is None:
             now = self._clock()
-            if model.wait(now) <= 0:  # the common case: no lock, no event, no task
+            # The common case: no lock, no event, no task. Ahead of queued coroutines only
+            # when there is room for them all too: going first then takes nothing of theirs,
+            # and a queue that formed while the limit was learned drains instead of
+            # holding every later request in line behind the lock.
+            if model.wait(now) <= 0 and (not self._waiting or model.spare() > self._waiting):
                 return Permit(model.grant(now), now)
         if self._lock is None:
             self._lock = asyncio.Lock()
