@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dumpling_async import InvalidResponseError, TikTokProfile, TikTokVideo, VideoComment
+from dumpling_async._core import converter
 from dumpling_async._core.converter import parse_model, parse_profile, structure, structure_profile
 
 SCALARS = (
@@ -152,3 +153,72 @@ def test_parse_model_names_its_target_on_failure() -> None:
         parse_model(TikTokVideo, b"[1, 2]", target=url)
     assert caught.value.target == url and caught.value.status == 200
     assert "JSON object" in str(caught.value)
+
+
+_SCALAR = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=5)
+    | st.sampled_from(["12", "-3", "true", "False", " 7 ", "1.5", "x"])
+)
+_JSON = st.recursive(
+    _SCALAR,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def _model_json(cls: type[Any], camel: bool, depth: int = 0) -> st.SearchStrategy[dict[str, Any]]:
+    """Objects with *cls*'s JSON keys (some absent), each holding well-typed values,
+    nested models or junk."""
+    fields, _ = converter._model_fields(cls, camel=camel)
+    values: dict[str, st.SearchStrategy[Any]] = {}
+    for _, key, kind in fields:
+        nested = [
+            m
+            for m in (*converter._CAMEL_CASE, *converter._SNAKE_CASE)
+            if m in getattr(kind, "__args__", ())
+        ]
+        if nested and depth < 2:
+            inner = _model_json(nested[0], nested[0] in converter._CAMEL_CASE, depth + 1)
+            values[key] = inner | st.lists(inner, max_size=2) | _JSON
+        else:
+            values[key] = _JSON
+    return st.fixed_dictionaries({}, optional=values)
+
+
+@pytest.mark.parametrize(
+    ("cls", "camel"),
+    [(m, True) for m in converter._CAMEL_CASE] + [(m, False) for m in converter._SNAKE_CASE],
+    ids=lambda v: getattr(v, "__name__", str(v)),
+)
+def test_generated_structure_matches_cattrs(cls: type[Any], camel: bool) -> None:
+    """Each model's generated structure function builds what cattrs' own would, or
+    fails where it fails (the lenient path then takes over for both)."""
+    hooks: dict[Any, Any] = {}
+    conv = converter._make_converter(hooks)
+    fields, overrides = converter._model_fields(cls, camel=camel)
+    generated = converter._compile(cls, fields, hooks)
+    assert generated is not None, "every model has an inline form"
+    generic = converter._generic(conv, cls, overrides)
+
+    @settings(max_examples=150, deadline=None)
+    @given(_model_json(cls, camel))
+    def check(data: dict[str, Any]) -> None:
+        try:
+            expected = generic(data, cls)
+        except Exception:
+            failed = False
+            try:
+                generated(data, cls)
+            except Exception:
+                failed = True
+            assert failed, "the generated function accepted what cattrs refuses"
+            return
+        assert generated(data, cls) == expected
+
+    check()

@@ -286,12 +286,14 @@ def _generic(converter: OrjsonConverter, cls: type[Any], overrides: dict[str, An
     return build
 
 
-def _register_model(
-    converter: OrjsonConverter, hooks: dict[Any, Hook], cls: type[Any], *, camel: bool = True
-) -> None:
+def _model_fields(
+    cls: type[Any], *, camel: bool
+) -> tuple[list[tuple[str, str, Any]], dict[str, Any]]:
+    """The (attribute, JSON key, type) of each field read from JSON, and cattrs'
+    overrides for the same (renames, omitted fields)."""
     attrs.resolve_types(cls)
     overrides: dict[str, Any] = {}
-    fields: list[tuple[str, str, Any]] = []  # (attribute, JSON key, type) of each read field
+    fields: list[tuple[str, str, Any]] = []
     for a in attrs.fields(cls):
         if a.name == "raw" or a.metadata.get("computed"):
             overrides[a.name] = override(omit=True)
@@ -300,6 +302,13 @@ def _register_model(
         if camel:
             overrides[a.name] = override(rename=key)
         fields.append((a.name, key, a.type))
+    return fields, overrides
+
+
+def _register_model(
+    converter: OrjsonConverter, hooks: dict[Any, Hook], cls: type[Any], *, camel: bool = True
+) -> None:
+    fields, overrides = _model_fields(cls, camel=camel)
     build = _compile(cls, fields, hooks) or _generic(converter, cls, overrides)
 
     def structure(value: Any, cl: type[Any]) -> Any:
