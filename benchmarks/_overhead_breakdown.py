@@ -86,7 +86,7 @@ def group_of_file(filename: str) -> str | None:
     if filename == "~":
         return None
     path = filename.replace("\\", "/")
-    if "cattrs generated" in path or "attrs generated" in path:
+    if "attrs generated" in path or "dumpling_async generated" in path:
         return "structure"
     for group, endings in _CORE_FILES.items():
         if path.endswith(endings):
