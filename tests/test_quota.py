@@ -56,6 +56,21 @@ def test_whole_second_retry_after_still_learns_the_window(algorithm: str) -> Non
     assert outcome.share_429 <= 0.02, outcome
 
 
+@pytest.mark.parametrize("window", [2.0, 10.0])
+def test_a_window_counter_with_whole_second_retry_after_is_trickled(window: float) -> None:
+    """A sliding window counter that says Retry-After in whole seconds (the `limits`
+    library's way) is recognised as gradual (before: read as a log of a 3.5 s window,
+    0.54 of the quota at 2 s), and a sliding log is not trickled for long."""
+    counter = RateLimitRule(40, window, "sliding_counter")
+    for seed in range(8):
+        outcome = simulate(counter, seed=seed, headers=whole_seconds)
+        assert outcome.efficiency(600, counter) >= 0.8, (seed, outcome)
+        assert outcome.share_429 <= 0.01, (seed, outcome)
+    log = RateLimitRule(40, 0.5, "sliding")
+    worst = max(simulate(log, seed=seed, headers=whole_seconds).share_429 for seed in range(8))
+    assert worst <= 0.025
+
+
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_reset_information_is_used(algorithm: str) -> None:
     """When the server says when quota comes back, nothing has to be learned."""

@@ -38,6 +38,9 @@ MIN_WINDOW, MAX_WINDOW = 0.005, 3600.0
 _ZERO_BACKOFF = (0.5, 30.0)  # probing a server that says Limit: 0, first and longest wait
 _CLOSE = 1.04  # a window bracket this tight is learned; a wider one is halved by a test
 _TRICKLE_UNITS = 2.0  # a trickle probe goes when this many units are expected back
+# A trickle that meets this many 429s, one or more per this many grants, was a step
+# server (a sliding log) misread while its window was under test.
+_STEP_429S, _STEP_GRANTS = 4, 8
 
 
 @attrs.frozen(kw_only=True)
@@ -97,6 +100,8 @@ class QuotaModel:
         self._gradual_since = 0.0
         self._granted = 0.0  # units the server granted since _gradual_since
         self._granted_at = 0.0  # when the last of them was
+        self._trickle_429s = 0  # 429s met since the gradual mode began
+        self._stepped = False  # the gradual mode met too many 429s: a step server after all
         # What we measure is what we took: while probes keep finding quota to spare, ask
         # a little faster (a window counter refills as fast as the last window was used).
         self._boost = 1.0
@@ -318,13 +323,15 @@ class QuotaModel:
             if free >= _TRICKLE_UNITS:
                 self._boost = min(self._boost * 1.03, 2.0)
             return
-        # A window below the bracket's top is under test, and finding less back is how a
-        # test fails; a window an exact Retry-After set is not: finding far less back
-        # than it says is quota coming back gradually (a bucket, GCRA).
-        testing = not self._exact and self._hi is not None and self.window < self._hi
+        # Finding far less back than the log says is quota coming back gradually (a
+        # bucket, GCRA, a window counter), unless a trickle already failed here: then the
+        # server returns quota in steps, and with a window from whole seconds still under
+        # test, finding less back is how a test of a too-short window fails.
+        testing = self._stepped and not self._exact
         if expected >= 4 and free * 2 < expected and not testing:
             # Some of what was due is still counted: the server returns quota gradually.
             self._gradual, self._gradual_since = True, self._drained_at
+            self._trickle_429s = 0
             self._granted = 1.0  # the probe; the units it found follow as confirmed sends
             self._restamp(now)
             return
@@ -378,13 +385,21 @@ class QuotaModel:
             least = None if wait is None else wait - (1.0 if info.retry_after_rounded else 0.0)
             # A wait of many units' refill time means quota comes back in steps after all;
             # judged only once the rate was measured over enough units.
-            if least is None or least * rate < 8 or self._granted < 10:
+            if self._granted >= 10:  # counted once the rate was measured
+                self._trickle_429s += 1
+            # Many 429s for what was granted: a step server whose window was under test.
+            stepped = (
+                self._trickle_429s >= _STEP_429S
+                and self._granted < _STEP_GRANTS * self._trickle_429s
+            )
+            if not stepped and (least is None or least * rate < 8 or self._granted < 10):
                 self._boost = max(self._boost * 0.85, 0.5)  # it refills slower than we asked
                 self._drained_at = now
                 exact = wait is not None and not info.retry_after_rounded
                 self.pause(now, wait if exact and wait is not None else 1 / rate)
                 return
             self._gradual = False  # a long wait for one unit: quota comes back in steps
+            self._stepped = self._stepped or stepped
         pivot = self._pivot if probe else (self._log[0][0] if self._log else now)
         if probe:
             self._narrow(lo=sent - pivot)  # the unit it waited for was not back yet
