@@ -4,6 +4,7 @@ result be lost, each against a server that behaves as real ones do."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -46,6 +47,54 @@ async def _serve(handler: Any, path: str = "/api/v1/get-tiktok-profile") -> Test
 
 def _url(server: TestServer) -> str:
     return str(server.make_url("")).rstrip("/")
+
+
+class _SlowReplies:
+    """A TCP relay to 127.0.0.1:*port* that forwards requests at once and every reply
+    *delay* seconds late."""
+
+    def __init__(self, port: int, *, delay: float) -> None:
+        self._port, self._delay = port, delay
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: list[asyncio.StreamWriter] = []
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"redis://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/0"
+
+    async def __aenter__(self) -> _SlowReplies:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for writer in self._writers:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+        await self._server.wait_closed()
+
+    async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        redis_r, redis_w = await asyncio.open_connection("127.0.0.1", self._port)
+        self._writers += [client_w, redis_w]
+
+        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter, delay: float) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await r.read(65536):
+                    await asyncio.sleep(delay)
+                    w.write(data)
+                    await w.drain()
+            w.close()
+
+        for r, w, delay in ((client_r, redis_w, 0.0), (redis_r, client_w, self._delay)):
+            task = asyncio.ensure_future(pipe(r, w, delay))
+            self._tasks.add(task)
 
 
 # 1 -------------------------------------------------------------------------------------
@@ -192,6 +241,24 @@ async def test_a_cancelled_reservation_is_given_back_at_once(redis_server: Redis
     async with RedisCreditBudget(
         redis_server.url, api_key=KEY, max_credits=10, stale_after=3600
     ) as budget:
+        # Surely run: Redis answers at once, but the answer is held on its way back
+        # until after the cancellation, as on a slow network.
+        async with (
+            _SlowReplies(redis_server.port, delay=0.3) as relay,
+            RedisCreditBudget(relay.url, api_key=KEY, max_credits=10, stale_after=3600) as slow,
+        ):
+            await slow.reserve(10)  # connected, scripts loaded: the next call sends at once
+            await slow.settle(10, charged=False)
+            task = asyncio.ensure_future(slow.reserve(10))
+            await asyncio.sleep(0.1)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+                await slow.settle(10, charged=False)  # it won the race: give it back
+            async with asyncio.timeout(5):  # a leaked reservation would hold it for an hour
+                await slow.reserve(10)
+            await slow.settle(10, charged=False)
+        # And cancellations at every other point of its way.
         for _ in range(20):
             task = asyncio.ensure_future(budget.reserve(10))
             await asyncio.sleep(0)  # the script is on its way to Redis
