@@ -38,7 +38,7 @@ MIN_WINDOW, MAX_WINDOW = 0.005, 3600.0
 _ZERO_BACKOFF = (0.5, 30.0)  # probing a server that says Limit: 0, first and longest wait
 _CLOSE = 1.04  # a window bracket this tight is learned; a wider one is halved by a test
 _TRICKLE_UNITS = 2.0  # a trickle probe goes when this many units are expected back
-# A trickle that meets this many 429s, one or more per this many grants, was a step
+# A trickle that met this many 429s, more than one per this many grants, was a step
 # server (a sliding log) misread while its window was under test.
 _STEP_429S, _STEP_GRANTS = 4, 8
 
