@@ -21,6 +21,7 @@ from dumpling_async import (
     InsufficientCreditsError,
     InvalidResponseError,
     ProfileNotFoundError,
+    ProxyError,
     RateLimitError,
     ServerError,
     TranscriptNotFoundError,
@@ -52,6 +53,7 @@ EXPECTED = {
     401: AuthenticationError,
     403: InsufficientCreditsError,
     404: ProfileNotFoundError,
+    407: ProxyError,  # the proxy's answer, not the API's
     429: RateLimitError,
     500: ServerError,
     502: UpstreamError,

@@ -119,11 +119,14 @@ def error_for_status(
     rate_limit: RateLimitState | None,
     target: str | None = None,
     not_found: type[NotFoundError] = ProfileNotFoundError,
-) -> APIStatusError:
+) -> APIStatusError | ProxyError:
     """Map an error response to its exception class, parsing both vendor body shapes.
 
-    *not_found* is the 404 class of the endpoint that answered.
+    *not_found* is the 404 class of the endpoint that answered. A 407 is the proxy's
+    answer, not the API's.
     """
+    if status == 407:
+        return proxy_error(status, target or "", handle)
     cls = not_found if status == 404 else _BY_STATUS.get(status)
     if cls is None:
         cls = ServerError if status >= 500 else APIStatusError

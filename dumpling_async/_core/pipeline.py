@@ -26,7 +26,6 @@ from .fate import (
     Charge,
     charge_of,
     error_for_status,
-    proxy_error,
     scrubbed,
     transport_error,
 )
@@ -282,8 +281,6 @@ class Pipeline:
             self._release_slot()
         if status == 200:
             return response.body
-        if status == 407:  # the proxy's answer, not the API's
-            raise proxy_error(status, call.subject, call.handle)
         raise error_for_status(
             status,
             response.body,
