@@ -169,7 +169,7 @@ class Pipeline:
         """Tell the hooks how an attempt that was handed to the transport ended."""
         if not exchange.started:
             return  # stopped before it was sent: nothing to report but the error raised
-        info: ResponseInfo | None = exchange.info
+        info = exchange.info
         event = _event(
             ResponseEvent,
             call,

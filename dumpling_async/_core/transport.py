@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from contextvars import ContextVar
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import aiohttp
 from yarl import URL
@@ -19,6 +19,9 @@ from yarl import URL
 from .._errors import ClientClosedError, InvalidResponseError
 from .._version import __version__
 from .secret import Secret
+
+if TYPE_CHECKING:
+    from .quota import ResponseInfo
 
 __all__ = ["AiohttpTransport", "AuthHeaders", "Exchange", "Response", "Transport", "user_agent"]
 
@@ -35,7 +38,7 @@ class Exchange:
         self.sent = False  # it had a connection: the server may have received it
         self.status = 0  # the status line received (0: none)
         self.started = 0.0  # when the pipeline handed it over (0: never; for its hooks)
-        self.info: Any = None  # what the pipeline read of the answer (for its hooks)
+        self.info: ResponseInfo | None = None  # what the pipeline read of the answer (hooks)
 
 
 # The attempt the running task is sending, for the connector to mark as sent.
