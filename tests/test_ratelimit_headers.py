@@ -11,6 +11,7 @@ import pytest
 from conftest import KEY
 
 from dumpling_async import AsyncDumplingClient, ProfileResult, RateLimitError
+from dumpling_async._core.quota import MAX_LIMIT
 from dumpling_async.testing import (
     HOSTILE_HEADERS,
     RESET_HEADERS,
@@ -68,7 +69,11 @@ async def test_hostile_values_cost_no_paid_result(hostile: str) -> None:
     assert sum(r.ok for r in results) >= HANDLES * 0.9
     assert elapsed < 10, elapsed
     state = client.rate_limit
-    assert state.limit is None or 0 <= state.limit <= 1_000_000
+    assert state.limit is None or 0 <= state.limit <= MAX_LIMIT
+    if hostile == "huge_limit":
+        assert state.limit == MAX_LIMIT  # 10**14 said, capped
+    elif hostile == "remaining_over_limit":
+        assert state.limit == RULE.limit
     assert state.remaining is None or 0 <= state.remaining <= (state.limit or 0)
 
 
