@@ -139,12 +139,7 @@ def _model_tuple(converter: OrjsonConverter) -> Any:
         (item,) = t.__args__[:1]
 
         def structure(value: Any, _: type) -> tuple[Any, ...]:
-            if value is None:
-                return ()
-            if not isinstance(value, list):
-                raise TypeError(f"expected a list, got {type(value).__name__}")
-            hook = converter.get_structure_hook(item)
-            return tuple(hook(v, item) for v in value)
+            return _models(value, converter.get_structure_hook(item), item)
 
         return structure
 
