@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dumpling_async import InvalidResponseError, TikTokProfile, TikTokVideo, VideoComment
@@ -50,7 +50,7 @@ def _profile_like() -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries({}, optional={"user": user, "stats": stats, "itemList": items})
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(_profile_like())
 def test_structuring_gives_profile_or_invalid_response(data: dict[str, Any]) -> None:
     """Any JSON object gives a TikTokProfile or InvalidResponseError, nothing else."""

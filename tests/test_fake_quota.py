@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import math
 import random
@@ -11,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import attrs
 import pytest
 from conftest import KEY
 
@@ -19,9 +21,11 @@ from dumpling_async.testing import (
     GARBAGE_VALUES,
     HOSTILE_HEADERS,
     RESET_HEADERS,
+    AnswerTime,
     FakeDumplingServer,
     RateLimitRule,
 )
+from dumpling_async.testing._headers import Quota, rate_limit_headers, retry_after_headers
 from dumpling_async.testing._quota import Algorithm, Window
 
 PATH = "/api/v1/get-tiktok-profile"
@@ -143,17 +147,22 @@ def test_gcra() -> None:
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_reports_are_consistent(algorithm: Algorithm) -> None:
     """For every algorithm, a refusal's wait is exactly when the next request is allowed."""
-    w = _window(algorithm, limit=5, window=2.0)
-    now, rng = 0.0, random.Random(3)
+    _check_consistent(_window(algorithm, limit=5, window=2.0))
+
+
+def _check_consistent(w: Window, start: float = 0.0, window: float = 2.0) -> None:
+    """Over a random schedule, each refusal's wait is when the next request is allowed."""
+    now, rng = start, random.Random(3)
+    rate = 4.0 * 2.0 / window  # about 1.6 x the limit per window
     for _ in range(400):
-        now += rng.expovariate(4.0)
+        now += rng.expovariate(rate)
         before = w.remaining(now)
         wait = w.take(now)
         if wait is None:
             assert before >= 1 and w.remaining(now) in (before - 1, before)
             continue
         assert before == 0 and w.until_allowed(now) == wait == w.reset_after(now)
-        assert 0 < wait <= 2.0 + 1e-5
+        assert 0 < wait <= window + 1e-5
         # Probed on copies: a window's clock only goes forward.
         assert copy.deepcopy(w).remaining(now + wait * 0.99 - 1e-5) == 0
         assert copy.deepcopy(w).remaining(now + wait) >= 1
@@ -211,6 +220,268 @@ def test_rule_and_limit_are_checked() -> None:
         FakeDumplingServer(hostile_headers="evil")  # type: ignore[arg-type]
 
 
+# Aligned windows run on Unix time in the fake server: checked there, with a window that
+# is no power of two (0.3 s), and with a lockout too.
+UNIX_NOW = 1_700_000_000.123
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "options", "window", "start"),
+    [(a, {"lockout": True}, 2.0, 0.0) for a in ALGORITHMS]
+    + [(a, {"aligned": True}, 0.3, UNIX_NOW) for a in ("fixed", "sliding_counter")]
+    + [(a, {"aligned": True, "lockout": True}, 0.3, UNIX_NOW) for a in ("fixed", "sliding_counter")]
+    + [("token_bucket", {"refill": 2}, 2.0, 0.0)],
+)
+def test_reports_are_consistent_with_options(
+    algorithm: Algorithm, options: Any, window: float, start: float
+) -> None:
+    """With a lockout, aligned windows or a slow refill, a refusal's wait is still exactly
+    when the next request is allowed."""
+    rule = RateLimitRule(5, window, algorithm, **options)
+    _check_consistent(Window(rule, start), start=start, window=window)
+
+
+# -- answer times ----------------------------------------------------------------------------
+
+
+def test_answer_time_stays_in_its_spread() -> None:
+    """Samples are uniform in mean x (1 +- spread), never below minimum, 0 for a mean of 0."""
+    rng = random.Random(1)
+    samples = [AnswerTime(mean=0.2).sample(rng) for _ in range(2000)]
+    assert all(0.1 <= s <= 0.3 for s in samples)
+    assert min(samples) < 0.11 and max(samples) > 0.29  # the whole spread is used
+    assert sum(samples) / len(samples) == pytest.approx(0.2, abs=0.01)
+    assert {AnswerTime(mean=0.2, spread=0.0).sample(rng) for _ in range(10)} == {0.2}
+    assert {AnswerTime(mean=0.002).sample(rng) for _ in range(10)} == {0.005}  # minimum
+    assert AnswerTime(mean=0.0, tail_every=1).sample(rng) == 0.0
+
+
+def test_answer_time_tail_is_one_in_n_at_random() -> None:
+    """With ``tail_every=10``, about a tenth of the answers, at random places, are
+    ``tail_factor`` times slower; a seed repeats the same draws."""
+    answer = AnswerTime(mean=0.1, spread=0.1, tail_every=10, tail_factor=10.0)
+    rng = random.Random(1)
+    samples = [answer.sample(rng) for _ in range(10_000)]
+    slow = [i for i, s in enumerate(samples) if s > 0.5]
+    assert all(0.9 - 1e-9 <= samples[i] <= 1.1 + 1e-9 for i in slow)
+    assert all(0.09 - 1e-9 <= s <= 0.11 + 1e-9 for i, s in enumerate(samples) if i not in slow)
+    assert 0.08 <= len(slow) / len(samples) <= 0.12
+    assert len({i % 10 for i in slow}) == 10  # drawn, not every tenth
+    again = random.Random(1)
+    assert [answer.sample(again) for _ in range(10_000)] == samples
+
+
+def test_answer_time_is_checked() -> None:
+    """Out-of-range fields are refused, and every field is keyword-only."""
+    for bad in (
+        {"mean": -0.1},
+        {"mean": math.inf},
+        {"mean": math.nan},
+        {"mean": 0.1, "spread": 1.5},
+        {"mean": 0.1, "spread": -0.1},
+        {"mean": 0.1, "tail_every": 0},
+        {"mean": 0.1, "tail_factor": 0.5},
+        {"mean": 0.1, "minimum": -0.001},
+    ):
+        with pytest.raises(ValueError, match=next(iter(bad.keys() - {"mean"}), "mean")):
+            AnswerTime(**bad)
+    with pytest.raises(TypeError):
+        AnswerTime(0.1)  # type: ignore[misc]
+
+
+def test_latency_seed_repeats_the_answer_times() -> None:
+    """The server draws an AnswerTime per request from its own generator seeded with
+    ``latency_seed``; a float latency stays a constant."""
+    answer = AnswerTime(mean=0.1, tail_every=3)
+    rng = random.Random(5)
+    expected = [answer.sample(rng) for _ in range(20)]
+    for _ in range(2):
+        server = FakeDumplingServer(latency=answer, latency_seed=5)
+        assert [server._answer_time() for _ in range(20)] == expected
+    assert len(set(expected)) == 20
+    assert {FakeDumplingServer(latency=0.25)._answer_time() for _ in range(3)} == {0.25}
+
+
+# -- the rule's options, with a controlled clock ---------------------------------------------
+
+
+def test_aligned_fixed_window_starts_at_a_multiple() -> None:
+    """``aligned``: a fixed window first used at 1003.7 runs from 1000 to 1010, not to 1013.7."""
+    w = Window(RateLimitRule(4, 10.0, "fixed", aligned=True), 1003.7)
+    assert _burst(w, 1003.7, 4) == [3, 2, 1, 0]
+    assert w.take(1004.0) == pytest.approx(6.0)
+    assert w.until_full(1004.0) == pytest.approx(6.0)
+    assert w.remaining(1009.999) == 0
+    assert w.remaining(1010.0) == 4
+    assert _burst(w, 1012.5, 4) == [3, 2, 1, 0]
+    assert w.take(1019.0) == pytest.approx(1.0)
+    assert w.remaining(1035.0) == 4  # windows passed unused: still on multiples
+    assert _burst(w, 1035.0, 4)[-1] == 0 and w.take(1035.0) == pytest.approx(5.0)
+    unaligned = Window(RateLimitRule(4, 10.0, "fixed"), 1003.7)
+    _burst(unaligned, 1003.7, 4)
+    assert unaligned.take(1004.0) == pytest.approx(9.7)
+    assert Window(RateLimitRule(4, 10.0, "fixed", aligned=True), -3.0).take(-3.0) is None
+
+
+def test_aligned_sliding_counter_windows_start_at_multiples() -> None:
+    """``aligned``: the sliding counter's fixed windows are [1000, 1010), [1010, 1020): at
+    1011 the first window's 10 weigh 9, at 1015 they weigh 5."""
+    w = Window(RateLimitRule(10, 10.0, "sliding_counter", aligned=True), 1003.7)
+    assert _burst(w, 1003.7, 10)[-1] == 0
+    assert w.take(1005.0) == pytest.approx(5.0, abs=1e-5)  # until 1010
+    assert w.remaining(1009.9) == 0
+    assert w.remaining(1011.0) == 1
+    assert w.remaining(1015.0) == 5
+    assert w.remaining(1030.0) == 10
+    unaligned = Window(RateLimitRule(10, 10.0, "sliding_counter"), 1003.7)
+    _burst(unaligned, 1003.7, 10)
+    assert unaligned.remaining(1011.0) == 0  # its first window runs to 1013.7
+
+
+def test_token_bucket_refill_below_limit() -> None:
+    """``refill=2``: a burst of 10, then 2 a second; waits and resets at that rate."""
+    w = Window(RateLimitRule(10, 1.0, "token_bucket", refill=2), 0.0)
+    assert w.limit == 10
+    assert _burst(w, 0.0, 10) == list(range(9, -1, -1))
+    assert w.take(0.0) == pytest.approx(0.5)
+    assert w.reset_after(0.0) == pytest.approx(0.5)  # Remaining 0: until one more
+    assert w.until_full(0.0) == pytest.approx(5.0)
+    assert w.take(0.25) == pytest.approx(0.25)
+    assert w.remaining(0.5) == 1 and w.take(0.5) is None
+    assert w.remaining(2.5) == 4
+    assert w.reset_after(2.5) == pytest.approx(3.0)  # 6 tokens to go at 2 a second
+    assert w.remaining(5.5) == 10
+    paced = Window(RateLimitRule(10, 1.0, "token_bucket", refill=2), 0.0)
+    allowed = sum(paced.take(i * 0.01) is None for i in range(1001))
+    assert allowed == 10 + 2 * 10  # the burst, then 2 a second for 10 s
+
+
+def test_refill_is_checked() -> None:
+    """``refill`` is for token buckets only, between 1 and limit, and a limit change may
+    not go below it; ``refill=limit`` is the plain bucket."""
+    with pytest.raises(ValueError, match="token_bucket"):
+        RateLimitRule(10, 1.0, "fixed", refill=2)
+    for bad in (0, 11):
+        with pytest.raises(ValueError, match="refill"):
+            RateLimitRule(10, 1.0, "token_bucket", refill=bad)
+    w = Window(RateLimitRule(10, 1.0, "token_bucket", refill=5), 0.0)
+    with pytest.raises(ValueError, match="refill"):
+        w.set_limit(4)
+    w.set_limit(5)
+    assert w.limit == 5
+    plain, full = (
+        _window("token_bucket", 5, 1.0),
+        Window(RateLimitRule(5, 1.0, "token_bucket", refill=5), 0.0),
+    )
+    rng = random.Random(2)
+    now = 0.0
+    for _ in range(300):
+        now += rng.expovariate(8.0)
+        assert plain.take(now) == full.take(now)
+
+
+def test_lockout_fixed_refuses_until_the_window_end() -> None:
+    """``lockout`` on a fixed window: after a denial even a raised limit lets nothing
+    through until the window's end; then the whole limit is there."""
+    w = Window(RateLimitRule(3, 10.0, "fixed", lockout=True), 0.0)
+    assert _burst(w, 0.0, 3) == [2, 1, 0]
+    assert w.take(4.0) == pytest.approx(6.0)
+    w.set_limit(6)
+    assert w.remaining(5.0) == 0
+    assert w.take(5.0) == pytest.approx(5.0)
+    assert w.until_allowed(9.99) == pytest.approx(0.01)
+    assert w.take(9.99) == pytest.approx(0.01)
+    assert _burst(w, 10.0, 6) == [5, 4, 3, 2, 1, 0]
+    free = Window(RateLimitRule(3, 10.0, "fixed"), 0.0)
+    _burst(free, 0.0, 3)
+    assert free.take(4.0) is not None
+    free.set_limit(6)
+    assert free.take(5.0) is None  # without a lockout the raised limit applies at once
+
+
+def test_lockout_sliding_counter_refuses_without_counting() -> None:
+    """``lockout`` on a sliding counter: after a denial at 12 everything is refused, and
+    not counted, until the window ends at 20, where a plain counter allows at 12.5."""
+    rule = RateLimitRule(10, 10.0, "sliding_counter", lockout=True)
+    w, free = Window(rule, 0.0), Window(attrs.evolve(rule, lockout=False), 0.0)
+    for window in (w, free):
+        _burst(window, 0.0, 5)
+        assert _burst(window, 12.0, 6)[-1] == 0  # 5 x 0.8 + 6 = 10
+    assert w.take(12.0) == pytest.approx(8.0, abs=1e-5)
+    assert free.take(12.0) == pytest.approx(0.0, abs=1e-5)
+    for at in (12.5, 15.0, 19.9):
+        assert w.remaining(at) == 0
+        assert w.take(at) == pytest.approx(20.0 - at, abs=1e-5)
+        assert w.reset_after(at) == pytest.approx(20.0 - at, abs=1e-5)
+    assert free.take(12.5) is None  # 5 x 0.75 + 6 = 9.75
+    assert w.remaining(20.001) == 5  # 6 x 0.9999: the refused ones were not counted
+    assert w.take(20.001) is None
+
+
+def test_lockout_other_algorithms_last_the_denials_wait() -> None:
+    """``lockout`` on the other algorithms lasts the wait the denial gave."""
+    for algorithm in ("sliding", "token_bucket", "gcra"):
+        w = Window(RateLimitRule(4, 1.0, algorithm, lockout=True), 0.0)  # type: ignore[arg-type]
+        _burst(w, 0.0, 4)
+        wait = w.take(0.0)
+        assert wait == pytest.approx(1.0 if algorithm == "sliding" else 0.25, abs=1e-5)
+        w.set_limit(8)  # more room at once, but the lockout holds
+        assert w.remaining(wait / 2) == 0
+        assert w.take(wait / 2) == pytest.approx(wait / 2)
+        assert w.take(wait) is None, algorithm
+
+
+def test_window_end_reset_reports_the_fixed_window_end() -> None:
+    """``window_end_reset``: the reported reset is the fixed window's end, even when the
+    sliding counter is not whole by then (it over-promises); other algorithms ignore it."""
+    fixed = Window(RateLimitRule(4, 10.0, "fixed", window_end_reset=True), 0.0)
+    assert fixed.reset_after(0.0) == pytest.approx(10.0)  # unused: 0 without the option
+    assert _window("fixed", 4, 10.0).reset_after(0.0) == 0.0
+    fixed.take(3.0)
+    assert fixed.reset_after(3.0) == pytest.approx(7.0)
+    rule = RateLimitRule(10, 10.0, "sliding_counter", window_end_reset=True)
+    counter, plain = Window(rule, 10.0), Window(attrs.evolve(rule, window_end_reset=False), 10.0)
+    for window in (counter, plain):
+        _burst(window, 19.0, 5)
+    assert counter.reset_after(19.0) == pytest.approx(1.0)
+    assert plain.reset_after(19.0) == pytest.approx(9.0, abs=1e-5)  # 5 x (1 - t/10) < 1
+    assert counter.remaining(20.0) == 5  # at the reported reset the quota is not whole
+    gcra = Window(RateLimitRule(4, 8.0, "gcra", window_end_reset=True), 0.0)
+    gcra.take(0.0)
+    assert gcra.reset_after(0.0) == pytest.approx(2.0)
+
+
+def test_new_reset_forms_text() -> None:
+    """``x-unix-ms`` is Unix time in whole milliseconds, rounded up; ``x-seconds-whole``
+    is delta seconds, whole, rounded up."""
+    quota = Quota(limit=3, remaining=2, reset=1.2341, window=60.0)
+    ms = rate_limit_headers("x-unix-ms", quota, wall=1_700_000_000.0)
+    assert ms == {
+        "X-RateLimit-Limit": "3",
+        "X-RateLimit-Remaining": "2",
+        "X-RateLimit-Reset": "1700000001235",
+    }
+    whole = rate_limit_headers("x-seconds-whole", quota, wall=1_700_000_000.0)
+    assert whole["X-RateLimit-Reset"] == "2"
+    exact = attrs.evolve(quota, reset=3.0)
+    assert rate_limit_headers("x-seconds-whole", exact)["X-RateLimit-Reset"] == "3"
+    assert rate_limit_headers("x-unix-ms", exact, wall=10.5)["X-RateLimit-Reset"] == "13500"
+
+
+def test_retry_after_rounding() -> None:
+    """``down`` floors Retry-After (0 under a second); ``up`` stays at least 1; the
+    milliseconds header is the same either way."""
+    assert retry_after_headers(0.4, ms=True, rounding="down") == {
+        "Retry-After": "0",
+        "Retry-After-Ms": "400",
+    }
+    assert retry_after_headers(0.4, ms=True) == {"Retry-After": "1", "Retry-After-Ms": "400"}
+    assert retry_after_headers(1.7, ms=False, rounding="down") == {"Retry-After": "1"}
+    assert retry_after_headers(1.7, ms=False, rounding="up") == {"Retry-After": "2"}
+    with pytest.raises(ValueError, match="retry_after_rounding"):
+        FakeDumplingServer(retry_after_rounding="nearest")  # type: ignore[arg-type]
+
+
 # -- headers, over real requests -------------------------------------------------------------
 
 
@@ -265,7 +536,8 @@ async def test_reset_in_seconds(session: aiohttp.ClientSession) -> None:
     for _, headers in seen:
         assert set(headers) >= {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"}
         value = headers["X-RateLimit-Reset"]
-        assert len(value.split(".")[1]) == 3 and 59.0 < float(value) <= 60.0
+        # Rounded up to the millisecond, after Window's 1e-6 nudge: 60.001 is right too.
+        assert len(value.split(".")[1]) == 3 and 59.0 < float(value) <= 60.001
     assert int(seen[3][1]["Retry-After"]) >= float(seen[3][1]["X-RateLimit-Reset"])
 
 
@@ -417,6 +689,75 @@ async def test_headers_hook_rewrites_last(session: aiohttp.ClientSession) -> Non
         {"X-RateLimit-Limit": "10", "X-RateLimit-Remaining": "0"},
         {"Retry-After": "0.5"},
     ]
+
+
+async def test_answer_time_is_waited_after_counting(session: aiohttp.ClientSession) -> None:
+    """A request is counted when it arrives and answered after its 0.3 s answer time: of
+    two concurrent requests against limit 1, the 429 comes back while the 200 is waiting."""
+    answer = AnswerTime(mean=0.3, spread=0.0)
+    async with _serve(rate_limit=RateLimitRule(1, 60.0), latency=answer) as server:
+        started = time.monotonic()
+
+        async def one(handle: str) -> tuple[int, float]:
+            async with session.post(server.url + PATH, json={"handle": handle}) as response:
+                await response.read()
+                return response.status, time.monotonic() - started
+
+        (ok, slow), (refused, fast) = sorted(await asyncio.gather(one("a"), one("b")))
+    assert (ok, refused) == (200, 429)
+    assert slow >= 0.3 and fast < slow
+    assert [r.status for r in server.records] == [429, 200]  # answered in that order
+    assert server.max_in_flight == 2
+
+
+async def test_reset_as_unix_milliseconds(session: aiohttp.ClientSession) -> None:
+    """``x-unix-ms``: X-RateLimit-Reset is a Unix time in whole milliseconds."""
+    async with _serve(reset_headers="x-unix-ms") as server:
+        before = time.time()
+        seen = await _send(session, server, 2)
+        after = time.time()
+    for _, headers in seen:
+        reset = headers["X-RateLimit-Reset"]
+        assert reset.isdigit() and len(reset) == 13
+        assert (before + 60) * 1000 <= int(reset) <= (after + 60) * 1000 + 1
+
+
+async def test_reset_in_whole_seconds(session: aiohttp.ClientSession) -> None:
+    """``x-seconds-whole``: X-RateLimit-Reset is delta seconds, whole, rounded up."""
+    async with _serve(reset_headers="x-seconds-whole", rate_limit=RateLimitRule(3, 59.5)) as server:
+        seen = await _send(session, server, 4)
+    assert [s for s, _ in seen] == [200, 200, 200, 429]
+    assert [h["X-RateLimit-Reset"] for _, h in seen] == ["60"] * 4
+
+
+@pytest.mark.parametrize(("form", "unit"), [("x-unix", 60), ("x-unix-ms", 60_000)])
+async def test_aligned_windows_end_on_unix_multiples(
+    session: aiohttp.ClientSession, form: str, unit: int
+) -> None:
+    """``aligned=True`` on the fake server: windows follow Unix time, so the Unix reset is
+    a multiple of the 60 s window."""
+    rule = RateLimitRule(3, 60.0, aligned=True)
+    async with _serve(reset_headers=form, rate_limit=rule) as server:
+        before = time.time()
+        seen = await _send(session, server, 4)
+    assert [s for s, _ in seen] == [200, 200, 200, 429]
+    for _, headers in seen:
+        reset = int(headers["X-RateLimit-Reset"])
+        assert reset % unit == 0 and before * unit / 60 < reset <= (before + 61) * unit / 60
+
+
+async def test_retry_after_rounded_down(session: aiohttp.ClientSession) -> None:
+    """``retry_after_rounding="down"``: a 0.4 s wait says Retry-After 0 (Retry-After-Ms
+    still the milliseconds)."""
+    rule = RateLimitRule(1, 0.4)
+    async with _serve(rate_limit=rule, retry_after_rounding="down") as server:
+        seen = await _send(session, server, 2)
+    assert [s for s, _ in seen] == [200, 429]
+    assert seen[1][1]["Retry-After"] == "0"
+    assert 1 <= int(seen[1][1]["Retry-After-Ms"]) <= 400
+    async with _serve(rate_limit=rule) as server:
+        seen = await _send(session, server, 2)
+    assert seen[1][1]["Retry-After"] == "1"
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)

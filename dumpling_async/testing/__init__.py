@@ -27,13 +27,18 @@ tests can assert on the server's own view::
 The rate limit (``RateLimitRule(limit, window, algorithm)``) runs one of ``ALGORITHMS``:
 ``fixed`` window, ``sliding`` log, ``sliding_counter`` (the weighted sliding window counter
 of Cloudflare and the ``limits`` library), ``token_bucket`` or ``gcra``; the server's
-``set_rate_limit`` changes the limit mid-run. By default every response past the auth
-check carries ``X-RateLimit-Limit`` / ``X-RateLimit-Remaining`` and an exceeded limit
-answers 429 + ``Retry-After`` (and ``Retry-After-Ms``), as the vendor documents. Options
-make it behave like other real APIs: ``reset_headers`` (one of ``RESET_HEADERS``) adds
-``X-RateLimit-Reset`` in seconds or as a Unix time, or sends the IETF ``RateLimit-*`` /
+``set_rate_limit`` changes the limit mid-run. The rule's keyword options copy other real
+limiters: ``aligned`` windows (at multiples of the window in Unix time), a token bucket
+with a ``refill`` below its size, a ``lockout`` after a denial until the reset, and a
+``window_end_reset`` (the reset reported is the fixed window's end). By default every
+response past the auth check carries ``X-RateLimit-Limit`` / ``X-RateLimit-Remaining``
+and an exceeded limit answers 429 + ``Retry-After`` (and ``Retry-After-Ms``), as the
+vendor documents. Options make it behave like other real APIs: ``reset_headers`` (one of
+``RESET_HEADERS``) adds ``X-RateLimit-Reset`` in seconds (to the millisecond or whole) or
+as a Unix time (in seconds or milliseconds), or sends the IETF ``RateLimit-*`` /
 ``RateLimit`` + ``RateLimit-Policy`` forms instead; ``retry_after_on_429=False`` sends
-bare 429s, ``retry_after_always=True`` puts a meaningless ``Retry-After`` on the other
+bare 429s, ``retry_after_rounding="down"`` rounds ``Retry-After`` down (0 for a wait under
+a second), ``retry_after_always=True`` puts a meaningless ``Retry-After`` on the other
 responses too; ``hostile_headers`` (one of ``HOSTILE_HEADERS``) sends hostile values
 (``Limit: 0``, Remaining above Limit, a huge Limit, garbage, negative numbers) while the
 real rule still applies; ``headers_hook(status, headers)`` rewrites each response's
@@ -45,7 +50,9 @@ Handles starting with ``empty`` have no videos, followers or followings; queries
 with ``nobody`` find no one. 404s are never charged. Nor are injected faults: they model
 requests the vendor did not complete (a client still counts a 200 it could not use as
 spent, to stay on the safe side of a budget). The ``latency`` fault is a slow but normal,
-charged answer.
+charged answer. ``latency=`` slows every answer: a constant, or an ``AnswerTime`` (a
+spread around a mean and a slow tail, drawn per request, ``latency_seed=`` for a
+reproducible run); a request is counted against the rate limit before it waits.
 """
 
 from ._data import (
@@ -62,6 +69,7 @@ from ._data import (
 )
 from ._faults import FAULT_KINDS, SCRIPTED_ONLY, FaultPlan
 from ._headers import GARBAGE_VALUES, HOSTILE_HEADERS, RESET_HEADERS
+from ._latency import AnswerTime
 from ._quota import ALGORITHMS, RateLimitRule
 from ._record import RequestRecord
 from ._requests import ENDPOINTS
@@ -75,6 +83,7 @@ __all__ = [
     "HOSTILE_HEADERS",
     "RESET_HEADERS",
     "SCRIPTED_ONLY",
+    "AnswerTime",
     "FakeDumplingServer",
     "FaultPlan",
     "RateLimitRule",

@@ -2,7 +2,8 @@
 
 ``rate_limit_headers`` renders one response's quota (limit, remaining, seconds until
 reset, window) in one of the ``RESET_HEADERS`` forms, after replacing the values by one
-of the ``HOSTILE_HEADERS`` when asked. ``retry_after_headers`` renders a wait.
+of the ``HOSTILE_HEADERS`` when asked. ``retry_after_headers`` renders a wait, rounded up (the
+common way) or down (``Math.floor`` in a Node handler, which can say 0).
 """
 
 from __future__ import annotations
@@ -21,14 +22,27 @@ __all__ = [
     "Hostile",
     "Quota",
     "ResetHeaders",
+    "RetryAfterRounding",
     "check_header_options",
     "is_rate_limit_header",
     "rate_limit_headers",
     "retry_after_headers",
 ]
 
-ResetHeaders = Literal["none", "x-seconds", "x-unix", "ietf", "ietf-structured"]
-RESET_HEADERS: tuple[ResetHeaders, ...] = ("none", "x-seconds", "x-unix", "ietf", "ietf-structured")
+ResetHeaders = Literal[
+    "none", "x-seconds", "x-unix", "ietf", "ietf-structured", "x-unix-ms", "x-seconds-whole"
+]
+RESET_HEADERS: tuple[ResetHeaders, ...] = (
+    "none",
+    "x-seconds",
+    "x-unix",
+    "ietf",
+    "ietf-structured",
+    "x-unix-ms",
+    "x-seconds-whole",
+)
+RetryAfterRounding = Literal["up", "down"]
+_ROUNDINGS: tuple[RetryAfterRounding, ...] = ("up", "down")
 Hostile = Literal["limit_zero", "remaining_over_limit", "huge_limit", "garbage", "negative"]
 HOSTILE_HEADERS: tuple[Hostile, ...] = (
     "limit_zero",
@@ -45,12 +59,19 @@ HeadersHook = Callable[[int, dict[str, str]], dict[str, str]]
 _RATE_PREFIXES = ("x-ratelimit", "ratelimit", "retry-after")
 
 
-def check_header_options(reset_headers: str, hostile: str | None) -> None:
-    """Raise ValueError for an unknown ``reset_headers`` or ``hostile_headers`` name."""
+def check_header_options(
+    reset_headers: str, hostile: str | None, retry_after_rounding: str = "up"
+) -> None:
+    """Raise ValueError for an unknown ``reset_headers``, ``hostile_headers`` or
+    ``retry_after_rounding`` name."""
     if reset_headers not in RESET_HEADERS:
         raise ValueError(f"reset_headers must be one of {RESET_HEADERS}, got {reset_headers!r}")
     if hostile is not None and hostile not in HOSTILE_HEADERS:
         raise ValueError(f"hostile_headers must be one of {HOSTILE_HEADERS} or None: {hostile!r}")
+    if retry_after_rounding not in _ROUNDINGS:
+        raise ValueError(
+            f"retry_after_rounding must be one of {_ROUNDINGS}, got {retry_after_rounding!r}"
+        )
 
 
 def is_rate_limit_header(name: str) -> bool:
@@ -85,7 +106,9 @@ def _reset_text(form: ResetHeaders, reset: float, wall: float) -> str:
         return f"{math.ceil(reset * 1000) / 1000:.3f}"  # rounded up to the millisecond
     if form == "x-unix":
         return str(math.ceil(wall + reset))
-    return str(math.ceil(reset))  # the IETF forms: delta seconds, rounded up
+    if form == "x-unix-ms":
+        return str(math.ceil((wall + reset) * 1000))
+    return str(math.ceil(reset))  # x-seconds-whole, the IETF forms: delta seconds, rounded up
 
 
 def _hostile(kind: Hostile | None, quota: Quota, texts: _Texts, seq: int) -> _Texts:
@@ -118,8 +141,10 @@ def rate_limit_headers(
     ``none``: ``X-RateLimit-Limit`` and ``X-RateLimit-Remaining``; ``x-seconds``: those
     and ``X-RateLimit-Reset`` in seconds (3 decimals, rounded up); ``x-unix``: the same
     with ``X-RateLimit-Reset`` the Unix time *wall* + reset (whole seconds, rounded up);
-    ``ietf``: ``RateLimit-Limit``, ``RateLimit-Remaining``, ``RateLimit-Reset`` (whole
-    seconds, rounded up) and ``RateLimit-Policy: L;w=W``; ``ietf-structured``:
+    ``x-unix-ms``: the same in integer milliseconds, rounded up; ``x-seconds-whole``:
+    ``X-RateLimit-Reset`` in delta seconds, whole, rounded up; ``ietf``:
+    ``RateLimit-Limit``, ``RateLimit-Remaining``, ``RateLimit-Reset`` (whole seconds,
+    rounded up) and ``RateLimit-Policy: L;w=W``; ``ietf-structured``:
     ``RateLimit: limit=L, remaining=R, reset=S`` (S as ``ietf``) and ``RateLimit-Policy``.
     *hostile* replaces the values; *seq* numbers the response (for ``garbage``).
     """
@@ -142,10 +167,14 @@ def rate_limit_headers(
     return headers
 
 
-def retry_after_headers(seconds: float, *, ms: bool) -> dict[str, str]:
-    """``Retry-After`` in whole seconds, rounded up (at least 1), and with *ms* also
-    ``Retry-After-Ms`` in milliseconds, rounded up (at least 1)."""
-    headers = {"Retry-After": str(max(1, math.ceil(seconds)))}
+def retry_after_headers(
+    seconds: float, *, ms: bool, rounding: RetryAfterRounding = "up"
+) -> dict[str, str]:
+    """``Retry-After`` in whole seconds, rounded up (at least 1) or with ``rounding="down"``
+    down (0 for a wait under a second, as ``Math.floor`` in a Node handler gives), and
+    with *ms* also ``Retry-After-Ms`` in milliseconds, rounded up (at least 1)."""
+    whole = max(1, math.ceil(seconds)) if rounding == "up" else max(0, math.floor(seconds))
+    headers = {"Retry-After": str(whole)}
     if ms:
         headers["Retry-After-Ms"] = str(max(1, math.ceil(seconds * 1000)))
     return headers

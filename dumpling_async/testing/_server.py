@@ -2,14 +2,15 @@
 
 Auth, credits, the per-key rate limit and the request record are here; the answers come
 from ``_answers`` (over ``_data``), the body checks from ``_requests``, the quota
-algorithms from ``_quota``, the rate-limit header forms from ``_headers`` and the
-injected faults from ``_faults``.
+algorithms from ``_quota``, the rate-limit header forms from ``_headers``, the answer
+times from ``_latency`` and the injected faults from ``_faults``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import random
 import time
 from collections.abc import Collection, Iterable, Mapping
 
@@ -31,12 +32,14 @@ from ._headers import (
     Hostile,
     Quota,
     ResetHeaders,
+    RetryAfterRounding,
     check_header_options,
     is_rate_limit_header,
     rate_limit_headers,
     retry_after_headers,
 )
-from ._quota import RateLimitRule, Window
+from ._latency import AnswerTime
+from ._quota import RateLimitRule, Window, aligns_to_clock
 from ._record import Ledger, RequestRecord
 from ._requests import (
     API_PREFIX,
@@ -63,21 +66,32 @@ class FakeDumplingServer(Ledger):
     gave up on it (timed out, cancelled, disconnected), as most web stacks do: the
     client cannot know whether it paid. ``idle()`` waits for such requests to finish.
 
+    ``latency`` is how long each request that passed the body checks waits before it is
+    answered: seconds, or an ``AnswerTime`` drawn per request from a
+    ``random.Random(latency_seed)`` of the server's own. The request was counted against
+    the rate limit when it arrived, before that wait, as real servers count it.
+
     Rate-limit headers (with a ``rate_limit``): ``reset_headers``, one of
     ``RESET_HEADERS``, picks the form. ``"none"``: ``X-RateLimit-Limit`` and
     ``X-RateLimit-Remaining`` only. ``"x-seconds"``: also ``X-RateLimit-Reset`` in seconds
     (3 decimals, rounded up). ``"x-unix"``: also ``X-RateLimit-Reset`` as a Unix time
-    (whole seconds, rounded up, GitHub style). ``"ietf"``: instead ``RateLimit-Limit``,
-    ``RateLimit-Remaining``, ``RateLimit-Reset`` (whole seconds, rounded up) and
+    (whole seconds, rounded up, GitHub style). ``"x-unix-ms"``: the same in integer
+    milliseconds, rounded up. ``"x-seconds-whole"``: also ``X-RateLimit-Reset`` in whole
+    seconds, rounded up. ``"ietf"``: instead ``RateLimit-Limit``, ``RateLimit-Remaining``,
+    ``RateLimit-Reset`` (whole seconds, rounded up) and
     ``RateLimit-Policy: <limit>;w=<window seconds>``. ``"ietf-structured"``: instead
     ``RateLimit: limit=L, remaining=R, reset=S`` and ``RateLimit-Policy``. The reset is
     the time until one more request is allowed when Remaining is 0, else until the whole
-    quota is back (``Window.reset_after``).
+    quota is back (``Window.reset_after``). ``RateLimitRule(aligned=True)`` windows run
+    on the Unix clock (``time.time()``, held still if it steps back), so they end on
+    multiples of the window in Unix time and the Unix-time resets say exactly those ends.
 
-    A 429 has ``Retry-After`` (whole seconds, rounded up; with ``retry_after_ms`` also
-    ``Retry-After-Ms``) unless ``retry_after_on_429=False``. ``retry_after_always=True``
-    also puts ``Retry-After: <window, rounded up>`` on every other response that has
-    rate-limit headers, where it means nothing.
+    A 429 has ``Retry-After`` (whole seconds, rounded up to at least 1, or with
+    ``retry_after_rounding="down"`` rounded down, 0 for a wait under a second, as
+    ``Math.floor`` in a Node handler gives; with ``retry_after_ms`` also
+    ``Retry-After-Ms`` in milliseconds, rounded up) unless ``retry_after_on_429=False``.
+    ``retry_after_always=True`` also puts ``Retry-After: <window, rounded up>`` on every
+    other response that has rate-limit headers, where it means nothing.
 
     ``hostile_headers``, one of ``HOSTILE_HEADERS``, sends hostile values while the real
     rule is still applied: ``"limit_zero"`` (Limit 0, Remaining 0),
@@ -99,8 +113,10 @@ class FakeDumplingServer(Ledger):
         costs: Mapping[str, int] | None = None,
         page_size: int = 10,
         faults: FaultPlan | None = None,
-        latency: float = 0.0,
+        latency: float | AnswerTime = 0.0,
+        latency_seed: int | None = None,
         retry_after_ms: bool = True,
+        retry_after_rounding: RetryAfterRounding = "up",
         nested_errors: bool = False,
         redirect_to: str | None = None,
         charge_abandoned: bool = False,
@@ -117,7 +133,7 @@ class FakeDumplingServer(Ledger):
             raise ValueError(f"costs must map names in ENDPOINTS to credits >= 0: {costs}")
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
-        check_header_options(reset_headers, hostile_headers)
+        check_header_options(reset_headers, hostile_headers, retry_after_rounding)
         self.api_keys = None if api_keys is None else frozenset(api_keys)
         self.credits = credits
         self.costs: dict[str, int] = {**dict.fromkeys(ENDPOINTS, 10), **costs}
@@ -128,6 +144,7 @@ class FakeDumplingServer(Ledger):
         self.faults = faults
         self.latency = latency
         self.retry_after_ms = retry_after_ms
+        self.retry_after_rounding: RetryAfterRounding = retry_after_rounding
         self.nested_errors = nested_errors
         self.redirect_to = redirect_to
         self.charge_abandoned = charge_abandoned
@@ -142,6 +159,8 @@ class FakeDumplingServer(Ledger):
         self._in_flight = 0
         self._quiet: asyncio.Event | None = None  # set when the last request in flight ends
         self._windows: dict[str, Window] = {}
+        self._wall = 0.0  # the aligned windows' last time.time(): their clock never goes back
+        self._latency_rng = random.Random(latency_seed)
         self._script = FaultScript(faults.seed if faults else 0)
         self._answers = Answers()
         self._sent = 0  # responses with rate-limit headers so far (steps the garbage)
@@ -185,7 +204,8 @@ class FakeDumplingServer(Ledger):
     # -- control --------------------------------------------------------------------------
     def set_rate_limit(self, limit: int) -> None:
         """Change the limit of the current rule for every key, effective at once; what
-        each key has used is kept (a token bucket's extra tokens are dropped)."""
+        each key has used is kept (a token bucket's extra tokens are dropped, and a
+        ``refill`` stays: a limit below it is a ValueError)."""
         assert self.rate_limit is not None
         self.rate_limit = attrs.evolve(self.rate_limit, limit=limit)
         for window in self._windows.values():
@@ -212,7 +232,7 @@ class FakeDumplingServer(Ledger):
     def _error(self, status: int, message: str, headers: dict[str, str]) -> web.Response:
         return error_response(status, message, headers, nested=self.nested_errors)
 
-    def _rate_headers(self, window: Window, now: float) -> dict[str, str]:
+    def _rate_headers(self, window: Window, now: float, wall: float) -> dict[str, str]:
         quota = Quota(
             window.limit, window.remaining(now), window.reset_after(now), window.rule.window
         )
@@ -222,26 +242,45 @@ class FakeDumplingServer(Ledger):
             quota,
             hostile=self.hostile_headers,
             seq=self._sent - 1,
-            wall=time.time(),
+            wall=wall,
         )
         if self.retry_after_always:
             headers["Retry-After"] = str(max(1, math.ceil(window.rule.window)))
         return headers
 
     def _retry_after(self, seconds: float) -> dict[str, str]:
-        return retry_after_headers(seconds, ms=self.retry_after_ms)
+        return retry_after_headers(
+            seconds, ms=self.retry_after_ms, rounding=self.retry_after_rounding
+        )
+
+    def _answer_time(self) -> float:
+        """How long this request waits before it is answered (``latency``)."""
+        if isinstance(self.latency, AnswerTime):
+            return self.latency.sample(self._latency_rng)
+        return self.latency
+
+    def _clock(self, rule: RateLimitRule) -> tuple[float, float]:
+        """The time to give *rule*'s windows, and the Unix time the reset headers count
+        from. Aligned windows get Unix time, so they start at multiples of the window in
+        Unix time and a Unix reset names their end; the others keep the monotonic clock,
+        whose small values keep the algorithms' arithmetic exact (at today's Unix time a
+        float is only good to 2.4e-7 s, which shows in GCRA's and the buckets' counts)."""
+        if aligns_to_clock(rule):
+            self._wall = max(time.time(), self._wall)
+            return self._wall, self._wall
+        return time.monotonic(), time.time()
 
     def _quota(self, key: str, endpoint: str) -> tuple[dict[str, str], web.Response | None]:
         """Count this request against *key*'s quota: its rate-limit headers, and the 429
         to answer if it is over."""
         if self.rate_limit is None:
             return {}, None
-        now = time.monotonic()
         window = self._windows.get(key)
+        now, wall = self._clock(self.rate_limit if window is None else window.rule)
         if window is None:
             window = self._windows[key] = Window(self.rate_limit, now)
         wait = window.take(now)
-        headers = self._rate_headers(window, now)
+        headers = self._rate_headers(window, now, wall)
         if wait is None:
             return headers, None
         self.rate_limited += 1
@@ -317,8 +356,9 @@ class FakeDumplingServer(Ledger):
         except BadRequest as exc:
             self._record(seen, 400)
             return self._error(400, str(exc), headers)
-        if self.latency:
-            await asyncio.sleep(self.latency)
+        wait = self._answer_time()  # counted on arrival (above), answered after this
+        if wait:
+            await asyncio.sleep(wait)
         if self._short_of_credits(endpoint):
             return self._no_credits(seen, headers)
         fault = self._script.next(endpoint, query.subject, self.faults)
