@@ -160,7 +160,11 @@ class RateLimitState:
     ``window`` is the learned time for a used request to count again (seconds) and
     ``refill_rate`` the sustainable rate it implies (requests per second); both are
     ``None`` until observed. ``throttled_seconds`` is the time requests were held back
-    before the quota ran out, ``rate_limited`` the number of 429 answers seen.
+    before the quota ran out, ``rate_limited`` the number of 429 answers seen. ``state``
+    names what the limiter knows of the server (``"starting"``, ``"unmetered"``,
+    ``"closed"``, ``"learning"``, ``"confirming"``, ``"steps"``, ``"gradual"``; see the
+    rate-limiting guide) and ``concurrency`` is how many requests the client allows in
+    flight (the ``max_concurrency`` given, or the number it chose).
     """
 
     limit: int | None = None
@@ -171,6 +175,8 @@ class RateLimitState:
     throttled_seconds: float = 0.0
     throttle_waits: int = 0
     rate_limited: int = 0
+    state: str | None = None
+    concurrency: int | None = None
 
 
 # -- get-tiktok-profile-videos (snake_case) ------------------------------------------------

@@ -1,94 +1,231 @@
-"""The quota model on a simulated clock: every algorithm real servers run, reset
-information, hostile header values and slow probes (see _quota_sim.py)."""
+"""The quota model on a simulated clock, with time in transit: every algorithm real servers
+run, at answer times from ~0 to 3 s, with every reset-header form and rounding of
+Retry-After, at windows from half a second to an hour (see _quota_sim.py); and the
+model's states, hostile values and shared state, one answer at a time."""
 
 from __future__ import annotations
 
 import itertools
 import math
+import statistics
 import tracemalloc
 
 import pytest
-from _quota_sim import precise, simulate, whole_seconds, with_reset
+from _quota_sim import Network, simulate
 
-from dumpling_async._core.quota import MAX_LIMIT, QuotaModel, ResponseInfo
-from dumpling_async.testing import RateLimitRule
+from dumpling_async._core import state as shared_state
+from dumpling_async._core.quota import MAX_LIMIT, Mode, QuotaModel, ResponseInfo
+from dumpling_async.testing import ALGORITHMS, AnswerTime, RateLimitRule
 
-ALGORITHMS = ["fixed", "sliding", "sliding_counter", "token_bucket", "gcra"]
+# (reset header, Retry-After): what the server says besides Limit and Remaining.
+FORMS = [
+    ("none", "ms"),
+    ("none", "up"),
+    ("none", "down"),
+    ("none", "none"),
+    ("x-unix", "up"),
+    ("x-unix-ms", "up"),
+    ("x-seconds", "ms"),
+    ("x-seconds-whole", "up"),
+]
+LATENCIES = {
+    "0": AnswerTime(mean=0.0),
+    "0.3": AnswerTime(mean=0.3),
+    "1": AnswerTime(mean=1.0),
+    "1-tail": AnswerTime(mean=1.0, tail_every=20),
+    "3": AnswerTime(mean=3.0),
+}
+DELAYS = (0.01, 0.08, 0.15)  # to the server's limiter, one per seed
 
 
-def _model(window: float = 0.25) -> QuotaModel:
-    return QuotaModel(window=window, upstream_pause=0.5, max_pause=60.0)
+def _model(window: float | None = None, max_pause: float = 60.0) -> QuotaModel:
+    return QuotaModel(window=window, upstream_pause=0.5, max_pause=max_pause)
 
 
 def _ok(limit: int | None, remaining: int | None, status: int = 200) -> ResponseInfo:
     return ResponseInfo(status=status, limit=limit, remaining=remaining)
 
 
+def _run(
+    algorithm: str, latency: str, form: tuple[str, str], seed: int, window: float = 2.0
+) -> tuple[float, float, int]:
+    limit, handles = (40, 600) if window <= 2 else (30, 120)
+    rule = RateLimitRule(limit, window, algorithm)  # type: ignore[arg-type]
+    network = Network(to_server=DELAYS[seed % 3], answer=LATENCIES[latency])
+    model = _model(max_pause=2 * window + 60)
+    outcome = simulate(
+        rule,
+        handles=handles,
+        seed=seed,
+        network=network,
+        reset=form[0],
+        retry_after=form[1],  # type: ignore[arg-type]
+        model=model,
+        attempts=10 if window > 60 else 3,
+    )
+    return outcome.efficiency(handles, rule), outcome.share_429, outcome.lost
+
+
+# -- the whole matrix: nothing is lost ------------------------------------------------------
+
+
+@pytest.mark.parametrize("form", FORMS, ids=lambda f: f"{f[0]}+{f[1]}")
+@pytest.mark.parametrize("latency", list(LATENCIES))
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
-@pytest.mark.parametrize("window", [0.5, 2.0, 60.0])
-def test_every_algorithm_is_used_fully_with_few_429s(algorithm: str, window: float) -> None:
-    """Not told the limit or the window: near-ideal time and at most 1 % 429s."""
-    rule = RateLimitRule(40, window, algorithm)  # type: ignore[arg-type]
+def test_no_lookup_is_lost_to_a_misjudged_quota(
+    algorithm: str, latency: str, form: tuple[str, str]
+) -> None:
+    """Every algorithm, answer time and header form (40 per 2 s, 600 handles, three
+    seeds and delays to the server): no lookup runs out of attempts on 429s."""
     for seed in range(3):
-        outcome = simulate(rule, seed=seed)
-        # The sliding window counter returns a burst's quota only over the next window,
-        # which caps even a perfect client below 1.0 (by up to a window).
-        floor = 0.85 if algorithm == "sliding_counter" else 0.95
-        assert outcome.efficiency(600, rule) >= floor, (seed, outcome)
-        assert outcome.share_429 <= 0.01, (seed, outcome)
+        efficiency, share, lost = _run(algorithm, latency, form, seed)
+        assert lost == 0, (seed, efficiency, share)
+        assert share <= 0.25, (seed, efficiency, share)
 
 
-@pytest.mark.parametrize("algorithm", ["token_bucket", "gcra"])
-def test_a_short_bucket_is_recognised_after_an_exact_retry_after(algorithm: str) -> None:
-    """A bucket whose first 429 set the window from its Retry-After is still recognised
-    as refilling gradually (before, each later 429 only nudged the window up: 7 429s)."""
-    rule = RateLimitRule(40, 0.25, algorithm)  # type: ignore[arg-type]
-    worst = max(simulate(rule, handles=400, seed=seed).rate_limited for seed in range(20))
-    assert worst <= 2
-
-
-@pytest.mark.parametrize("algorithm", ["fixed", "sliding", "token_bucket", "gcra"])
-def test_whole_second_retry_after_still_learns_the_window(algorithm: str) -> None:
-    """With Retry-After in whole seconds only (2 s windows), still near-ideal."""
-    rule = RateLimitRule(40, 2.0, algorithm)  # type: ignore[arg-type]
-    outcome = simulate(rule, headers=whole_seconds)
-    assert outcome.efficiency(600, rule) >= 0.95, outcome
-    assert outcome.share_429 <= 0.02, outcome
-
-
-@pytest.mark.parametrize("window", [2.0, 10.0])
-def test_a_window_counter_with_whole_second_retry_after_is_trickled(window: float) -> None:
-    """A sliding window counter that says Retry-After in whole seconds (the `limits`
-    library's way) is recognised as gradual (before: read as a log of a 3.5 s window,
-    0.54 of the quota at 2 s), and a sliding log is not trickled for long."""
-    counter = RateLimitRule(40, window, "sliding_counter")
-    for seed in range(8):
-        outcome = simulate(counter, seed=seed, headers=whole_seconds)
-        assert outcome.efficiency(600, counter) >= 0.8, (seed, outcome)
-        assert outcome.share_429 <= 0.01, (seed, outcome)
-    log = RateLimitRule(40, 0.5, "sliding")
-    worst = max(simulate(log, seed=seed, headers=whole_seconds).share_429 for seed in range(8))
-    assert worst <= 0.025
-
-
+@pytest.mark.parametrize("window", [0.5, 60.0, 3600.0])
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_reset_information_is_used(algorithm: str) -> None:
-    """When the server says when quota comes back, nothing has to be learned."""
-    rule = RateLimitRule(40, 2.0, algorithm)  # type: ignore[arg-type]
-    outcome = simulate(rule, headers=with_reset)
-    floor = 0.85 if algorithm == "sliding_counter" else 0.97
-    assert outcome.efficiency(600, rule) >= floor, outcome
-    assert outcome.share_429 <= 0.01, outcome
+def test_other_windows_keep_every_lookup(algorithm: str, window: float) -> None:
+    """Half a second to an hour (on the simulated clock), 1 s answers: nothing lost."""
+    for form, seed in itertools.product(FORMS[:2] + FORMS[4:5], range(2)):
+        _, share, lost = _run(algorithm, "1", form, seed, window=window)
+        assert lost == 0, (form, seed, share)
+
+
+# -- the main cases: the quota used ---------------------------------------------------------
+
+# The least efficiency (ideal + mean answer time over last send + mean answer time) each
+# case reached over the seeds when this model was built, less a margin; see the
+# benchmarks page for the figures and which targets they meet.
+FLOORS = {
+    ("fixed", "0"): 0.9,
+    ("fixed", "0.3"): 0.9,
+    ("fixed", "1"): 0.85,
+    ("sliding", "0"): 0.9,
+    ("sliding", "0.3"): 0.9,
+    ("sliding", "1"): 0.85,
+    ("token_bucket", "0"): 0.95,
+    ("token_bucket", "0.3"): 0.95,
+    ("token_bucket", "1"): 0.9,
+    ("gcra", "0"): 0.95,
+    ("gcra", "0.3"): 0.95,
+    ("gcra", "1"): 0.9,
+    ("sliding_counter", "0.3"): 0.85,
+    ("sliding_counter", "1"): 0.78,
+}
+
+
+@pytest.mark.parametrize(("algorithm", "latency"), list(FLOORS))
+def test_the_quota_is_used_with_few_429s(algorithm: str, latency: str) -> None:
+    """Retry-After in milliseconds, 40 per 2 s: near the quota, at most 1 % 429s (2.5 %
+    on a sliding window counter, whose refill follows the client's own last window)."""
+    most = 0.025 if algorithm == "sliding_counter" else 0.01
+    for seed in range(3):
+        efficiency, share, _ = _run(algorithm, latency, ("none", "ms"), seed)
+        assert efficiency >= FLOORS[algorithm, latency], (seed, efficiency)
+        assert share <= most, (seed, share)
+
+
+@pytest.mark.parametrize("algorithm", ["fixed", "token_bucket", "gcra", "sliding_counter"])
+@pytest.mark.parametrize("latency", ["0", "0.3"])
+def test_reset_information_never_costs_efficiency(algorithm: str, latency: str) -> None:
+    """A server that also says when its quota comes back (as a Unix time in seconds or
+    milliseconds, or in whole seconds) is used at least as well as one that does not."""
+    without = statistics.mean(_run(algorithm, latency, ("none", "up"), s)[0] for s in range(3))
+    for reset in ("x-unix", "x-unix-ms", "x-seconds-whole"):
+        runs = [_run(algorithm, latency, (reset, "up"), s)[0] for s in range(3)]
+        assert statistics.mean(runs) >= without - 0.03, (reset, without, runs)
+
+
+def test_one_slow_answer_delays_only_itself() -> None:
+    """One answer held 4 s among 0.3 s ones costs the job far less than 4 s."""
+    rule = RateLimitRule(40, 2.0, "sliding")
+    network = Network(answer=AnswerTime(mean=0.3))
+    plain = simulate(rule, seed=1, network=network)
+    held = simulate(rule, seed=1, network=network, hold={200: 4.0})
+    assert held.last_send - plain.last_send <= 0.5, (plain.last_send, held.last_send)
 
 
 def test_a_limit_that_halves_mid_run_is_followed() -> None:
-    """The limit dropping from 40 to 20 halfway: followed at once. Requests already sent
-    on quota the server had confirmed meet the new limit (at most what was in flight)."""
-    rule = RateLimitRule(40, 0.5, "fixed")
-    outcome = simulate(rule, change=(300, 20))
+    """The limit dropping from 40 to 20 halfway: the model follows it, 429s only from
+    requests sent on the old limit (at most what one window had in flight)."""
+    rule = RateLimitRule(40, 2.0, "fixed")
+    outcome = simulate(rule, change=(300, 20), network=Network(answer=AnswerTime(mean=0.3)))
     assert outcome.model.limit == 20
-    assert outcome.rate_limited <= 3 + 16, outcome  # learning, plus one burst in flight
-    assert outcome.efficiency(600, rule) >= 0.6, outcome  # ideal assumes the old rate
+    assert outcome.rate_limited <= 3 + 40, outcome.rate_limited
+    assert outcome.lost == 0
+
+
+# -- the states -----------------------------------------------------------------------------
+
+
+def test_the_first_answer_decides_whether_there_is_a_quota() -> None:
+    """One request at a time until an answer; no headers: unmetered; Limit 0: closed;
+    a limit: learning."""
+    for info, mode in [
+        (_ok(None, None), Mode.UNMETERED),
+        (_ok(0, 0), Mode.CLOSED),
+        (_ok(10, 9), Mode.LEARNING),
+    ]:
+        model = _model()
+        assert model.mode is Mode.STARTING
+        seq = model.grant(0.0)
+        assert model.wait(0.0) == math.inf  # the first answer first
+        model.answer(seq, 0.1, info)
+        assert model.mode is mode
+
+
+def test_a_step_server_is_learned_confirmed_then_used() -> None:
+    """A 429 with an exact Retry-After says the window; one trial on it, then steps."""
+    model = _model()
+    seq = model.grant(0.0)
+    model.answer(seq, 0.01, _ok(5, 4))
+    burst = [model.grant(0.01) for _ in range(4)]
+    for n, seq in enumerate(burst):
+        model.answer(seq, 0.02, _ok(5, 3 - n))
+    assert model.wait(0.02) > 0  # nothing in hand: a probe after a while
+    probe = model.grant(0.05)
+    model.answer(probe, 0.06, ResponseInfo(status=429, limit=5, remaining=0, retry_after=0.95))
+    assert model.mode is Mode.CONFIRMING and model.window == pytest.approx(1.0, abs=0.03)
+    at = 1.04  # the burst's units are due: what the 429 said is back goes, then one trial
+    while model.wait(at) == 0 and not model.probes.trial:
+        model.grant(at)
+    trial = model.probes.trial
+    assert trial and model.wait(at) > 0  # the rest wait for the trial's answer
+    model.answer(trial, at + 0.01, _ok(5, 3))
+    assert model.mode is Mode.STEPS
+
+
+def test_a_gradual_server_is_recognised_and_paced() -> None:
+    """A burst that comes back in part, still in part later: gradual, paced at its rate."""
+    rule = RateLimitRule(40, 2.0, "token_bucket")
+    outcome = simulate(rule, network=Network(answer=AnswerTime(mean=0.3)))
+    model = outcome.model
+    assert model.mode is Mode.GRADUAL
+    rate = model.refill_rate()
+    assert rate is not None and 15 <= rate <= 21, rate
+
+
+def test_limit_zero_probes_with_backoff() -> None:
+    """Limit 0: one probe at a time, ever further apart, until it lifts."""
+    model = _model()
+    now = 0.0
+    sent = []
+    for _ in range(6):
+        now += model.wait(now)
+        sent.append(now)
+        seq = model.grant(now)
+        now += 0.01
+        model.answer(seq, now, _ok(0, 0))
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    assert all(later >= earlier for earlier, later in itertools.pairwise(gaps))
+    assert gaps[0] >= 0.4 and gaps[-1] > 4 * gaps[0]
+    seq = model.grant(now + model.wait(now))
+    model.answer(seq, now + 60, _ok(10, 9))  # the server lifts it
+    assert model.mode is not Mode.CLOSED and model.wait(now + 60) == 0
+
+
+# -- hostile values, other clients, overtaking answers ----------------------------------------
 
 
 def test_hostile_numbers_are_bounded() -> None:
@@ -108,50 +245,6 @@ def test_hostile_numbers_are_bounded() -> None:
     assert model.wait(0.04) == 0
 
 
-def test_limit_zero_pauses_and_probes_with_backoff() -> None:
-    """Limit 0: nothing goes but one probe at a time, ever further apart, until it lifts."""
-    model = _model()
-    now = 0.0
-    sent = []
-    for _ in range(6):
-        wait = model.wait(now)
-        now += wait
-        sent.append(now)
-        seq = model.grant(now)
-        model.answer(seq, now + 0.01, _ok(0, 0))
-        now += 0.01
-    gaps = [b - a for a, b in itertools.pairwise(sent)]
-    assert all(later >= earlier for earlier, later in itertools.pairwise(gaps))
-    assert gaps[-1] > 4 * gaps[0]
-    seq = model.grant(now + model.wait(now))
-    model.answer(seq, now + 60, _ok(10, 9))  # the server lifts the pause
-    assert model.wait(now + 60) == 0
-
-
-def test_429s_without_retry_after_grow_the_window_once_per_pause() -> None:
-    """Sixteen 429s with no Retry-After from requests in flight: one lesson, bounded."""
-    model = _model(window=0.5)
-    seq = model.grant(0.0)
-    model.answer(seq, 0.01, _ok(20, 0))
-    flying = [model.grant(0.02) for _ in range(16)]
-    for seq in flying:
-        model.answer(seq, 0.03, _ok(20, 0, status=429))
-    assert model.window == pytest.approx(1.0)  # doubled once, not 2**16 times
-    assert model.paused_until <= 0.03 + 1.0
-
-
-def test_a_slow_probe_stops_blocking_the_others() -> None:
-    """A probe with no answer blocks others only for a window plus the usual latency."""
-    model = _model(window=0.5)
-    seq = model.grant(0.0)
-    model.answer(seq, 0.01, _ok(1, 0))
-    probe_at = 0.6
-    assert model.wait(probe_at) == 0
-    model.grant(probe_at)  # the probe; no answer comes
-    assert 0 < model.wait(probe_at + 0.1) < math.inf
-    assert model.wait(probe_at + 0.5 + 0.02) == 0
-
-
 def test_answers_that_overtook_others_never_add_quota() -> None:
     """An answer whose request may have been overtaken cannot raise the budget."""
     model = _model()
@@ -160,31 +253,15 @@ def test_answers_that_overtook_others_never_add_quota() -> None:
     first, *_, last = [model.grant(0.02) for _ in range(4)]
     model.answer(last, 0.03, _ok(5, 0))  # counted last, answered first
     model.answer(first, 0.04, _ok(5, 3))  # counted first: older news
-    assert model.wait(0.05) > 0
+    assert model.limit is not None and model.limit - model.ledger.counted <= 0  # none in hand
 
 
 def test_usage_by_another_client_is_counted() -> None:
     """More in use than we sent (another worker on the key) holds our quota back."""
     model = _model()
     seq = model.grant(0.0)
-    model.answer(seq, 0.01, _ok(10, 2))  # we sent one, the server counts eight
-    assert sum(model.wait(0.02) == 0 and bool(model.grant(0.02)) for _ in range(5)) == 2
-
-
-def test_the_window_guess_is_replaced_by_the_servers_policy() -> None:
-    """RateLimitPolicy's w= sets the window at once."""
-    model = _model()
-    seq = model.grant(0.0)
-    info = ResponseInfo(status=200, limit=10, remaining=9, window=30.0)
-    model.answer(seq, 0.01, info)
-    assert model.window == 30.0 and model.learned
-
-
-def test_fake_server_windows_match_the_simulation() -> None:
-    """The harness reads the fake server's own algorithms (a check on the harness)."""
-    rule = RateLimitRule(10, 1.0, "fixed")
-    outcome = simulate(rule, handles=30, headers=precise)
-    assert outcome.requests >= 30 and outcome.model.limit == 10
+    model.answer(seq, 0.5, _ok(10, 2))  # we sent one, the server counts eight
+    assert sum(model.wait(0.6) == 0 and bool(model.grant(0.6)) for _ in range(5)) == 2
 
 
 def test_a_server_without_headers_is_not_modelled() -> None:
@@ -194,4 +271,41 @@ def test_a_server_without_headers_is_not_modelled() -> None:
         assert model.wait(float(i)) == 0
         seq = model.grant(float(i))
         model.answer(seq, i + 0.5, ResponseInfo(status=200, limit=None, remaining=None))
-    assert len(model.to_state()["_log"]) <= 1 and model.in_flight == 0
+    assert model.ledger.counted == 0 and model.in_flight == 0
+
+
+def test_the_window_of_a_policy_header_is_taken() -> None:
+    """RateLimit-Policy's w= says the window outright."""
+    model = _model()
+    seq = model.grant(0.0)
+    model.answer(seq, 0.01, ResponseInfo(status=200, limit=10, remaining=9, window=30.0))
+    assert model.window == pytest.approx(30.0, abs=0.02)
+
+
+# -- the shared state -------------------------------------------------------------------------
+
+
+def test_the_state_goes_through_its_schema_and_back() -> None:
+    """A model mid-run, dumped and loaded, decides the same."""
+    rule = RateLimitRule(40, 2.0, "sliding")
+    model = simulate(rule, handles=300, network=Network(answer=AnswerTime(mean=0.3))).model
+    again = shared_state.load(shared_state.dump(model), upstream_pause=0.5, max_pause=60.0)
+    assert shared_state.dump(again) == shared_state.dump(model)
+    for t in (0.0, 30.0, 31.0, 60.0):
+        assert again.wait(t) == model.wait(t)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"version": 1, "window": 0.25},  # the 0.x model's vars()
+        {"version": shared_state.VERSION, "mode": "steps"},  # fields missing
+        {**shared_state.dump(QuotaModel()), "mode": "warp"},
+        {**shared_state.dump(QuotaModel()), "extra": 1},
+        [1, 2, 3],
+    ],
+)
+def test_another_version_of_the_state_is_refused(data: object) -> None:
+    """A state of another version or shape raises StateError (the caller starts afresh)."""
+    with pytest.raises(shared_state.StateError):
+        shared_state.load(data, upstream_pause=0.5, max_pause=60.0)

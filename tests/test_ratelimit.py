@@ -105,6 +105,11 @@ async def test_out_of_order_answers_do_not_inflate_budget() -> None:
     # The newest request is answered first (remaining 0), then an older one (remaining 3).
     await limiter.settle(permits[3], ResponseInfo(status=200, limit=5, remaining=0))
     await limiter.settle(permits[0], ResponseInfo(status=200, limit=5, remaining=3))
+    # Nothing in hand: only a probe goes, after a while, and only one at a time.
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(limiter.acquire(), 1.0)
+    assert loop.time() - started >= 0.015
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.05):
             await limiter.acquire()

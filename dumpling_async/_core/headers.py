@@ -68,19 +68,22 @@ def _policy_window(headers: Mapping[str, str]) -> float | None:
     return window if window and window <= _MAX_SECONDS else None
 
 
-def _reset_seconds(text: str | None, now: float) -> tuple[float | None, bool]:
-    """Seconds until the reset, and whether the value was whole seconds (so up to 1 s
-    early or late): delta seconds, or a Unix timestamp in seconds or milliseconds."""
+def _reset_seconds(text: str | None, now: float) -> tuple[float | None, bool, bool]:
+    """Seconds until the reset, whether the value was whole seconds (so up to 1 s early
+    or late), and whether it was a time of day: delta seconds, or a Unix timestamp in
+    seconds or milliseconds (a millisecond one is not whole seconds)."""
     value = _number(text)
     if value is None:
-        return None, False
+        return None, False, False
+    rounded = value.is_integer() or (text is not None and "." not in text)
+    absolute = value >= _UNIX_SECONDS
     if value >= _UNIX_MS:
-        value = value / 1000.0 - now
-    elif value >= _UNIX_SECONDS:
+        value, rounded = value / 1000.0 - now, False
+    elif absolute:
         value = value - now
     if not 0 <= value <= _MAX_SECONDS:
-        return None, False
-    return value, value.is_integer() or (text is not None and "." not in text)
+        return None, False, False
+    return value, rounded, absolute
 
 
 def parse_rate_limit_headers(headers: Mapping[str, str]) -> tuple[int | None, int | None]:
@@ -132,8 +135,11 @@ def _retry_after(headers: Mapping[str, str], now: float) -> tuple[float | None, 
 _NOTHING = ResponseInfo(status=200, limit=None, remaining=None)
 
 
-def response_info(status: int, headers: Mapping[str, str]) -> ResponseInfo:
-    """What the limiter learns from one response."""
+def response_info(
+    status: int, headers: Mapping[str, str], *, wall: float | None = None
+) -> ResponseInfo:
+    """What the limiter learns from one response (*wall*: the time of day to read Unix
+    times against; now by default)."""
     get = headers.get
     if (
         status == 200
@@ -143,13 +149,13 @@ def response_info(status: int, headers: Mapping[str, str]) -> ResponseInfo:
         and get("ratelimit-policy") is None
     ):
         return _NOTHING  # a server that sends no limit: four lookups and done
-    now = time.time()
+    now = time.time() if wall is None else wall
     limit, remaining = parse_rate_limit_headers(headers)
     reset_text = get("x-ratelimit-reset") or get("ratelimit-reset")
     if reset_text is None:
         fields = _fields(get("ratelimit"))
         reset_text = fields.get("reset") or fields.get("t")
-    reset, reset_rounded = _reset_seconds(reset_text, now)
+    reset, reset_rounded, absolute = _reset_seconds(reset_text, now)
     retry_after, rounded = (None, False)
     if status in (429, 503):  # on any other answer it means nothing
         retry_after, rounded = _retry_after(headers, now)
@@ -162,4 +168,5 @@ def response_info(status: int, headers: Mapping[str, str]) -> ResponseInfo:
         reset=reset,
         reset_rounded=reset_rounded,
         window=_policy_window(headers),
+        reset_absolute=absolute,
     )

@@ -1,61 +1,73 @@
 """The server's quota as the client believes it: a pure model, learned from every answer.
 
-The vendor says how many requests remain but not when used ones count again, and servers
-run different algorithms: a fixed window returns the whole quota at its boundary, a
-sliding log returns each request a window after it was counted, a token bucket, GCRA or
-a sliding window counter return it gradually. The model keeps three things:
+Answers are late: a request is counted when it reaches the server, its answer may take
+seconds, and the Remaining in it describes the moment it was counted. So the model
+reasons in *send times*: a unit of quota is used when its request is sent (``Ledger``),
+and each answer is a measurement of the past, reconciled at its request's send time.
 
-- **confirmed quota**: the freshest answer's Remaining, minus our requests the server had
-  not counted yet. Spending it is safe whatever the algorithm, so it is spent at once.
-- **a log** of what the server still counts (our sends, and blocks of usage we did not
-  send), each believed to count for ``window`` seconds. When the confirmed quota is
-  gone, one probe goes when the model says a unit is back; its answer re-syncs the model.
-  The window is learned: from ``Retry-After`` on a 429, from the server's own policy
-  (``RateLimit-Policy: ...;w=``) or reset time when it sends one, and it shrinks while
-  probes keep finding quota to spare.
-- **a trickle**: when a probe finds that only part of what was due came back (the server
-  returns quota gradually), probes follow at the refill rate instead of a window later.
-
-It takes the time as an argument and does no I/O, so the same model runs in-process
-(``AdaptiveRateLimiter``) and is tested with a controlled clock. Every header value is
-untrusted: the limit is capped, Remaining clamped to ``[0, limit]``, ``Limit: 0`` means
-paused until the server says otherwise, and memory does not depend on the numbers' size
-(usage we did not send is kept as counts, not one entry per request).
+What may go is decided by the state the model is in (``Mode``: what it knows of the
+server), and every change of state is made in ``QuotaModel._advance``. The estimates
+behind the states are the step window and the refill rate (``window``); what the server
+said of when units come back, as intervals when whole seconds, is its ``Word``; the
+tuning numbers are ``Tuning``. Every header value is untrusted: the limit is capped,
+Remaining clamped to ``[0, limit]``, and memory does not depend on the numbers' size. The
+model takes the time as an argument and does no I/O, so the in-process limiter, the
+Redis one and the tests on a simulated clock all run this same code.
 """
 
 from __future__ import annotations
 
+import enum
 import math
-from collections import deque
-from typing import Any
 
-import attrs
+from .answer import Cap, ResponseInfo, Word
+from .ledger import Ledger, Reconciled
+from .probes import Probes
+from .tuning import Tuning
+from .window import RefillRate, StepWindow
 
-__all__ = ["MAX_LIMIT", "QuotaModel", "ResponseInfo"]
+__all__ = ["MAX_LIMIT", "Cap", "Mode", "QuotaModel", "ResponseInfo", "Tuning"]
 
 MAX_LIMIT = 1_000_000  # no real plan is larger; a bigger header is capped to this
-MIN_WINDOW, MAX_WINDOW = 0.005, 3600.0
-_ZERO_BACKOFF = (0.5, 30.0)  # probing a server that says Limit: 0, first and longest wait
-_CLOSE = 1.04  # a window bracket this tight is learned; a wider one is halved by a test
-_TRICKLE_UNITS = 2.0  # a trickle probe goes when this many units are expected back
-# A trickle that met this many 429s, more than one per this many grants, was a step
-# server (a sliding log) misread while its window was under test.
-_STEP_429S, _STEP_GRANTS = 4, 8
 
 
-@attrs.frozen(kw_only=True)
-class ResponseInfo:
-    """What the limiter needs to know of a response (all header values already parsed
-    and bounded; None when absent or unusable)."""
+class Mode(enum.Enum):
+    """What the model knows of the server, and so what may go.
 
-    status: int
-    limit: int | None
-    remaining: int | None
-    retry_after: float | None = None
-    retry_after_rounded: bool = False  # whole seconds: the true wait may be up to 1 s less
-    reset: float | None = None  # seconds until used quota comes back, as the server says
-    reset_rounded: bool = False  # whole seconds: the reset may come up to 1 s sooner
-    window: float | None = None  # the server's own window (RateLimit-Policy w=)
+    - ``STARTING``: nothing; one request at a time until an answer says whether the
+      server meters this key at all.
+    - ``UNMETERED``: the answers carry no limit: nothing waits.
+    - ``CLOSED``: ``Limit: 0``: one probe at a time, ever further apart.
+    - ``LEARNING``: the limit, not when used units come back: what the server confirmed
+      goes at once, then one probe at a time, soon after the quota ran out (its 429's
+      Retry-After usually says the window) and ever further apart.
+    - ``CONFIRMING``: a window was inferred; what is confirmed goes, and one request on
+      the window's prediction (the trial) until an answer shows a whole group back on
+      time. A wrong window (a fixed window's phase read as its length) then costs one
+      429, not a burst for each window in flight.
+    - ``STEPS``: units come back a window after they were counted (a sliding log; a
+      fixed window returns them no later): every unit the window says is back goes at
+      once; while the window is only bracketed, one unit of each burst tests its middle.
+    - ``GRADUAL``: units come back at a steady rate (token bucket, GCRA, a sliding
+      window counter): requests are paced at the rate measured from the answers.
+
+    Over every state, a 429 or 503 pauses everyone (``paused_until``).
+    """
+
+    STARTING = "starting"
+    UNMETERED = "unmetered"
+    CLOSED = "closed"
+    LEARNING = "learning"
+    CONFIRMING = "confirming"
+    STEPS = "steps"
+    GRADUAL = "gradual"
+
+
+DEFAULT_TUNING = Tuning()
+_NEVER = -1e18  # a time before any (finite, so that the state is plain JSON)
+_STEPPED = (Mode.CONFIRMING, Mode.STEPS)
+_EPSILON = 1e-9  # a unit due at t is back at t (float sums need not round alike)
+_GUESS = 0.25  # the window to start from when none was given (seconds)
 
 
 def _clamp(value: float, low: float, high: float) -> float:
@@ -66,418 +78,423 @@ class QuotaModel:
     """The model of one API key's quota; see the module docstring. Times are seconds on
     any monotonic clock, passed in by the caller."""
 
-    def __init__(self, *, window: float, upstream_pause: float, max_pause: float) -> None:
-        self.window = _clamp(window, MIN_WINDOW, MAX_WINDOW)
-        self.learned = False  # the window came from the server, not the first guess
+    def __init__(
+        self,
+        *,
+        window: float | None = None,
+        upstream_pause: float = 0.5,
+        max_pause: float = 60.0,
+        tuning: Tuning = DEFAULT_TUNING,
+    ) -> None:
+        self.tuning = tuning
+        self.upstream_pause = upstream_pause
+        self.max_pause = max_pause
+        low, high = tuning.window_range
+        self.mode = Mode.STARTING
         self.limit: int | None = None
         self.remaining: int | None = None
         self.rate_limited = 0
-        self.upstream_pause = upstream_pause
-        self.max_pause = max_pause
         self.paused_until = 0.0
-        self._answered = False
-        self._log: deque[list[float]] = deque()  # [stamp, units], oldest first
-        self._counted = 0  # units in the log: what the server counts or will count
-        self._in_flight: dict[int, float] = {}  # seq -> sent at
-        self._seq = 0
-        # When the answer Remaining was last taken from arrived: only a request sent after
-        # that was surely counted after it, so only its answer may raise the budget.
-        self._synced_at = -1e18
-        self._used_since = 0  # the most in use any answer showed since that one arrived
-        self._shrunk = False  # the limit dropped and no positive Remaining since
-        self._probe = 0  # the permit testing predicted quota, if one is out
-        self._probe_at = 0.0
-        self._pivot = 0.0  # the stamp of the unit the probe expected back
-        self._latencies: deque[tuple[float, float]] = deque()  # (answered, seconds)
-        # Step servers: a precise Retry-After tells the window (``_exact``); without one it
-        # lies in (lo, hi], narrowed by testing its middle, one probe at a time.
-        self._exact = False
-        self._lo = 0.0
-        self._hi: float | None = None
-        # Gradual servers: the refill rate, measured as the units the server granted since
-        # the mode began over the time since; the quota was last drained at _drained_at.
-        self._gradual = False
-        self._gradual_since = 0.0
-        self._granted = 0.0  # units the server granted since _gradual_since
-        self._granted_at = 0.0  # when the last of them was
-        self._trickle_429s = 0  # 429s met since the gradual mode began
-        self._stepped = False  # the gradual mode met too many 429s: a step server after all
-        # What we measure is what we took: while probes keep finding quota to spare, ask
-        # a little faster (a window counter refills as fast as the last window was used).
-        self._boost = 1.0
-        self._drained_at = 0.0
-        self._reset_at: float | None = None  # when the server said its quota comes back
-        self._reset_rounded = False
-        self._reset_exact = False  # said with nothing left: when the next unit is back
-        self._grown_for = -1.0  # the pause in which the window last grew without a hint
-        self._zero_wait = _ZERO_BACKOFF[0]
+        self.ledger = Ledger()
+        # A window given is a guess, tried first; without one, learned (0.25 s to start).
+        self.guessed = window is not None
+        guess = _GUESS if window is None else window
+        self.steps = StepWindow(_clamp(guess, low, high), tight=tuning.tight)
+        self.refill = RefillRate(span=tuning.rate_quotas)
+        self.pace = 1.0  # share of the measured rate a gradual server took without 429s
+        self.slowed = _NEVER  # when the pace was last slowed (send time)
+        self.synced = _NEVER  # send time of the freshest answer reconciled
+        self.drained: float | None = None  # when the quota was last used up (send time)
+        self.word = Word()  # what the server said of when units come back
+        self.probes = Probes(gap=self.steps.guess)
+        self.fastest = -_NEVER  # the fastest answer: the delay to the server is less
+        self.partial: tuple[float, float] | None = None  # (group stamp, first seen back in part)
 
-    # -- shared state -----------------------------------------------------------------
-    def to_state(self) -> dict[str, Any]:
-        """The model as plain data (for Redis, shared by many workers)."""
-        state = {
-            name: value
-            for name, value in vars(self).items()
-            if name not in ("upstream_pause", "max_pause")
-        }
-        state["_log"] = [list(entry) for entry in self._log]
-        state["_latencies"] = [list(entry) for entry in self._latencies]
-        state["_in_flight"] = [[seq, sent] for seq, sent in self._in_flight.items()]
-        return state
-
-    @classmethod
-    def from_state(
-        cls, state: dict[str, Any], *, upstream_pause: float, max_pause: float
-    ) -> QuotaModel:
-        """A model from ``to_state()``'s data (unknown or missing fields keep defaults)."""
-        model = cls(window=state.get("window", 0.25), upstream_pause=upstream_pause,
-                    max_pause=max_pause)  # fmt: skip
-        defaults = vars(model)
-        for name, value in state.items():
-            if name in defaults and name not in ("_log", "_latencies", "_in_flight"):
-                setattr(model, name, value)
-        model._log = deque([float(stamp), float(units)] for stamp, units in state.get("_log", []))
-        model._latencies = deque((float(a), float(b)) for a, b in state.get("_latencies", []))
-        model._in_flight = {int(seq): float(sent) for seq, sent in state.get("_in_flight", [])}
-        return model
-
-    def expire(self, now: float, stale_after: float) -> None:
-        """Forget requests in flight for longer than *stale_after* (their worker is gone;
-        what they used stays counted until the server says otherwise)."""
-        stale = [seq for seq, sent in self._in_flight.items() if now - sent > stale_after]
-        for seq in stale:
-            del self._in_flight[seq]
-            if seq == self._probe:
-                self._probe = 0
-
-    # -- what may go now --------------------------------------------------------------
+    # -- what the model reports ---------------------------------------------------------
     @property
     def in_flight(self) -> int:
-        return len(self._in_flight)
+        return len(self.ledger.in_flight)
+
+    @property
+    def window(self) -> float:
+        """The window the model sends on (seconds)."""
+        return self.steps.value
+
+    @property
+    def learned(self) -> bool:
+        """The window or the refill rate came from the server, not from the guess."""
+        return self.mode is Mode.GRADUAL or (self.mode in _STEPPED and self.steps.known)
 
     def refill_rate(self) -> float | None:
         """Units per second the server returns, as learned (None before any limit)."""
         if not self.limit:
             return None
-        return self._rate(self._granted_at) if self._gradual else self.limit / self.window
+        if self.mode is Mode.GRADUAL:
+            rate = self.refill.value
+            return None if rate is None else rate * self.pace
+        return self.limit / self.window
 
-    @property
-    def gradual(self) -> bool:
-        """The server returns used quota gradually (a bucket, GCRA, a window counter)."""
-        return self._gradual
-
+    # -- what may go now ----------------------------------------------------------------
     def wait(self, now: float) -> float:
         """0 when a request may go now, else how long until the model says one may
         (``math.inf``: until an answer arrives)."""
         if now < self.paused_until:
             return self.paused_until - now
-        if self.limit is None:
-            # No header yet: one request learns the limit; a server that sends none is
-            # not throttled at all.
-            return 0.0 if self._answered or not self._in_flight else math.inf
-        if self.limit - self._counted > 0:
-            return 0.0  # confirmed by the server
-        if self._probe:
-            stuck = self._probe_at + self.window + self._slowest(now)
-            if now < stuck:
-                return stuck - now  # its answer re-syncs us; past this it no longer blocks
-        return max(0.0, self._next_return(now) - now)
+        mode = self.mode
+        if mode is Mode.UNMETERED:
+            return 0.0
+        if mode is Mode.STARTING:
+            return 0.0 if not self.ledger.in_flight else math.inf
+        if mode is Mode.CLOSED:
+            return math.inf if self.ledger.in_flight else max(0.0, self.probes.at - now)
+        assert self.limit is not None
+        free = self.limit - self.ledger.counted + self._back(now)
+        keep = self._reserve()
+        if free > keep:
+            return 0.0
+        # When the model expects enough back to go beyond the reserve; a probe may take
+        # the reserve at its time. With nothing in hand while learning, a probe that
+        # risks a 429 (one at a time: its answer says what a second one would).
+        at = self._back_at(self.ledger.counted - self.limit + 1 + keep, now)
+        if free >= 1:
+            at = min(at, self.probes.at)
+        elif mode is Mode.LEARNING:  # after the probe out, if any, is answered or overdue
+            at = min(at, max(self.probes.at, self._free_at(self.probes.risky, now)))
+        elif mode is Mode.CONFIRMING and self.probes.trial:  # a trial overdue frees the next
+            at = min(at, self._free_at(self.probes.trial, now) + _EPSILON)
+        return max(0.0, at - now)
+
+    def _free_at(self, seq: int, now: float) -> float:
+        overdue = self.tuning.overdue * min(self.fastest, 1e6)
+        return self.probes.free_at(seq, self.ledger.in_flight.get(seq), now, overdue)
+
+    def _out(self, seq: int, now: float) -> bool:
+        return now < self._free_at(seq, now)
 
     def spare(self) -> float:
         """How many requests may go at once when ``wait()`` says one may: more than one
-        only on unused quota the server confirmed (``math.inf``: no limit is known)."""
-        if self.limit is None:
-            return math.inf if self._answered else 1.0
-        return max(1.0, float(self.limit - self._counted))
+        only on quota in hand (``math.inf``: no limit to keep)."""
+        if self.mode is Mode.UNMETERED:
+            return math.inf
+        if self.limit is None or self.mode is Mode.CLOSED:
+            return 1.0
+        return max(1.0, float(self.limit - self.ledger.counted - self._reserve()))
 
-    def _next_return(self, now: float) -> float:
-        """When the model expects one more unit to be free."""
-        if self.limit == 0:
-            return self._probe_at + self._zero_wait
-        if self._gradual:
-            guess = self._drained_at + _TRICKLE_UNITS / self._rate(now)
-        else:
-            guess = self._oldest_needed() + self.window + self._slowest(now)
-        reset = self._reset_at
-        if reset is None or reset <= now - self.window:
-            return guess
-        # The server said when its quota comes back. Said with nothing left, that is when
-        # the next unit is (the end of a fixed window, the next token): nothing to guess.
-        # Said with some left, it is when the whole quota is back: never wait past it.
-        # Whole seconds may be up to 1 s late, so our guess may go first, not before the
-        # earliest the server allows.
-        if self._reset_exact or not (self.learned or self._gradual):
-            guess = reset
-        earliest = reset - 1.0 if self._reset_rounded else -math.inf
-        return max(earliest, min(reset, guess))
+    def _reserve(self) -> int:
+        """Units kept back to test the window while its bracket is wide: one of each
+        window's burst goes at the bracket's middle instead (it cannot be refused). Not on
+        a fixed window, where a test across an edge reads as a short window."""
+        if self.mode is not Mode.STEPS or self.steps.test_lag is None or not self.limit:
+            return 0
+        # A test is tried by a burst first (CONFIRMING): worth it only when answers come
+        # back well within a window.
+        fast = self.fastest * self.tuning.test_latency < self.steps.value
+        return 1 if fast and self.limit > 1 else 0
 
-    def _oldest_needed(self) -> float:
-        """The stamp of the unit whose return frees one more request."""
-        need = self._counted - (self.limit or 0) + 1
-        for stamp, units in self._log:
-            need -= int(units)
-            if need <= 0:
-                return stamp
-        return self._log[-1][0] if self._log else 0.0
+    def _back(self, now: float) -> int:
+        """Units the model expects back by *now* that no answer has shown yet."""
+        ledger = self.ledger
+        back = self._capped(now)
+        horizon = now - self.window - self.tuning.jitter + _EPSILON
+        if self.mode is Mode.STEPS:
+            back = max(back, ledger.count_upto(horizon))
+        elif self.mode is Mode.CONFIRMING and not self._out(self.probes.trial, now):
+            # One unit on the window's prediction, the trial; the rest wait for its answer.
+            due = ledger.count_upto(horizon)
+            trial = max(ledger.counted - (self.limit or 0) + 1, 0)  # what makes one unit free
+            back = max(back, min(due, trial))
+        elif self.mode is Mode.GRADUAL:
+            rate = self._pace()
+            if rate and now > self.synced:
+                back = max(back, min(ledger.counted, int((now - self.synced) * rate)))
+        return back
 
-    # -- the permit's life ------------------------------------------------------------
+    def _capped(self, now: float) -> int:
+        """Units a server's own word (a reset, a Retry-After) says are back by *now*."""
+        cap = self.word.cap
+        if cap is None or now + _EPSILON < cap.at:
+            return 0
+        units = self.ledger.count_upto(cap.upto)
+        return min(units, cap.most)
+
+    def _back_at(self, units: int, now: float) -> float:
+        """When the model expects *units* back (``math.inf``: it does not know)."""
+        ledger = self.ledger
+        if units > ledger.counted:
+            return math.inf
+        at = math.inf
+        cap = self.word.cap
+        if cap is not None:
+            said = ledger.count_upto(cap.upto)
+            if min(said, cap.most) >= units:
+                at = cap.at
+        trial = self.mode is Mode.CONFIRMING and not self._out(self.probes.trial, now)
+        stamp = ledger.nth_stamp(units)
+        if stamp is not None and (
+            self.mode is Mode.STEPS or (trial and units <= ledger.counted - (self.limit or 0) + 1)
+        ):
+            at = min(at, stamp + self.window + self.tuning.jitter)
+        elif self.mode is Mode.GRADUAL:
+            rate = self._pace()
+            if rate:
+                at = min(at, max(self.synced, now) + 1e-6 + units / rate)
+                if self.synced < now:
+                    at = min(at, self.synced + units / rate + 1e-6)
+        return at
+
+    def _pace(self) -> float | None:
+        rate = self.refill.value
+        return None if rate is None else rate * self.pace * self.tuning.gradual_share
+
+    # -- the permit's life --------------------------------------------------------------
     def grant(self, now: float) -> int:
         """Record a request sent now; its permit number."""
-        self._seq += 1
-        speculative = self.limit is not None and self.limit - self._counted <= 0
-        if self.limit is not None and self.limit - self._counted == 1:
-            self._drained_at = now  # this takes the last unit the server confirmed
-        if speculative or (self.limit is None and not self._answered):
-            self._probe, self._probe_at = self._seq, now
-            self._pivot = self._oldest_needed() if self._log else now
-        self._in_flight[self._seq] = now
-        if self.limit is not None or not self._answered:
-            self._add(now, 1)  # a server that sends no limit is not modelled at all
-        return self._seq
+        mode = self.mode
+        if mode is Mode.UNMETERED:
+            return self.ledger.track(now)  # not modelled: a permit, no unit
+        if self.limit is None or mode is Mode.CLOSED:
+            return self.ledger.grant(now)
+        free = self.limit - self.ledger.counted + self._back(now)
+        keep = self._reserve()
+        in_hand = self.limit - self.ledger.counted + self._capped(now)
+        if in_hand < 1 and mode is Mode.CONFIRMING:
+            # A send on the window's prediction tests the window only if it goes about
+            # when the unit it counts on was due; one long overdue would come back anyway.
+            stamp = self.ledger.nth_stamp(self.ledger.counted - self.limit + 1)
+            due = (stamp if stamp is not None else now) + self.steps.value
+            slack = self.tuning.trial_slack * self.steps.value + 2 * self.tuning.jitter
+            timely = now - due <= slack
+            self.probes.trial_window = self.steps.value if timely else -_NEVER
+        seq = self.ledger.grant(now)
+        if in_hand < 1 and mode is Mode.LEARNING:
+            self.probes.risky = seq  # a probe that may be refused
+        elif in_hand < 1 and mode is Mode.CONFIRMING:
+            self.probes.trial = seq  # the send on the window's prediction: its answer decides
+            # Units the window says are back for it (more than the one it may take).
+            horizon = now - self.window - self.tuning.jitter + _EPSILON
+            back = self.ledger.count_upto(horizon)
+            self.probes.trial_expect = self.limit - self.ledger.counted + 1 + back
+        if free - 1 <= keep and self.drained is None:
+            self.drained = now  # the quota in hand is used up: probes from now on
+            self._schedule_probe(now)
+        elif free <= keep:  # a probe: the next waits its turn
+            self._schedule_probe(now)
+        return seq
+
+    def _schedule_probe(self, now: float) -> None:
+        if self.mode is Mode.LEARNING:
+            self.probes.next(now, self.tuning.probe_growth)
+        elif self.mode is Mode.STEPS:
+            lag = self.steps.test_lag
+            base = self.drained if self.drained is not None else now
+            self.probes.at = max(now, base + lag) if lag is not None else now
 
     def cancel(self, seq: int) -> None:
         """The permit was not used (its caller gave up before sending)."""
-        sent = self._in_flight.pop(seq, None)
-        if sent is None:
-            return
-        if seq == self._probe:
-            self._probe = 0
-        self._remove_newest(sent)
+        sent = self.ledger.settle(seq)
+        self.probes.ended(seq)
+        if sent is not None and self.mode is not Mode.UNMETERED:
+            self.ledger.remove(sent)
+
+    def expire(self, now: float, stale_after: float) -> None:
+        """Forget requests in flight for longer than *stale_after* (their worker is gone;
+        what they used stays counted until an answer shows it back)."""
+        for seq in self.ledger.expire(now, stale_after):
+            self.probes.ended(seq)
 
     def answer(self, seq: int, now: float, info: ResponseInfo | None) -> None:
         """Learn from how request *seq* ended (None: no answer arrived)."""
-        sent = self._in_flight.pop(seq, now)
-        probe = seq == self._probe
-        if probe:
-            self._probe = 0
+        sent = self.ledger.settle(seq)
+        trial = self.probes.ended(seq)
+        if sent is None:
+            sent = now  # forgotten as stale: it was counted by now at the latest
         if info is None:
-            return  # it may have been counted: it stays in the log
-        self._answered = True
-        self._note_latency(now, now - sent)
+            return  # it may have been counted: its unit stays until an answer shows it back
+        self.fastest = min(self.fastest, max(now - sent, 0.0))
         if info.window is not None:
-            self.window, self.learned = _clamp(info.window, MIN_WINDOW, MAX_WINDOW), True
-        if sent >= self._synced_at or info.reset is None:  # a stale answer's reset is stale
-            self._reset_at = None if info.reset is None else now + min(info.reset, self.max_pause)
-            self._reset_rounded = info.reset_rounded
-            self._reset_exact = info.remaining == 0 or info.status == 429
-        if info.limit is not None and info.remaining is not None:
-            # What the log expected free when the probe went: the units due by then, less
-            # what was over the limit.
-            expected = self._due(sent) - (self._counted - (self.limit or 0)) if probe else 0
-            self._sync(sent, info.limit, info.remaining, now)
-            if info.status != 429:
-                self._granted += 1
-                self._granted_at = now
-            if probe and info.status != 429:
-                free = int(_clamp(info.remaining, 0, MAX_LIMIT)) + 1  # the probe's own included
-                self._judge_probe(sent, now, free, expected)
-        if info.status == 429:
+            low, high = self.tuning.window_range
+            window = _clamp(info.window, low, high)
+            self.steps.exactly(window, self.tuning.jitter)
+        if info.limit is None or info.remaining is None:
+            self._advance(Mode.UNMETERED if info.status != 429 else self.mode)
+            if info.status == 429:
+                self.rate_limited += 1
+                self.pause(now, info.retry_after or self.steps.value)
+            elif info.status == 503:
+                self.pause(now, info.retry_after or self.upstream_pause)
+            return
+        limit = int(_clamp(info.limit, 0, MAX_LIMIT))
+        remaining = int(_clamp(info.remaining, 0, limit))
+        if limit == 0:
+            probes = self.probes
+            if self.mode is Mode.CLOSED:  # still closed: probe less often
+                probes.gap = min(probes.gap * 2, self.tuning.closed_backoff[1])
+            self.limit, self.remaining = 0, 0
+            self._advance(Mode.CLOSED)
+            probes.at = now + probes.gap
+            return
+        if self.limit is not None and limit != self.limit:
+            # What a new limit changes: a gradual server's rate scales with it, and what
+            # the server said of the old one no longer holds; the window is the server's.
+            if self.mode is Mode.GRADUAL:
+                self.refill.scale(limit / self.limit)
+            self.word.cap = None
+        self.limit = limit
+        if self.mode in (Mode.STARTING, Mode.UNMETERED, Mode.CLOSED):
+            if self.guessed and not self.steps.known:
+                self.steps.hi = self.steps.guess  # the window given: tried by a trial first
+                self._advance(Mode.CONFIRMING)
+            else:
+                self._advance(Mode.LEARNING)
+        refused = info.status == 429
+        if refused:
+            self.ledger.remove(sent)  # a refused request is not counted
+        jitter = self.tuning.jitter
+        fresh = sent >= self.synced - jitter
+        found = self.ledger.reconcile(
+            sent, limit - remaining, counted_itself=not refused, jitter=jitter, fresh=fresh
+        )
+        if fresh:
+            cap = self.word.cap
+            if cap is not None and sent + jitter >= cap.at:
+                self.word.cap = None  # sent after what the server said: the answer tells the rest
+            self.synced = max(self.synced, sent)
+            self.remaining = remaining
+            if remaining > 0:
+                self.drained = None
+                if self.mode is Mode.GRADUAL and not refused and sent >= self.slowed:
+                    self.pace = min(self.pace * self.tuning.speed_up, 1.0)
+        self._learn(sent, found)
+        if trial and not refused and self.mode is Mode.CONFIRMING:
+            group = min(self.tuning.partial_group, limit)
+            if self.probes.holds(group=group, remaining=remaining, window=self.window):
+                self._advance(Mode.STEPS)  # the window held (a 429 taught it: try again)
+        if fresh and self.word.reset_trusted and info.reset is not None:
+            self._note_reset(sent, now, info, remaining)
+        if refused:
             self.rate_limited += 1
-            self._on_rate_limited(now, info, probe, sent)
+            self._refused(sent, now, info, remaining)
         elif info.status == 503:
             self.pause(now, info.retry_after or self.upstream_pause)
 
-    # -- learning ---------------------------------------------------------------------
-    def _sync(self, sent: float, limit: int, remaining: int, now: float) -> None:
-        """Match the log to the server's count."""
-        limit = int(_clamp(limit, 0, MAX_LIMIT))
-        remaining = int(_clamp(remaining, 0, limit))
-        if limit != self.limit:
-            self._shrunk = self.limit is not None and limit < self.limit
-            self.limit = limit
-            self._hi, self._lo = None, 0.0
-            if limit > 0:
-                self._zero_wait = _ZERO_BACKOFF[0]
-        used = limit - remaining
-        # Only a request sent after the last sync surely reached the server after it, so
-        # only its answer may show quota back. Answers that arrived meanwhile may have
-        # been counted after it (requests overtake each other on the way): the most in use
-        # any of them showed still holds. Requests in flight may or may not be counted yet:
-        # they stay in the log. After the limit drops, "0 remaining" may hide more than
-        # `limit` in use, so only a positive count frees quota.
-        newest = sent >= self._synced_at
-        if newest:
-            used = max(used, self._used_since)
-            self._synced_at, self._used_since = now, 0
-            self.remaining = limit - used
-            if used >= limit:
-                self._drained_at = now
-        else:
-            self._used_since = max(self._used_since, used)
+    # -- learning -----------------------------------------------------------------------
+    def _learn(self, sent: float, found: Reconciled) -> None:
+        """What an answer's reconciliation says of when units come back."""
+        jitter = self.tuning.jitter
+        steps = self.steps
+        if found.held is not None:
+            steps.still_counted(sent - found.held - jitter)
+        if not found.popped or found.popped_newest is None:
+            return
+        if self.mode is Mode.GRADUAL:
+            self.refill.add(sent, found.popped)
+            return
+        newest = found.popped_newest
+        if found.split_group >= 1 and found.popped + found.split_group >= self.tuning.partial_group:
+            # Part of a group sent together is back, part still counted. A step server
+            # returns a group within the jitter of its sends; still only in part well
+            # after the first look, it comes back gradually.
+            first = self.partial
+            if first is None or abs(first[0] - newest) > jitter:
+                self.partial = (newest, sent)
+            elif sent - first[1] >= self.tuning.gradual_proof * jitter:
+                since = self.drained if self.drained is not None else newest
+                self.refill.span = self.tuning.rate_quotas * (self.limit or 1)
+                self.refill.start(min(since, first[1]), sent, found.popped)
+                self._advance(Mode.GRADUAL)
+            return
+        before = steps.value
+        steps.back_within(sent - newest + jitter, jitter)
+        self._window_changed(before)
+        if self.probes.trial and steps.value < self.probes.trial_window:
+            self.probes.trial = 0  # a shorter window since it went: a new trial tries it
+        if self.mode is Mode.LEARNING and steps.known:
+            self._advance(Mode.CONFIRMING)
+
+    def _window_changed(self, before: float) -> None:
+        """A window shorter than the one sent on is tried by one burst first (a fixed
+        window's phase can pass for a short window: it then costs one 429, not a burst)."""
+        if self.mode is Mode.STEPS and self.steps.value < before - _EPSILON:
+            self._advance(Mode.CONFIRMING)
+
+    def _note_reset(self, sent: float, now: float, info: ResponseInfo, remaining: int) -> None:
+        """A reset header: with nothing left, when the next unit is back; with some
+        left, when all used is back. Whole seconds are taken at their late end."""
+        assert info.reset is not None
+        # A request sent then may still reach the server a jitter before it.
+        at = (now if info.reset_absolute else sent) + min(info.reset, self.max_pause)
+        at += self.tuning.jitter
+        if self.mode is Mode.GRADUAL:
+            return  # a pace is better than a reset (a window counter's over-promises)
+        assert self.limit is not None
+        # With nothing left, the next unit is back then; with some left, all that was in
+        # use when this request was counted (the oldest that many, later ones may not be).
+        most = 1 if remaining == 0 or info.status == 429 else self.limit - remaining
+        self.word.keep(Cap(upto=sent, at=at, most=most, from_reset=True))
+
+    def _refused(self, sent: float, now: float, info: ResponseInfo, remaining: int) -> None:
+        """A 429: the quota was used up when *sent* was counted (or, with quota left,
+        something else refused it: wait as asked, learn nothing of the quota)."""
         if remaining > 0:
-            self._shrunk = False
-        if self._counted > used + len(self._in_flight) and newest and not self._shrunk:
-            self._pop(self._counted - used - len(self._in_flight))
-        elif self._counted < used:
-            # More in use than we ever sent, even if all ours in flight were counted:
-            # another client on the key.
-            self._add(now, used - self._counted)
+            self.pause(now, info.retry_after or self.upstream_pause)
+            return
+        wait, word = info.retry_after, self.word
+        word.refused(sent, wait, info.retry_after_rounded)
+        jitter = self.tuning.jitter
+        oldest = self.ledger.oldest()
+        if self.mode is Mode.GRADUAL:
+            rate = self._pace() or 1.0
+            if wait is not None and wait * rate >= self.tuning.step_wait:
+                # A wait of many units' refill time: quota comes back in steps after all
+                # (a fixed window read as gradual); one burst tries the window first.
+                self.steps.still_counted(sent - (oldest or sent) - jitter)
+                self._advance(Mode.CONFIRMING)
+            elif sent >= self.slowed:  # one slow-down per round of requests
+                self.pace = max(self.pace * self.tuning.slow_down, self.tuning.pace_floor)
+                self.slowed = now
+            seconds = word.late_end(wait) if wait is not None else 1 / rate
+            self.pause(now, max(sent + seconds - now, 0.0))  # the wait counts from sent
+            return
+        steps = self.steps
+        if oldest is not None:
+            steps.still_counted(sent - oldest - jitter)
+        if wait is None:
+            until = (oldest if oldest is not None else sent) + self.window
+            self.pause(now, max(until - now, 0.0))
+            return
+        back = sent + word.late_end(wait) + jitter  # sent then, it may arrive a jitter sooner
+        if oldest is not None:
+            before = steps.value
+            if info.retry_after_rounded:
+                steps.still_counted(sent + word.early_end(wait) - oldest - jitter)
+            else:
+                steps.exactly(back - jitter - oldest, jitter)
+            word.keep(Cap(upto=oldest, at=back, most=1, from_reset=False))
+            if self.mode is Mode.LEARNING:
+                self._advance(Mode.CONFIRMING)
+            self._window_changed(before)
+        self.pause(now, max(back - now, 0.0))
 
-    def _judge_probe(self, sent: float, now: float, free: int, expected: int) -> None:
-        """A probe's answer says whether the model's timing was right: the server had
-        *free* units where the log expected *expected*."""
-        if self.limit == 0:
-            self._zero_wait = min(self._zero_wait * 2, _ZERO_BACKOFF[1])
+    def _advance(self, mode: Mode) -> None:
+        """Enter *mode*: the one place where the model changes state."""
+        if mode is self.mode:
             return
-        if self._gradual:
-            if free >= _TRICKLE_UNITS:
-                self._boost = min(self._boost * 1.03, 2.0)
-            return
-        # Finding far less back than the log says is quota coming back gradually (a
-        # bucket, GCRA, a window counter), unless a trickle already failed here: then the
-        # server returns quota in steps, and with a window from whole seconds still under
-        # test, finding less back is how a test of a too-short window fails.
-        testing = self._stepped and not self._exact
-        if expected >= 4 and free * 2 < expected and not testing:
-            # Some of what was due is still counted: the server returns quota gradually.
-            self._gradual, self._gradual_since = True, self._drained_at
-            self._trickle_429s = 0
-            self._granted = 1.0  # the probe; the units it found follow as confirmed sends
-            self._restamp(now)
-            return
-        if free >= expected:
-            # All it waited for was back: the window is at most that long.
-            self._narrow(hi=sent - self._pivot)
-
-    def _rate(self, now: float) -> float:
-        """Units per second the server granted since the gradual mode began (at first,
-        what the window implies)."""
-        span = self._granted_at - self._gradual_since
-        if self._granted < 3 or span <= 0:
-            return (self.limit or 1) / self.window
-        return self._boost * self._granted / span
-
-    def _restamp(self, now: float) -> None:
-        """What is still counted is expected back no sooner than a window from now."""
-        held = self._counted
-        self._log.clear()
-        self._counted = 0
-        self._add(now, held)
-
-    def _narrow(self, *, lo: float | None = None, hi: float | None = None) -> None:
-        """Tighten the bracket around the window and pick the window to use next: the
-        top once the bracket is tight, else its middle (a test that costs at most one
-        429, which then raises the bottom)."""
-        if self._exact:
-            return
-        if lo is not None:
-            self._lo = max(self._lo, lo)
-        if hi is not None and hi > 0:
-            self._hi = hi if self._hi is None else min(self._hi, hi)
-            self.learned = True
-        if self._hi is not None and self._lo >= self._hi:
-            self._hi = None  # the server changed (or a noisy sample): trust the newest
-        if self._hi is None:
-            self.window = max(self.window, self._lo * 1.5)  # nothing seen back yet: grow
-            return
-        tight = self._hi <= self._lo * _CLOSE
-        self.window = self._hi if tight else (self._lo + self._hi) / 2
-
-    def _on_rate_limited(self, now: float, info: ResponseInfo, probe: bool, sent: float) -> None:
-        wait = info.retry_after
-        if info.remaining:
-            # Quota left, yet 429: not our quota speaking (an upstream or proxy limit).
-            # Wait as asked, but learn nothing about the window from it.
-            self.pause(now, wait or self.upstream_pause)
-            return
-        if self._gradual:
-            rate = self._rate(now)
-            least = None if wait is None else wait - (1.0 if info.retry_after_rounded else 0.0)
-            # A wait of many units' refill time means quota comes back in steps after all;
-            # judged only once the rate was measured over enough units.
-            if self._granted >= 10:  # counted once the rate was measured
-                self._trickle_429s += 1
-            # Many 429s for what was granted: a step server whose window was under test.
-            stepped = (
-                self._trickle_429s >= _STEP_429S
-                and self._granted < _STEP_GRANTS * self._trickle_429s
-            )
-            if not stepped and (least is None or least * rate < 8 or self._granted < 10):
-                self._boost = max(self._boost * 0.85, 0.5)  # it refills slower than we asked
-                self._drained_at = now
-                exact = wait is not None and not info.retry_after_rounded
-                self.pause(now, wait if exact and wait is not None else 1 / rate)
-                return
-            self._gradual = False  # a long wait for one unit: quota comes back in steps
-            self._stepped = self._stepped or stepped
-        pivot = self._pivot if probe else (self._log[0][0] if self._log else now)
-        if probe:
-            self._narrow(lo=sent - pivot)  # the unit it waited for was not back yet
-        if wait is not None and not info.retry_after_rounded:
-            # The server says exactly when a unit is back: the window, seen from the
-            # oldest unit (for a fixed window the phase varies, so keep the longest).
-            back = now + wait - pivot
-            self.window = _clamp(
-                max(back, self.window if self._exact else 0.0), MIN_WINDOW, MAX_WINDOW
-            )
-            self._exact = self.learned = True
-        elif wait is not None:
-            # Whole seconds: the unit is back somewhere in (wait - 1, wait].
-            early = max(0.0, wait - 1.0)
-            known = self._hi is not None  # a probe once found the quota back in time
-            self._narrow(lo=now + early - pivot, hi=now + wait - pivot)
-            self.learned = True
-            if known:  # then our own bracket may beat the rounded wait
-                wait = max(early, pivot + self.window - now)
-        elif self._grown_for < self.paused_until or now >= self.paused_until:
-            # No hint: the window was too short. Grow it once per pause (a burst of 429s
-            # from requests in flight is one lesson, not many), never past the cap.
-            self._lo = max(self._lo, self.window)
-            self.window = min(self.window * 2, MAX_WINDOW)
-            wait = self.window
-        self.pause(now, wait if wait is not None else self.window)
-        self._grown_for = self.paused_until
+        if mode is Mode.CLOSED:
+            self.probes.gap = self.tuning.closed_backoff[0]
+        elif mode is Mode.LEARNING:
+            self.probes.gap = self.tuning.first_probe
+            self.drained = None
+        elif mode is Mode.CONFIRMING:
+            self.probes.trial = 0
+        elif mode is Mode.GRADUAL:
+            self.word.cap = None
+            self.pace = 1.0
+        elif mode is Mode.UNMETERED:
+            self.limit = self.remaining = None
+            self.ledger.forget_units()
+        self.mode = mode
 
     def pause(self, now: float, seconds: float) -> None:
         """Hold every request for *seconds* (capped at ``max_pause``)."""
         until = now + min(max(seconds, 0.0), self.max_pause)
         self.paused_until = max(self.paused_until, until)
-
-    # -- the log ----------------------------------------------------------------------
-    def _add(self, stamp: float, units: int) -> None:
-        if self._log and self._log[-1][0] == stamp:
-            self._log[-1][1] += units
-        else:
-            self._log.append([stamp, float(units)])
-        self._counted += units
-
-    def _pop(self, units: int) -> None:
-        """The *units* oldest are no longer counted by the server."""
-        self._counted -= units
-        while units > 0 and self._log:
-            head = self._log[0]
-            if head[1] <= units:
-                units -= int(head[1])
-                self._log.popleft()
-            else:
-                head[1] -= units
-                units = 0
-
-    def _remove_newest(self, stamp: float) -> None:
-        for entry in reversed(self._log):
-            if entry[0] == stamp:
-                entry[1] -= 1
-                self._counted -= 1
-                if entry[1] <= 0:
-                    self._log.remove(entry)
-                return
-
-    def _due(self, at: float) -> int:
-        """Units the log says are free again by *at*."""
-        horizon = at - self.window
-        return int(sum(units for stamp, units in self._log if stamp <= horizon))
-
-    def _note_latency(self, now: float, seconds: float) -> None:
-        latencies = self._latencies
-        while latencies and latencies[-1][1] <= seconds:
-            latencies.pop()  # a slower answer came later: the faster one never matters
-        latencies.append((now, seconds))
-
-    def _slowest(self, now: float) -> float:
-        """The slowest answer of the last two windows: the delay to allow on top of the
-        window, since the server counts a request from when it arrived."""
-        latencies = self._latencies
-        horizon = now - 2 * self.window
-        while latencies and latencies[0][0] < horizon:
-            latencies.popleft()
-        return min(latencies[0][1], self.window) if latencies else 0.0

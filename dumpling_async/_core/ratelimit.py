@@ -62,8 +62,9 @@ class AdaptiveRateLimiter:
     """The default limiter: throttles before the quota runs out, whatever the server's
     algorithm or window.
 
-    ``window`` is a first guess (seconds) for how long a request counts against the
-    quota; observation replaces it. ``max_rate`` per ``time_period`` optionally adds a
+    ``window`` is a guess (seconds) for how long a request counts against the quota,
+    tried by one request before it is relied on, and replaced by what answers show;
+    without one, the limiter learns it. ``max_rate`` per ``time_period`` optionally adds a
     fixed client-side ceiling (an aiolimiter bucket), useful when a plan's rate is known
     or a server sends no rate-limit headers. ``upstream_pause`` is how long everyone
     waits after a 503 without ``Retry-After``; ``max_pause`` caps any pause (a longer
@@ -73,15 +74,15 @@ class AdaptiveRateLimiter:
     def __init__(
         self,
         *,
-        window: float = 0.25,
+        window: float | None = None,
         max_rate: float | None = None,
         time_period: float = 1.0,
         upstream_pause: float = 0.5,
         max_pause: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if window <= 0:
-            raise ValueError("window must be > 0")
+        if window is not None and not window > 0:
+            raise ValueError("window must be > 0 (or None: learned)")
         self._model = QuotaModel(window=window, upstream_pause=upstream_pause, max_pause=max_pause)
         self._clock = clock
         self._ceiling = AsyncLimiter(max_rate, time_period) if max_rate else None
@@ -95,8 +96,8 @@ class AdaptiveRateLimiter:
     def __repr__(self) -> str:
         model = self._model
         return (
-            f"AdaptiveRateLimiter(limit={model.limit}, window={model.window:.3f}, "
-            f"in_flight={model.in_flight})"
+            f"AdaptiveRateLimiter(state={model.mode.value}, limit={model.limit}, "
+            f"window={model.window:.3f}, in_flight={model.in_flight})"
         )
 
     @property
@@ -117,6 +118,7 @@ class AdaptiveRateLimiter:
             throttled_seconds=self._throttled,
             throttle_waits=self._throttle_waits,
             rate_limited=model.rate_limited,
+            state=model.mode.value,
         )
 
     # -- the protocol --------------------------------------------------------------------

@@ -26,6 +26,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from .._core import state as shared_state
 from .._core.log import get_logger
 from .._core.quota import QuotaModel, ResponseInfo
 from .._core.ratelimit import AdaptiveRateLimiter, Permit
@@ -65,7 +66,7 @@ class RedisRateLimiter(RedisBacked):
         redis: str | aioredis.Redis,
         *,
         api_key: str,
-        window: float = 0.25,
+        window: float | None = None,
         stale_after: float = 120.0,
         idle_ttl: float = 600.0,
         upstream_pause: float = 0.5,
@@ -115,6 +116,7 @@ class RedisRateLimiter(RedisBacked):
             throttled_seconds=self._throttled,
             throttle_waits=self._waits,
             rate_limited=model.rate_limited,
+            state=model.mode.value,
         )
 
     # -- one step of the shared model -------------------------------------------------
@@ -137,7 +139,7 @@ class RedisRateLimiter(RedisBacked):
             self._seen = model
             if not changed:
                 return result
-            state = orjson.dumps(model.to_state())
+            state = orjson.dumps(shared_state.dump(model))
             new = os.urandom(8).hex()
             args = [version or b"", new, state, self._ttl_ms]
             if int(await self._write(keys=self._keys, args=args)):
@@ -148,12 +150,12 @@ class RedisRateLimiter(RedisBacked):
         if raw is None:
             return self._new_model()
         try:
-            state = orjson.loads(raw)
-            return QuotaModel.from_state(
-                state, upstream_pause=self._upstream_pause, max_pause=self._max_pause
+            return shared_state.load(
+                orjson.loads(raw), upstream_pause=self._upstream_pause, max_pause=self._max_pause
             )
-        except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
-            self._log.warning("redis_state_unreadable")  # start afresh rather than stop
+        except (orjson.JSONDecodeError, shared_state.StateError):
+            # Another version's state, or broken: start afresh (every answer re-syncs).
+            self._log.warning("redis_state_unreadable")
             return self._new_model()
 
     # -- the protocol -----------------------------------------------------------------
@@ -222,6 +224,7 @@ class RedisRateLimiter(RedisBacked):
             self._away = True
         if self._fallback is None:
             window = self._seen.window if self._seen is not None else self._guess
+            window = window if self._seen is None or self._seen.learned else self._guess
             self._fallback = AdaptiveRateLimiter(
                 window=window, upstream_pause=self._upstream_pause, max_pause=self._max_pause
             )

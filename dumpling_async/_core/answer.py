@@ -1,0 +1,73 @@
+"""What one answer says of the quota (``ResponseInfo``, read from its headers by
+``headers.response_info``), and what the server said about when units come back
+(``Word``: its latest promise, a ``Cap``, and whether its resets and waits can be taken
+as said)."""
+
+from __future__ import annotations
+
+import attrs
+
+__all__ = ["Cap", "ResponseInfo", "Word"]
+
+
+@attrs.frozen(kw_only=True)
+class ResponseInfo:
+    """What the limiter needs to know of a response (all header values already parsed
+    and bounded; None when absent or unusable)."""
+
+    status: int
+    limit: int | None
+    remaining: int | None
+    retry_after: float | None = None
+    retry_after_rounded: bool = False  # whole seconds: the true wait is within 1 s of it
+    reset: float | None = None  # seconds until used quota comes back, as the server says
+    reset_rounded: bool = False  # whole seconds: the reset may come up to 1 s sooner
+    window: float | None = None  # the server's own window (RateLimit-Policy w=)
+    # The reset was a time of day (a Unix time), so it counts from when the answer was
+    # read, not from when the request was counted.
+    reset_absolute: bool = False
+
+
+@attrs.define
+class Cap:
+    """What a server said: of the units sent at or before ``upto``, the ``most`` oldest
+    are back at ``at`` ("the next unit is back then" frees one)."""
+
+    upto: float
+    at: float
+    most: int
+    from_reset: bool  # a reset header (which can over-promise) rather than Retry-After
+
+
+@attrs.define
+class Word:
+    """What a server said about when units come back, and how far to take it."""
+
+    cap: Cap | None = None
+    reset_trusted: bool = True  # until a reset over-promises once
+    floors: bool = False  # the server rounds Retry-After down (it sent a 0)
+
+    def keep(self, cap: Cap) -> None:
+        """Keep the promise that frees more, sooner (answers arrive in any order)."""
+        old = self.cap
+        if old is not None and old.at <= cap.at and old.most >= cap.most:
+            return
+        self.cap = cap
+
+    def refused(self, sent: float, wait: float | None, rounded: bool) -> None:
+        """A request sent at *sent* was refused: a reset that promised quota by then
+        over-promised (and is not taken again); a whole-second wait of 0 is rounded down."""
+        cap = self.cap
+        if cap is not None and cap.from_reset and sent >= cap.at:
+            self.reset_trusted, self.cap = False, None
+        if wait == 0 and rounded:
+            self.floors = True
+
+    def late_end(self, wait: float) -> float:
+        """The latest a whole-second wait can mean (rounded up, unless the server was seen
+        rounding down)."""
+        return wait + 1.0 if self.floors else wait
+
+    def early_end(self, wait: float) -> float:
+        """The earliest a whole-second wait can mean."""
+        return wait if self.floors else max(wait - 1.0, 0.0)

@@ -1,0 +1,136 @@
+"""What the quota model has learned of *when* used units come back: the two estimates
+behind its STEPS and GRADUAL states (``quota.Mode``).
+
+- ``StepWindow``: on a step server (a sliding log, and conservatively a fixed window) a
+  unit comes back a window after it was counted. The window is a bracket ``(lo, hi]``:
+  an answer that shows a unit still counted raises ``lo``, one that shows it back lowers
+  ``hi``. The model sends on ``hi`` (safe) and tests inside the bracket while it is wide.
+- ``RefillRate``: on a gradual server (token bucket, GCRA, sliding window counter) units
+  come back at a steady rate, measured as the units answers showed back over the send
+  times they span.
+
+Both take lags and times in seconds of the client's clock, measured between send times.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import attrs
+
+__all__ = ["RefillRate", "StepWindow"]
+
+
+@attrs.define
+class StepWindow:
+    """The window of a step server, as learned: ``lo < window <= hi``."""
+
+    guess: float  # the first guess, until an answer says more
+    lo: float = 0.0
+    hi: float | None = None
+    tight: float = 1.04  # a bracket this narrow (hi / lo) is as good as exact
+
+    @property
+    def value(self) -> float:
+        """The window to send on: the top of the bracket, or a growing guess above what
+        was seen still counted."""
+        if self.hi is not None:
+            return self.hi
+        return max(self.guess, self.lo * 1.5)
+
+    @property
+    def known(self) -> bool:
+        return self.hi is not None
+
+    @property
+    def is_tight(self) -> bool:
+        return self.hi is not None and self.hi <= max(self.lo, 1e-9) * self.tight
+
+    @property
+    def test_lag(self) -> float | None:
+        """The lag to test while the bracket is wide (its middle), else None."""
+        if self.hi is None or self.is_tight:
+            return None
+        return (self.lo + self.hi) / 2
+
+    def back_within(self, lag: float, slack: float) -> bool:
+        """A unit was back at most *lag* after it was counted. True when another was seen
+        still counted for longer: not one window for every unit (a fixed window returns
+        a unit counted late in it early)."""
+        if lag <= self.lo:
+            return lag + slack < self.lo
+        self.hi = lag if self.hi is None else min(self.hi, lag)
+        return False
+
+    def still_counted(self, lag: float) -> bool:
+        """A unit was still counted *lag* after it was counted. True when that is longer
+        than a window a unit was seen back within."""
+        if lag <= self.lo:
+            return False
+        self.lo = lag
+        if self.hi is not None and self.hi <= lag:
+            self.hi = None  # the bracket was wrong: grow again
+            return True
+        return False
+
+    def exactly(self, lag: float, slack: float) -> bool:
+        """The server said when a unit is back: *lag* after it was counted, within
+        *slack*. True when that contradicts the bracket (a fixed window says shorter lags
+        for units counted later in it)."""
+        hi = self.hi
+        contradicts = hi is not None and not (self.lo - slack <= lag <= hi + slack)
+        if hi is not None and lag + slack < self.lo:
+            return contradicts
+        self.lo = max(self.lo, lag - slack)
+        self.hi = max(lag + slack, self.lo + slack)
+        return contradicts
+
+
+class RefillRate:
+    """Units per second a gradual server returns, measured from answers over the last
+    ``span`` units (a couple of quotas: fewer and one early answer skews it)."""
+
+    __slots__ = ("_samples", "span")
+
+    def __init__(self, *, span: int) -> None:
+        self._samples: deque[tuple[float, int]] = deque()  # (sent at, units back by then)
+        self.span = span
+
+    def start(self, since: float, at: float, units: int) -> None:
+        """The first evidence: *units* back between *since* and *at*."""
+        self._samples.clear()
+        self._samples.append((since, 0))
+        self._samples.append((at, units))
+
+    def add(self, at: float, units: int) -> None:
+        """*units* more were back at *at* (send time of the answer that showed them)."""
+        samples = self._samples
+        if not samples:
+            samples.append((at, 0))
+            return
+        last_at, total = samples[-1]
+        if at < last_at:
+            return  # older news
+        total += units
+        samples.append((at, total))
+        while len(samples) > 2 and total - samples[1][1] >= self.span:
+            samples.popleft()
+
+    @property
+    def value(self) -> float | None:
+        samples = self._samples
+        if len(samples) < 2:
+            return None
+        (first_at, first), (last_at, last) = samples[0], samples[-1]
+        if last_at <= first_at or last <= first:
+            return None
+        return (last - first) / (last_at - first_at)
+
+    def scale(self, factor: float) -> None:
+        self._samples = deque((at, round(n * factor)) for at, n in self._samples)
+
+    def state(self) -> list[list[float]]:
+        return [[at, float(n)] for at, n in self._samples]
+
+    def restore(self, samples: list[list[float]]) -> None:
+        self._samples = deque((float(at), int(n)) for at, n in samples)
