@@ -12,10 +12,21 @@ from types import TracebackType
 from typing import Any, Self
 
 import aiohttp
+import attrs
 
 from ._core.budget import CreditBudget, LocalCreditBudget
-from ._core.bulk import PROFILES, VIDEOS, BulkKind, R, gather_results, iter_results, transcripts
+from ._core.bulk import (
+    PROFILES,
+    VIDEOS,
+    BulkKind,
+    R,
+    Width,
+    gather_results,
+    iter_results,
+    transcripts,
+)
 from ._core.cache import ProfileCache
+from ._core.concurrency import Concurrency
 from ._core.config import (
     check_request_source,
     is_loopback,
@@ -77,7 +88,7 @@ class AsyncDumplingClient:
         api_key: str | None = None,
         *,
         base_url: str | None = None,
-        max_concurrency: int = 16,
+        max_concurrency: int | None = None,
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         rate_limiter: RateLimiter | None = None,
@@ -99,8 +110,13 @@ class AsyncDumplingClient:
         self._base_url = resolve_base_url(base_url, allow_insecure_http=allow_insecure_http)
         if self._base_url.scheme == "http" and not is_loopback(self._base_url.host):
             self._log.warning("insecure_base_url", host=self._base_url.host)
-        if max_concurrency < 1:
-            raise ConfigurationError("max_concurrency must be >= 1")
+        if max_concurrency is not None and (
+            isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int)
+        ):
+            raise ConfigurationError("max_concurrency must be an int or None")
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ConfigurationError("max_concurrency must be >= 1 (or None: sized by the client)")
+        concurrency = Concurrency(max_concurrency)
         if not timeout > 0:
             raise ConfigurationError("timeout must be > 0 seconds")
         check_request_source(request_source)
@@ -118,7 +134,7 @@ class AsyncDumplingClient:
         self._transport = AiohttpTransport(
             self._key,
             session=session,
-            max_connections=max_concurrency,
+            max_connections=concurrency.bound,
             timeout=timeout,
             max_body=max_response_bytes,
             proxy=proxy,
@@ -131,7 +147,7 @@ class AsyncDumplingClient:
             budget=self._budget,
             retry=retry or RetryPolicy(),
             costs=credit_costs or CreditCosts(),
-            max_concurrency=max_concurrency,
+            concurrency=concurrency,
             request_source=request_source,
             log=self._log,
             hooks=HookRunner(hooks, self._log) if hooks is not None else None,
@@ -180,8 +196,10 @@ class AsyncDumplingClient:
     # -- state ----------------------------------------------------------------------------
     @property
     def rate_limit(self) -> RateLimitState:
-        """The account's rate limit as last seen, and what the limiter learned."""
-        return self._pipeline.limiter.snapshot()
+        """The account's rate limit as last seen, what the limiter learned, and how many
+        requests the client allows in flight."""
+        state = self._pipeline.limiter.snapshot()
+        return attrs.evolve(state, concurrency=self._pipeline.max_concurrency)
 
     @property
     def credits_spent(self) -> int:
@@ -214,7 +232,8 @@ class AsyncDumplingClient:
 
     @property
     def max_concurrency(self) -> int:
-        """The most requests this client has in flight at once."""
+        """The most requests this client has in flight at once, now: the number given,
+        or the one the client chose from the learned rate and answer times."""
         return self._pipeline.max_concurrency
 
     # -- single lookups -------------------------------------------------------------------
@@ -247,8 +266,12 @@ class AsyncDumplingClient:
         return transcript
 
     # -- bulk -----------------------------------------------------------------------------
-    def _width(self, concurrency: int | None) -> int:
-        return self.max_concurrency if concurrency is None else concurrency
+    def _width(self, concurrency: int | None) -> Width:
+        # Without a number, bulk runs follow the slots the client chooses as they change.
+        if concurrency is not None:
+            return concurrency
+        sizing = self._pipeline.concurrency
+        return sizing.limit if not sizing.automatic else lambda: sizing.limit
 
     async def _gather(self, kind: BulkKind[R], items: Inputs, concurrency: int | None) -> list[R]:
         return await gather_results(

@@ -30,7 +30,7 @@ def _other_tasks() -> set[asyncio.Task[Any]]:
 def _quiet(client: AsyncDumplingClient) -> None:
     """Nothing is held: no lookup in flight, no slot taken, no credit reserved."""
     assert not client._flights._flights
-    assert client._pipeline._free == client.max_concurrency
+    assert client._pipeline._busy == 0 and not client._pipeline._queued
     assert client.rate_limit.in_flight == 0
     assert client._budget._reserved == 0  # type: ignore[attr-defined]
 

@@ -35,6 +35,7 @@ from dumpling_async import (
     VideoNotFoundError,
 )
 from dumpling_async._core.budget import LocalCreditBudget
+from dumpling_async._core.concurrency import Concurrency
 from dumpling_async._core.converter import parse_model
 from dumpling_async._core.endpoints import PROFILE, VIDEO, Call, CreditCosts
 from dumpling_async._core.log import get_logger
@@ -76,7 +77,7 @@ def make_pipeline(
         budget=budget or LocalCreditBudget(),
         retry=retry,
         costs=CreditCosts(),
-        max_concurrency=4,
+        concurrency=Concurrency(4),
         request_source=request_source,
         log=get_logger(),
     )

@@ -47,6 +47,7 @@ R = TypeVar("R", bound=BulkResult[Any])
 _RECENT_OUTCOMES = 512
 
 Outcome = Any  # a model, or the DumplingError the lookup ended with
+Width = int | Callable[[], int]  # a fixed number, or read again each time
 
 
 @attrs.frozen
@@ -74,11 +75,13 @@ class _Run(Generic[R]):
     """State of one bulk run: the keys seen, the positions waiting for each, the
     lookups in flight and the results ready to yield."""
 
-    def __init__(self, lookups: Lookups, kind: BulkKind[R], width: int, *, keep_all: bool) -> None:
+    def __init__(
+        self, lookups: Lookups, kind: BulkKind[R], width: Width, *, keep_all: bool
+    ) -> None:
         self.lookups = lookups
         self.flights = lookups.flights
         self.kind = kind
-        self.width = width
+        self._width = width
         self.keep_all = keep_all
         self.abort: DumplingError | None = None
         self.waiting: dict[str, list[tuple[int, object]]] = {}  # key -> positions
@@ -100,6 +103,13 @@ class _Run(Generic[R]):
         self.source: Source | None = None
         self.index = 0
         self.parked = 0  # repeats waiting for their key's lookup
+
+    @property
+    def width(self) -> int:
+        """Lookups in flight at most: the caller's number, or the client's slots now (a
+        retry then never queues behind lookups the run admitted meanwhile)."""
+        width = self._width
+        return width if isinstance(width, int) else width()
 
     # -- the batch's stop -------------------------------------------------------------
     def stop_reason(self) -> DumplingError | None:
@@ -318,7 +328,7 @@ def iter_results(
     kind: BulkKind[R],
     items: Iterable[object] | AsyncIterable[object],
     *,
-    concurrency: int,
+    concurrency: Width,
     on_result: Callable[[R], None] | None = None,
 ) -> AsyncGenerator[R, None]:
     """Yield one result per input position, in completion order."""
@@ -330,7 +340,7 @@ async def gather_results(
     kind: BulkKind[R],
     items: Iterable[object] | AsyncIterable[object],
     *,
-    concurrency: int,
+    concurrency: Width,
 ) -> list[R]:
     """All results, in input order; repeats share their key's outcome."""
     run = _Run(lookups, kind, concurrency, keep_all=True)

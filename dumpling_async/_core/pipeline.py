@@ -20,6 +20,7 @@ from yarl import URL
 
 from .._errors import ClientClosedError, DumplingError, InvalidResponseError
 from .budget import CreditBudget
+from .concurrency import Concurrency
 from .endpoints import Call, CreditCosts, Endpoint
 from .fate import (
     TRANSPORT_ERRORS,
@@ -56,7 +57,7 @@ _NOT_SENT = ResponseInfo(status=0, limit=None, remaining=None)  # the limiter's 
 
 class Pipeline:
     """Sends calls for one client: its transport, limiter, budget, retry policy and
-    prices, and at most *max_concurrency* requests in flight."""
+    prices, and at most ``concurrency.limit`` requests in flight."""
 
     def __init__(
         self,
@@ -67,7 +68,7 @@ class Pipeline:
         budget: CreditBudget,
         retry: RetryPolicy,
         costs: CreditCosts,
-        max_concurrency: int,
+        concurrency: Concurrency,
         request_source: str | None,
         log: Any,
         hooks: HookRunner | None = None,
@@ -77,20 +78,25 @@ class Pipeline:
         self.budget = budget
         self.retry = retry
         self.costs = costs
-        self.max_concurrency = max_concurrency
+        self.concurrency = concurrency
         self.log = log
         self._hook = hooks  # None: no event is built at all
         self._base_url = base_url
         self._request_source = request_source
         self._urls: dict[str, URL] = {}
-        # The max_concurrency slots: a count, and the attempts waiting for one, first in
-        # first served (asyncio.Semaphore costs two coroutines per attempt).
-        self._free = max_concurrency
+        # The request slots: a count in use, and the attempts waiting for one, first in
+        # first served (asyncio.Semaphore costs two coroutines per attempt; and the
+        # number of slots changes as the client sizes it).
+        self._busy = 0
         self._queued: deque[asyncio.Future[None]] = deque()
         self._debug = logging.getLogger(LOGGER_NAME).isEnabledFor
         self._closed = False
         self.confirmed = 0  # credits charged for answers that arrived
         self.uncertain = 0  # credits of requests sent and never answered: maybe charged
+
+    @property
+    def max_concurrency(self) -> int:
+        return self.concurrency.limit
 
     async def aclose(self) -> None:
         """Refuse further attempts and release the transport's connections."""
@@ -208,13 +214,29 @@ class Pipeline:
             raise
 
     def _release_slot(self) -> None:
-        queued = self._queued
-        while queued:
+        self._busy -= 1
+        self._hand_out()
+
+    def _hand_out(self) -> None:
+        """Give free slots to waiters, oldest first."""
+        queued, limit = self._queued, self.concurrency.limit
+        while queued and self._busy < limit:
             waiter = queued.popleft()
             if not waiter.done():  # one that gave up left its future behind
+                self._busy += 1
                 waiter.set_result(None)
-                return
-        self._free += 1
+
+    def _answered(self, status: int, info: ResponseInfo, started: float) -> None:
+        """Size the slots from an answer: its time, and a refusal with quota left."""
+        sizing = self.concurrency
+        rate = self.limiter.snapshot().refill_rate
+        # A refusal with quota left (or with no quota said at all) is not the quota's.
+        if status == 503 or (status == 429 and (info.remaining is None or info.remaining > 0)):
+            sizing.refused_with_quota_left(rate)
+        else:
+            sizing.answered(time.monotonic() - started, rate)
+        if self._queued:
+            self._hand_out()  # the size may have grown
 
     async def _acquire(self, call: Call) -> Permit:
         """The limiter's permit; the hooks hear of a wait."""
@@ -233,8 +255,8 @@ class Pipeline:
         """Send once; the 200 body, or raise the error the response or failure means."""
         if self._closed:
             raise ClientClosedError("this AsyncDumplingClient is closed; create a new one")
-        if self._free:
-            self._free -= 1  # no one waits for a slot when one is free
+        if self._busy < self.concurrency.limit and not self._queued:
+            self._busy += 1  # no one waits for a slot when one is free
         else:
             await self._wait_for_slot()
         try:
@@ -250,6 +272,8 @@ class Pipeline:
                 response = await self.transport.post(self.url(call.endpoint), body, exchange)
                 status, headers = response.status, response.headers
                 info = exchange.info = response_info(status, headers)
+                if self.concurrency.automatic:
+                    self._answered(status, info, started)
             except TRANSPORT_ERRORS as exc:
                 # The cause keeps its type and message but not its frames, whose locals
                 # hold the request headers.

@@ -56,7 +56,7 @@ class BulkJob:
     output: str | None
     fmt: OutputFormat
     column: str | None
-    concurrency: int
+    concurrency: int | None
     max_credits: int | None
     retry_errors: bool
     resume: bool

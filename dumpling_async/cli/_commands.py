@@ -101,9 +101,8 @@ def cli(
     "-c",
     "--concurrency",
     type=click.IntRange(1, 256),
-    default=16,
-    show_default=True,
-    help="Lookups in flight at once.",
+    default=None,
+    help="Lookups in flight at most (default: sized from the rate limit and answer times).",
 )
 @click.option(
     "--max-credits",
@@ -146,7 +145,7 @@ def profiles(
     output: str | None,
     fmt: str | None,
     column: str | None,
-    concurrency: int,
+    concurrency: int | None,
     max_credits: int | None,
     retry_errors: bool,
     overwrite: bool,

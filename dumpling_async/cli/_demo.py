@@ -155,13 +155,19 @@ def fake_server(
 @click.option(
     "--limit", type=click.IntRange(1), default=None, help="Only the first N sample handles."
 )
-@click.option("-c", "--concurrency", type=click.IntRange(1, 256), default=16, show_default=True)
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Lookups in flight at most (default: sized by the client).",
+)
 @quiet_option
 @log_options
 def demo(
     output: str,
     limit: int | None,
-    concurrency: int,
+    concurrency: int | None,
     quiet: bool,
     verbose: int,
     log_format: str,
