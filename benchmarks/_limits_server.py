@@ -12,18 +12,23 @@ strategies on in-memory storage, the way a web app with Flask-Limiter or SlowAPI
 Every answer has ``X-RateLimit-Limit`` and ``X-RateLimit-Remaining`` from the strategy's
 own ``get_window_stats``; a refused request gets 429 and ``Retry-After``: the seconds
 until the stats' ``reset_time``, rounded up to a whole second (at least 1), as real ones
-send it. ``LimitsServer`` offers what ``benchmarks._server`` reads of a
+send it. With ``latency`` (an ``AnswerTime``) an allowed request is answered that long
+after its hit was counted, drawn from ``random.Random(latency_seed)``, as a slow API
+behind a rate-limiting middleware answers; a 429 comes from the middleware at once.
+``LimitsServer`` offers what ``benchmarks._server`` reads of a
 ``FakeDumplingServer``; it runs in its own process through ``ServerProcess(...,
 backend="limits-<strategy>")``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
+import random
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
@@ -63,6 +68,12 @@ class _Seconds(RateLimitItemPerSecond):
         return self.seconds  # type: ignore[return-value]  # a float, which storage accepts
 
 
+class AnswerTimes(Protocol):
+    """What is read of ``dumpling_async.testing.AnswerTime``."""
+
+    def sample(self, rng: random.Random) -> float: ...
+
+
 @dataclass(frozen=True)
 class Record:
     """One request: when (``time.monotonic()``) and its status."""
@@ -74,7 +85,16 @@ class Record:
 class LimitsServer:
     """The ``limits``-backed API on *host*:*port* (0: any free port)."""
 
-    def __init__(self, rule: RateLimitRule, strategy: str, *, host: str, port: int) -> None:
+    def __init__(
+        self,
+        rule: RateLimitRule,
+        strategy: str,
+        *,
+        host: str,
+        port: int,
+        latency: AnswerTimes | None = None,
+        latency_seed: int | None = None,
+    ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}")
         self.rate_limit = rule
@@ -94,6 +114,8 @@ class LimitsServer:
         self.max_in_flight = 0
         self.first_request_wall: float | None = None  # time.time() of the first request
         self._in_flight = 0
+        self._latency = latency
+        self._rng = random.Random(latency_seed)
         self._host, self._port = host, port
         self._server: TestServer | None = None
 
@@ -161,6 +183,9 @@ class LimitsServer:
             handle = None
         if not isinstance(handle, str) or not handle:
             return self._answer(400, {"error": "'handle' is required."}, headers)
+        seconds = self._latency.sample(self._rng) if self._latency is not None else 0.0
+        if seconds > 0:
+            await asyncio.sleep(seconds)
         self.charged[handle] += 1
         self.credits_charged += 10
         return self._answer(200, fake_profile(handle), headers)

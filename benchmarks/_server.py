@@ -14,9 +14,10 @@ A limit change can also be scheduled inside the server process, so that it happe
 a precise point of the job whatever the client is doing: ``halve_after`` (seconds after
 the first request) or ``halve_after_charged`` (once that many unique handles have been
 charged). ``options`` are more ``FakeDumplingServer`` keyword arguments (such as
-``reset_headers``). ``backend="limits-fixed"`` (``-moving``, ``-sliding_counter``) runs the
-API built on the ``limits`` package instead (``benchmarks._limits_server``). Only
-127.0.0.1 is ever bound.
+``reset_headers``, or ``latency=AnswerTime(...)``). ``backend="limits-fixed"``
+(``-moving``, ``-sliding_counter``) runs the API built on the ``limits`` package instead
+(``benchmarks._limits_server``; of the options it takes ``latency`` and
+``latency_seed``). Only 127.0.0.1 is ever bound.
 """
 
 from __future__ import annotations
@@ -118,8 +119,18 @@ class _Spec:
             raise ValueError(f"unknown backend {self.backend!r} (or no rule for limits)")
         from ._limits_server import LimitsServer
 
+        unknown = set(self.options) - {"latency", "latency_seed"}
+        if unknown:
+            raise ValueError(f"the limits server takes only latency options: {sorted(unknown)}")
         strategy = self.backend.removeprefix("limits-")
-        return LimitsServer(self.rule, strategy, host=HOST, port=self.port)
+        return LimitsServer(
+            self.rule,
+            strategy,
+            host=HOST,
+            port=self.port,
+            latency=self.options.get("latency"),
+            latency_seed=self.options.get("latency_seed"),
+        )
 
 
 class _Child:
@@ -248,7 +259,8 @@ class ServerProcess:
     ``halve_after`` halves the limit that many seconds after the first request;
     ``halve_after_charged`` halves it once that many unique handles were charged.
     *options* go to ``FakeDumplingServer``; *backend* ``"limits-<strategy>"`` serves the
-    ``limits``-based API instead (``benchmarks._limits_server.STRATEGIES``).
+    ``limits``-based API instead (``benchmarks._limits_server.STRATEGIES``), to which
+    only the options ``latency`` (an ``AnswerTime``) and ``latency_seed`` are passed.
     """
 
     def __init__(

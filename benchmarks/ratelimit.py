@@ -1,318 +1,111 @@
-"""Bulk jobs against rate-limited servers: this client vs a naive gather vs aiolimiter.
+"""Bulk jobs against rate-limited servers that answer slowly: this client vs a naive
+gather vs aiolimiter.
 
-    .venv/bin/python -m benchmarks.ratelimit                   # both quotas, ~25 minutes
-    .venv/bin/python -m benchmarks.ratelimit --rate standard   # 40 per 2 s only, ~18 min
-    .venv/bin/python -m benchmarks.ratelimit --quick           # under 2 minutes
-    .venv/bin/python -m benchmarks.ratelimit --long-window     # + a 60 s window, ~11 min more
-    .venv/bin/python -m benchmarks.ratelimit --reset-form ietf # the reset header to try
-    .venv/bin/python -m benchmarks.ratelimit --plot            # + docs/ratelimit.png
+    .venv/bin/python -m benchmarks.ratelimit                 # the default matrix, see below
+    .venv/bin/python -m benchmarks.ratelimit --jobs 8        # the same in about half the time
+    .venv/bin/python -m benchmarks.ratelimit --quick         # a small subset, about a minute
+    .venv/bin/python -m benchmarks.ratelimit --dry-run       # the cells and a time estimate
+    .venv/bin/python -m benchmarks.ratelimit --scenario fixed --latency 1 --runs 1
+    .venv/bin/python -m benchmarks.ratelimit --reset-form x-seconds --reset-form ietf
+    .venv/bin/python -m benchmarks.ratelimit --long-window   # + 30 per 60 s, ~10 min more
+    .venv/bin/python -m benchmarks.ratelimit --json out.json --plot   # + docs/ratelimit-latency.png
+    .venv/bin/python -m benchmarks.ratelimit --timeline      # + docs/ratelimit.png (two more runs)
 
-Servers, each in its own process (``benchmarks._server``), fresh for every run:
+The default matrix is 414 cells, about 4.3 hours of cells: about 65 minutes at
+``--jobs 4``, 33 at ``--jobs 8`` (``--dry-run`` prints the estimate; the CPU stays mostly
+idle, under 1 CPU second per 30 s cell, and the cells start one at a time).
 
-* the fake server (``FakeDumplingServer``) with each algorithm: ``fixed``, ``sliding``
-  (log), ``sliding_counter``, ``token_bucket``, ``gcra``, and ``halving`` (fixed window
-  whose limit halves once half of the job's handles were charged); each once with no
-  reset header (``X-RateLimit-Limit`` / ``-Remaining`` and 429 + ``Retry-After`` only,
-  as the vendor documents) and once with the reset header of ``--reset-form``
-  (``x-seconds`` by default);
+The vendor counts a request against the quota when it arrives and answers it 0.3-5 s
+later; so does every server here: ``AnswerTime(mean, spread=0.5)`` (uniform 0.5-1.5 x
+the mean; ``1-tail``: one answer in 20, at random, 10 times slower). Answer times
+(``--latency``, repeatable): ``0`` (at once), ``0.3``, ``1``, ``3``, ``1-tail`` or any
+seconds. Quota 40 per 2 s (20/s), 600 unique handles, unless said. Scenarios
+(``--scenario``, repeatable), each server in its own process (``benchmarks._server``),
+fresh for every run:
+
+* ``fixed``, ``sliding`` (log), ``sliding_counter``, ``token_bucket``, ``gcra``: the fake
+  server's algorithms at every answer time, each with no reset header (Limit, Remaining,
+  429 + Retry-After, as the vendor documents) and with ``x-unix`` (a whole-second Unix
+  time, the common middleware form); ``--reset-form`` adds more forms;
+* ``upstash``: a sliding window counter aligned to Unix time that, after one denial,
+  refuses everything (uncounted) until the reset, and reports the end of the fixed window
+  as the reset (``x-unix-ms``), as serverless Redis limiters do;
+* ``fixed-aligned``: a fixed window aligned to Unix time, reset ``x-unix``;
+* ``bucket-size``: a token bucket of 40 that gets only 10 tokens back per 2 s;
+* ``floored-ra``: fixed, with ``Retry-After`` rounded down (0 allowed), no milliseconds;
+* ``halving``: fixed, whose limit halves once half the handles were charged (no reset
+  header and ``x-unix``);
 * ``limits:fixed``, ``limits:moving``, ``limits:sliding_counter``: an aiohttp app on the
-  third-party ``limits`` package (``benchmarks._limits_server``), with its Limit and
-  Remaining from ``limits``' window stats and 429 + whole-second ``Retry-After``.
+  third-party ``limits`` package (``benchmarks._limits_server``), Limit and Remaining from
+  its window stats and 429 + whole-second ``Retry-After``.
 
-Quotas: ``standard`` is 40 per 2 s (20/s), ``fast`` 40 per 0.5 s (80/s), 600 unique
-handles each; ``--quick`` is 200 handles at 40 per 0.5 s; ``--long-window`` adds 120
-handles at 30 per 60 s (fixed window, this client with and without reset headers and
-both peers; about 11 minutes, not for CI; with 121 requests one 429 is already 0.8 %).
-Contenders: ``benchmarks._contenders``. The peers never read headers, so they run once
-per algorithm and their rows stand for the reset-header variant too (``vs naive`` of a
-reset row uses the naive row of its algorithm).
+The extras run at ``0`` and ``1`` s unless ``--latency`` says otherwise. Where windows
+are aligned to Unix time (``upstash``, ``fixed-aligned``, ``limits:sliding_counter``) the
+runs start at different phases of the window in Unix time (0.1, 0.5, 0.9 of it with 3
+runs); with ``x-unix`` otherwise, at those phases of a second (where a whole-second
+reset's rounding falls depends on it).
+``--quick``: fixed and token_bucket, no reset header, answer times 0 and 1 s, 200 handles
+at 40 per 0.5 s. ``--long-window``: 30 per 60 s, fixed, 120 handles, none and ``x-unix``,
+at 1 s (with 121 requests one 429 is already 0.8 %).
 
-Efficiency is ideal / elapsed with ideal = (handles - limit) / rate: every server lets a
-full quota through at once at the start, and that free first window is not counted.
-For ``halving`` the ideal is per phase: (handles charged before the change - limit) /
-rate + (the rest) / (rate / 2); the second phase gets no free window, because the fixed
-window keeps its count across the change. When lookups failed, ``handles`` is the
-number delivered (giving up is not faster). ``best`` is the efficiency of a perfect
-client (each request at the first instant the server allows it, no latency), simulated
-with the server's own algorithm: about 1.0, but less on a sliding window counter, which
-gives the first window's burst and then holds back the rest of that window (best
-(N - L) / N when windows start at the first request; the ``limits`` one aligns them to
-Unix time, so its best depends on when the job starts), and on ``halving`` when the
-change falls mid-window.
-The 429 share is of all requests the server saw. Targets: efficiency >= 0.95 and 429s
-<= 0.5 % without reset headers, >= 0.97 and <= 0.5 % with one.
+Contenders (``benchmarks._contenders``): this client at its defaults, a naive gather and
+aiolimiter at the true starting rate; the peers get max(16, ceil(2 x rate x mean answer
+time)) requests in flight, so that their concurrency never holds them back. They never
+read headers, so they run only without a reset header (and not on ``floored-ra``: their
+``fixed`` rows stand for it).
+
+Every row runs ``--runs`` times (3; the server's answer-time seed and the peers' backoff
+seed differ per run), ``--jobs`` cells at a time (4), each cell in a fresh process:
+progress on stderr, then the table: min-max over the runs. Efficiency is (ideal + mean
+answer time) / elapsed with ideal = (handles - limit) / rate: every server lets a full
+quota through at once, and that free first window is not counted; the last answer
+still takes the answer time. For ``halving`` the ideal is per phase: (handles charged
+before the change - limit) / rate + (the rest) / (rate / 2). When lookups failed,
+``handles`` is the number delivered (giving up is not faster). ``best`` is a perfect
+client's: (ideal + mean) / (perfect + mean), perfect = when the last request would go if
+each went at the first instant the server's algorithm allows it (simulated with the
+server's own algorithm and start phase): about 1.0, less on a sliding window counter,
+which gives the first window's burst and then holds back the rest of that window, more
+on an aligned fixed window whose first window is short. The 429 share is of all
+requests the server saw. Targets: efficiency >= 0.95 (sliding_counter: >= 0.97 x best)
+and 429s <= 0.5 % in every run, and no lookup lost to the rate limit.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from dumpling_async.testing import RateLimitRule
-from dumpling_async.testing._quota import Algorithm, Window
+from ._contenders import CONTENDERS
+from ._ratelimit_matrix import (
+    QUOTAS,
+    RESET_FORMS,
+    SCENARIOS,
+    TARGET_429,
+    TARGET_EFFICIENCY,
+    TARGET_RELATIVE,
+    Latency,
+    Quota,
+    Scenario,
+    build_matrix,
+    parse_latency,
+)
+from ._ratelimit_report import group_rows, print_table, verdict, write_json
+from ._ratelimit_run import Cell, estimate, handle_names, run_cells
 
-from ._contenders import CONTENDERS, PEERS, Contender, RunResult
-from ._server import ServerProcess, ServerStats
-
-TARGETS = {False: (0.95, 0.005), True: (0.97, 0.005)}  # by "sends a reset header"
-RESET_FORMS = ("x-seconds", "x-unix", "ietf", "ietf-structured")
-FAKE = ("fixed", "sliding", "sliding_counter", "token_bucket", "gcra", "halving")
-LIMITS = ("limits:fixed", "limits:moving", "limits:sliding_counter")
-# The fake algorithm each limits strategy runs (to simulate the perfect client).
-_LIMITS_AS: dict[str, Algorithm] = {
-    "limits:fixed": "fixed",
-    "limits:moving": "sliding",
-    "limits:sliding_counter": "sliding_counter",
-}
-DEFAULT_PLOT = "docs/ratelimit.png"
-
-
-@dataclass(frozen=True)
-class Quota:
-    name: str
-    limit: int
-    window: float
-    handles: int
-
-    def describe(self) -> str:
-        return f"{self.limit}/{self.window:g}s"
+DEFAULT_PLOT = "docs/ratelimit-latency.png"
+DEFAULT_TIMELINE = "docs/ratelimit.png"
+QUICK_SCENARIOS, QUICK_LATENCIES = ("fixed", "token_bucket"), ("0", "1")
 
 
-QUOTAS = {
-    "standard": Quota("standard", 40, 2.0, 600),
-    "fast": Quota("fast", 40, 0.5, 600),
-    "quick": Quota("quick", 40, 0.5, 200),
-    "long": Quota("long", 30, 60.0, 120),
-}
-
-
-@dataclass(frozen=True)
-class Scenario:
-    server: str  # a name in FAKE or LIMITS
-    quota: Quota
-    reset: str = "none"  # the fake server's reset_headers
-
-    @property
-    def rule(self) -> RateLimitRule:
-        algorithm = _LIMITS_AS.get(self.server, self.server)
-        if algorithm == "halving":
-            algorithm = "fixed"
-        return RateLimitRule(self.quota.limit, self.quota.window, algorithm)  # type: ignore[arg-type]
-
-    @property
-    def handles(self) -> int:
-        return self.quota.handles
-
-    @property
-    def halve_after(self) -> int | None:
-        return self.handles // 2 if self.server == "halving" else None
-
-    @property
-    def backend(self) -> str:
-        return "limits-" + self.server.split(":")[1] if self.server in LIMITS else "fake"
-
-    @property
-    def targets(self) -> tuple[float, float]:
-        return TARGETS[self.reset != "none"]
-
-    def ideal_seconds(self, delivered: int | None = None) -> float:
-        """(delivered - limit) / rate, per phase when the limit halves."""
-        n = self.handles if delivered is None else delivered
-        limit, window = self.quota.limit, self.quota.window
-        rate = limit / window
-        first = n if self.halve_after is None else min(n, self.halve_after)
-        seconds = max(0, first - limit) / rate
-        if self.halve_after is not None and n > self.halve_after:
-            seconds += (n - self.halve_after) / (max(1, limit // 2) / window)
-        return seconds
-
-    def perfect_seconds(self, phase: float = 0.0) -> float:
-        """When a perfect client would be done: every request at the first instant the
-        server's algorithm allows it, no latency. *phase*: how far into its first window
-        the job starts (the limits sliding counter aligns windows to Unix time)."""
-        window = Window(self.rule, -phase)
-        now = 0.0
-        for i in range(self.handles):
-            if i == self.halve_after:
-                window.set_limit(max(1, self.quota.limit // 2))
-            while (wait := window.take(now)) is not None:
-                now += wait
-        return now
-
-
-def make_scenarios(quota: Quota, reset_form: str, servers: Sequence[str]) -> list[Scenario]:
-    """Each fake algorithm without and with *reset_form*, then the limits servers."""
-    scenarios = []
-    for server in servers:
-        scenarios.append(Scenario(server, quota))
-        if server in FAKE:
-            scenarios.append(Scenario(server, quota, reset_form))
-    return scenarios
-
-
-def handle_names(count: int) -> list[str]:
-    return [f"user{i}" for i in range(count)]
-
-
-# -- running -------------------------------------------------------------------------------
-
-
-@dataclass
-class Row:
-    scenario: Scenario
-    contender: str
-    result: RunResult
-    stats: ServerStats
-
-    @property
-    def efficiency(self) -> float:
-        return self.scenario.ideal_seconds(self.result.ok) / self.result.elapsed
-
-    @property
-    def best(self) -> float:
-        phase = 0.0
-        if self.scenario.server == "limits:sliding_counter" and self.stats.first_request_wall:
-            phase = self.stats.first_request_wall % self.scenario.quota.window
-        perfect = self.scenario.perfect_seconds(phase)
-        return self.scenario.ideal_seconds() / perfect if perfect > 0 else float("inf")
-
-    @property
-    def share_429(self) -> float:
-        return self.stats.rate_limited_share
-
-    def meets_targets(self) -> bool:
-        efficiency, share = self.scenario.targets
-        failed = self.result.ok < self.scenario.handles
-        return not failed and self.efficiency >= efficiency and self.share_429 <= share
-
-
-def run_one(scenario: Scenario, name: str, contender: Contender) -> Row:
-    """One contender against a fresh server process."""
-    handles = handle_names(scenario.handles)
-    options = {"reset_headers": scenario.reset} if scenario.backend == "fake" else {}
-    with ServerProcess(
-        scenario.rule,
-        halve_after_charged=scenario.halve_after,
-        options=options,
-        backend=scenario.backend,
-    ) as server:
-        result = asyncio.run(contender(server.url, handles, scenario.rule))
-        stats = server.stats()
-    return Row(scenario, name, result, stats)
-
-
-def run_all(scenarios: Sequence[Scenario], contenders: Sequence[str]) -> list[Row]:
-    """Every contender on every scenario; the peers skip the reset-header variants (they
-    never read headers, so their run would be the same)."""
-    rows = []
-    for scenario in scenarios:
-        for name in contenders:
-            if name in PEERS and scenario.reset != "none":
-                continue
-            shown = f"{scenario.server} {scenario.quota.describe()} reset={scenario.reset}"
-            print(f"running {shown} / {name}", file=sys.stderr, flush=True)
-            rows.append(run_one(scenario, name, CONTENDERS[name]))
-    return rows
-
-
-# -- reporting -------------------------------------------------------------------------------
-
-
-def _naive_for(row: Row, rows: Sequence[Row]) -> Row | None:
-    for other in rows:
-        same = other.scenario.server == row.scenario.server
-        if (
-            other.contender == "naive gather"
-            and same
-            and other.scenario.quota == row.scenario.quota
-        ):
-            return other
-    return None
-
-
-def print_table(rows: Sequence[Row]) -> None:
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="Bulk jobs under a rate limit", box=box.SIMPLE)
-    for column in ("quota", "server", "reset", "contender"):
-        table.add_column(column, no_wrap=True)
-    for column in ("elapsed s", "ideal s", "efficiency", "best", "vs naive", "429s %"):
-        table.add_column(column, justify="right", no_wrap=True)
-    for column in ("requests", "ok", "max paid", "targets"):
-        table.add_column(column, justify="right", no_wrap=True)
-    previous = None
-    for row in rows:
-        scenario = row.scenario
-        if previous is not None and previous != (scenario.quota, scenario.server):
-            table.add_section()
-        previous = (scenario.quota, scenario.server)
-        peer = _naive_for(row, rows)
-        table.add_row(
-            f"{scenario.quota.describe()} x{scenario.handles}",
-            scenario.server,
-            scenario.reset,
-            row.contender,
-            f"{row.result.elapsed:.2f}",
-            f"{scenario.ideal_seconds(row.result.ok):.2f}",
-            f"{row.efficiency:.3f}",
-            f"{row.best:.3f}",
-            f"{peer.result.elapsed / row.result.elapsed:.2f}x" if peer else "-",
-            f"{100 * row.share_429:.2f}",
-            str(row.stats.requests),
-            f"{row.result.ok}/{scenario.handles}",
-            str(row.stats.max_charges_per_handle),
-            "met" if row.meets_targets() else "missed",
-        )
-    console = Console(width=200, highlight=False)
-    console.print(table)
-    console.print(
-        "efficiency = ideal / elapsed, ideal = (handles - limit) / rate (the free first "
-        "window not counted; per phase for halving; handles = those delivered);\n"
-        "best = a perfect client's efficiency on that algorithm; 429s % of all requests "
-        "the server saw; vs naive = naive elapsed / this elapsed;\n"
-        "targets: efficiency >= 0.95 and 429s <= 0.5 % without a reset header, >= 0.97 and "
-        "<= 0.5 % with one, every lookup delivered."
-    )
-    for row in rows:
-        label = f"  {row.scenario.quota.describe()} {row.scenario.server} {row.scenario.reset}"
-        if row.result.errors:
-            errors = ", ".join(f"{k}: {v}" for k, v in row.result.errors.most_common())
-            console.print(f"{label} / {row.contender}: failed lookups: {errors}")
-        if row.result.note:
-            console.print(f"{label} / {row.contender}: {row.result.note}")
-
-
-def verdict(rows: Sequence[Row]) -> tuple[bool, str]:
-    ours = [row for row in rows if row.contender == "dumpling_async"]
-    if not ours:
-        return False, "dumpling_async was not run: no verdict."
-    misses = []
-    for row in ours:
-        if row.meets_targets():
-            continue
-        text = (
-            f"{row.scenario.quota.describe()} {row.scenario.server} reset={row.scenario.reset} "
-            f"(efficiency {row.efficiency:.3f}, 429s {100 * row.share_429:.2f}%"
-        )
-        if row.best < row.scenario.targets[0]:
-            text += f"; no client can reach the target here, best {row.best:.3f}"
-        misses.append(text + ")")
-    if misses:
-        return False, (
-            f"dumpling_async missed the targets on {len(misses)} of {len(ours)} runs: "
-            + "; ".join(misses)
-        )
-    return True, f"dumpling_async met the targets on all {len(ours)} runs."
-
-
-# -- main ------------------------------------------------------------------------------------
+def _latency(text: str) -> Latency:
+    try:
+        return parse_latency(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -321,59 +114,118 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--quick", action="store_true", help="200 handles at 40 per 0.5 s")
-    parser.add_argument("--rate", choices=("standard", "fast", "both"), default="both")
-    parser.add_argument("--handles", type=int, help="unique handles per run")
-    parser.add_argument("--reset-form", choices=RESET_FORMS, default="x-seconds")
-    parser.add_argument("--long-window", action="store_true", help="add a 60 s window run")
-    parser.add_argument(
-        "--scenario", action="append", choices=FAKE + LIMITS, help="only this server (repeatable)"
-    )
-    parser.add_argument(
-        "--contender", action="append", choices=tuple(CONTENDERS), help="repeatable"
-    )
-    parser.add_argument(
+    add = parser.add_argument
+    add("--quick", action="store_true", help="a small subset at 40 per 0.5 s, 200 handles")
+    add("--rate", choices=("standard", "fast"), default="standard", help="40 per 2 or 0.5 s")
+    add("--handles", type=int, help="unique handles per run")
+    add("--latency", action="append", type=_latency, help="mean answer time (repeatable)")
+    add("--scenario", action="append", choices=SCENARIOS, help="repeatable")
+    add("--reset-form", action="append", choices=RESET_FORMS[1:], default=[], help="repeatable")
+    add("--long-window", action="store_true", help="add 30 per 60 s (fixed, 120 handles)")
+    add("--contender", action="append", choices=tuple(CONTENDERS), help="repeatable")
+    add("--runs", type=int, default=3, help="runs per row (default 3)")
+    add("--jobs", type=int, default=4, help="cells at once (default 4)")
+    add("--json", type=Path, metavar="PATH", help="write the raw rows as JSON")
+    add("--dry-run", action="store_true", help="list the cells and estimate the time")
+    add(
         "--plot",
         nargs="?",
         const=DEFAULT_PLOT,
         metavar="PATH",
-        help=f"also plot the first fixed-window scenario (default {DEFAULT_PLOT}; matplotlib)",
+        help=f"efficiency vs answer time, fixed window (default {DEFAULT_PLOT}; matplotlib)",
     )
-    return parser.parse_args(argv)
+    add(
+        "--timeline",
+        nargs="?",
+        const=DEFAULT_TIMELINE,
+        metavar="PATH",
+        help=f"requests/s over time, two more runs (default {DEFAULT_TIMELINE}; matplotlib)",
+    )
+    args = parser.parse_args(argv)
+    if args.runs < 1 or args.jobs < 1:
+        parser.error("--runs and --jobs must be >= 1")
+    return args
 
 
-def _scenarios(args: argparse.Namespace) -> list[Scenario]:
-    if args.quick:
-        quotas = [QUOTAS["quick"]]
-    else:
-        quotas = [QUOTAS[n] for n in ("standard", "fast") if args.rate in (n, "both")]
+def scenarios_of(args: argparse.Namespace) -> list[Scenario]:
+    quota = QUOTAS["quick" if args.quick else args.rate]
     if args.handles:
-        quotas = [Quota(q.name, q.limit, q.window, args.handles) for q in quotas]
-    servers = args.scenario or FAKE + LIMITS
-    scenarios = [s for q in quotas for s in make_scenarios(q, args.reset_form, servers)]
-    if args.long_window:
-        scenarios += make_scenarios(QUOTAS["long"], args.reset_form, ["fixed"])
-    return scenarios
+        quota = Quota(quota.name, quota.limit, quota.window, args.handles)
+    latencies = args.latency
+    if args.quick:
+        names = args.scenario or list(QUICK_SCENARIOS)
+        latencies = latencies or [parse_latency(k) for k in QUICK_LATENCIES]
+        return build_matrix(names, quota, latencies, args.reset_form, base_resets=("none",))
+    names = args.scenario or list(SCENARIOS)
+    return build_matrix(names, quota, latencies, args.reset_form, long_window=args.long_window)
+
+
+def cells_of(scenarios: Sequence[Scenario], contenders: Sequence[str], runs: int) -> list[Cell]:
+    """Every contender on every scenario, *runs* times; the peers only where they run."""
+    cells = []
+    for scenario in scenarios:
+        for name in contenders:
+            if name != "dumpling_async" and not scenario.runs_peers:
+                continue
+            cells += [Cell(scenario, name, run, runs) for run in range(runs)]
+    return cells
+
+
+def _clock(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     contenders = [k for k in CONTENDERS if not args.contender or k in args.contender]
+    scenarios = scenarios_of(args)
+    cells = cells_of(scenarios, contenders, args.runs)
+    expected = [cell.scenario.expected_seconds() for cell in cells]
+    guess, busy = estimate(expected, args.jobs), sum(expected)
+    print(
+        f"{len(cells)} cells ({len(scenarios)} scenarios), ~{_clock(busy)} of cells, "
+        f"~{_clock(guess)} at --jobs {args.jobs}",
+        file=sys.stderr,
+        flush=True,
+    )
+    if args.dry_run:
+        for cell, seconds in zip(cells, expected, strict=True):
+            print(f"  {cell.describe()}  ~{seconds:.0f} s")
+        return 0
     started = time.perf_counter()
-    scenarios = _scenarios(args)
-    rows = run_all(scenarios, contenders)
+    records = run_cells(cells, args.jobs)
+    wall = time.perf_counter() - started
+    rows = group_rows(records)
     print_table(rows)
     _, message = verdict(rows)
     print(message)
+    if args.json:
+        meta = {
+            "argv": sys.argv[1:] if argv is None else list(argv),
+            "jobs": args.jobs,
+            "runs": args.runs,
+            "wall_seconds": wall,
+            "targets": {
+                "efficiency": TARGET_EFFICIENCY,
+                "sliding_counter_x_best": TARGET_RELATIVE,
+                "share_429": TARGET_429,
+            },
+        }
+        write_json(args.json, records, rows, meta)
     if args.plot:
-        from ._plot import plot
+        from ._plot import plot_latency
 
-        fixed = next((s for s in scenarios if s.server == "fixed"), None)
+        plot_latency(Path(args.plot), rows)
+    if args.timeline:
+        from ._plot import plot_timeline
+
+        fixed = next((s for s in scenarios if s.name == "fixed"), None)
         if fixed is None:
-            print("--plot needs a fixed-window scenario", file=sys.stderr)
+            print("--timeline needs a fixed-window scenario", file=sys.stderr)
         else:
-            plot(Path(args.plot), fixed.rule, handle_names(fixed.handles), fixed.ideal_seconds())
-    print(f"total benchmark time {time.perf_counter() - started:.0f}s", file=sys.stderr)
+            handles = handle_names(fixed.quota.handles)
+            plot_timeline(Path(args.timeline), fixed.rule, handles, fixed.ideal_seconds())
+    print(f"total benchmark time {wall:.0f}s", file=sys.stderr)
     return 0
 
 
