@@ -5,7 +5,10 @@ requests must be in flight (Little's law; TCP's BBR calls it the bandwidth-delay
 product). A user who sets ``max_concurrency`` gets that number as a hard cap. Otherwise
 ``Concurrency`` sizes it from the limiter's learned rate and the answer times it
 measures, between ``floor`` and ``ceiling``; without a known rate (a server that sends no
-rate-limit headers) it stays at ``floor``. A 429 or 503 while quota is left means a
+rate-limit headers) it stays at ``floor``, unless answers show quota left while every
+slot is taken: then the slots, not the quota, hold the client back, and it grows by one
+per answer (doubling each round trip, as TCP's slow start) until the quota binds and its
+rate is learned. A 429 or 503 while quota is left means a
 limit on requests in flight somewhere upstream: the size is cut (multiplicative
 decrease) and creeps back up by one per round of answers (additive increase), as
 adaptive-concurrency limiters do.
@@ -79,6 +82,11 @@ class Concurrency:
             self._room = min(self._room + 1.0 / max(self._room, 1.0), self.sizing.ceiling)
             self._resize(rate)
 
+    def quota_left_at_the_cap(self) -> None:
+        """An answer showed quota left while every slot was taken (no rate known yet)."""
+        if self._cap is None and self._limit < int(self._room):
+            self._limit += 1
+
     def refused_with_quota_left(self, rate: float | None) -> None:
         """A 429 or 503 although the account's quota was not used up."""
         if self._cap is None:
@@ -91,4 +99,6 @@ class Concurrency:
         if rate is not None and rate > 0 and self._answer is not None:
             need = math.ceil(rate * self._answer * sizing.headroom) + sizing.spare
             want = min(max(need, sizing.floor), sizing.ceiling)
+        if rate is None:
+            want = max(want, self._limit)  # what slow start reached stays until a rate is known
         self._limit = max(1, min(want, int(self._room)))

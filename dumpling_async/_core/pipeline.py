@@ -235,6 +235,9 @@ class Pipeline:
             sizing.refused_with_quota_left(rate)
         else:
             sizing.answered(time.monotonic() - started, rate)
+            full = self._busy + 1 >= sizing.limit  # this one still holds its slot
+            if rate is None and info.remaining and full:
+                sizing.quota_left_at_the_cap()  # the slots, not the quota, hold us back
         if self._queued:
             self._hand_out()  # the size may have grown
 

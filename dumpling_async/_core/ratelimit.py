@@ -113,7 +113,7 @@ class AdaptiveRateLimiter:
             limit=model.limit,
             remaining=model.remaining,
             window=learned,
-            refill_rate=rate if model.limit else None,
+            refill_rate=rate if model.learned else None,
             in_flight=model.in_flight,
             throttled_seconds=self._throttled,
             throttle_waits=self._throttle_waits,

@@ -111,7 +111,7 @@ class RedisRateLimiter(RedisBacked):
             limit=model.limit,
             remaining=model.remaining,
             window=model.window if model.learned else None,
-            refill_rate=model.refill_rate(),
+            refill_rate=model.refill_rate() if model.learned else None,
             in_flight=self._in_flight,
             throttled_seconds=self._throttled,
             throttle_waits=self._waits,
