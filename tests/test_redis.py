@@ -178,7 +178,9 @@ async def test_redis_going_away_is_survived(redis_server: RedisProcess) -> None:
     assert [r.index for r in results] == list(range(150))
     assert all(r.ok for r in results), [r.error for r in results if not r.ok][:3]
     assert limiter._fallback is not None
-    assert server.rate_limited <= 4
+    # The stand-in learns the window afresh (a probe's 429, a trial): a few 429s, more
+    # with a core kept busy.
+    assert server.rate_limited <= 10
 
 
 async def test_budget_fails_closed_without_redis(redis_server: RedisProcess) -> None:
