@@ -92,7 +92,9 @@ async def test_two_clients_share_one_limiter() -> None:
             a.gather_profiles(f"a{i}" for i in range(100)),
             b.gather_profiles(f"b{i}" for i in range(100)),
         )
-    assert server.rate_limited <= 3
+    # Learning the window costs a probe's 429 and, on a fixed window, a trial's: as for
+    # one client (test_uses_quota_without_running_into_it), at most six.
+    assert server.rate_limited <= 6
     assert len(server.charged) == 200 and set(server.charged.values()) == {1}
     assert limiter.snapshot().limit == LIMIT  # one limiter learned the shared quota
 
