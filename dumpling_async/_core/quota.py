@@ -404,7 +404,7 @@ class QuotaModel:
                 self._advance(Mode.GRADUAL)
             return
         before = steps.value
-        steps.back_within(sent - newest + jitter, jitter)
+        steps.back_within(sent - newest + jitter)
         self._window_changed(before)
         if self.probes.trial and steps.value < self.probes.trial_window:
             self.probes.trial = 0  # a shorter window since it went: a new trial tries it

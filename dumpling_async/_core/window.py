@@ -53,37 +53,29 @@ class StepWindow:
             return None
         return (self.lo + self.hi) / 2
 
-    def back_within(self, lag: float, slack: float) -> bool:
-        """A unit was back at most *lag* after it was counted. True when another was seen
-        still counted for longer: not one window for every unit (a fixed window returns
-        a unit counted late in it early)."""
-        if lag <= self.lo:
-            return lag + slack < self.lo
-        self.hi = lag if self.hi is None else min(self.hi, lag)
-        return False
+    def back_within(self, lag: float) -> None:
+        """A unit was back at most *lag* after it was counted. Ignored when another was
+        seen still counted for longer (a fixed window returns a unit counted late in it
+        early): the longest lag is the window."""
+        if lag > self.lo:
+            self.hi = lag if self.hi is None else min(self.hi, lag)
 
-    def still_counted(self, lag: float) -> bool:
-        """A unit was still counted *lag* after it was counted. True when that is longer
-        than a window a unit was seen back within."""
+    def still_counted(self, lag: float) -> None:
+        """A unit was still counted *lag* after it was counted."""
         if lag <= self.lo:
-            return False
+            return
         self.lo = lag
         if self.hi is not None and self.hi <= lag:
             self.hi = None  # the bracket was wrong: grow again
-            return True
-        return False
 
-    def exactly(self, lag: float, slack: float) -> bool:
+    def exactly(self, lag: float, slack: float) -> None:
         """The server said when a unit is back: *lag* after it was counted, within
-        *slack*. True when that contradicts the bracket (a fixed window says shorter lags
-        for units counted later in it)."""
-        hi = self.hi
-        contradicts = hi is not None and not (self.lo - slack <= lag <= hi + slack)
-        if hi is not None and lag + slack < self.lo:
-            return contradicts
+        *slack*. A fixed window says shorter lags for units counted later in it: keep
+        the longest."""
+        if self.hi is not None and lag + slack < self.lo:
+            return
         self.lo = max(self.lo, lag - slack)
         self.hi = max(lag + slack, self.lo + slack)
-        return contradicts
 
 
 class RefillRate:
