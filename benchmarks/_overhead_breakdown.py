@@ -68,6 +68,7 @@ _CORE_FILES = {
     "pipeline+transport": (
         "_core/pipeline.py",
         "_core/transport.py",
+        "_core/aiohttp_transport.py",
         "_core/fate.py",
         "_core/endpoints.py",
         "_core/inputs.py",

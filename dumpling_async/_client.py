@@ -14,6 +14,8 @@ from typing import Any, Self
 import aiohttp
 import attrs
 
+from ._core.aiohttp_transport import AiohttpTransport
+from ._core.aiohttp_transport import user_agent as agent
 from ._core.budget import CreditBudget, LocalCreditBudget
 from ._core.bulk import (
     PROFILES,
@@ -55,8 +57,6 @@ from ._core.paging import Pager, open_pager
 from ._core.pipeline import Pipeline
 from ._core.ratelimit import AdaptiveRateLimiter, RateLimiter
 from ._core.retry import RetryPolicy
-from ._core.transport import AiohttpTransport
-from ._core.transport import user_agent as agent
 from ._errors import ConfigurationError
 from ._models import (
     ProfileVideo,

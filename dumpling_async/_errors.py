@@ -95,6 +95,15 @@ class DumplingError(Exception):
         return (_rebuild, (type(self), self.__dict__.copy()))
 
 
+def _where(error: DumplingError) -> str:
+    """What a message says the error is about: ``for handle 'x'``, ``for '<url>'``, or nothing."""
+    if error.handle:
+        return f" for handle {error.handle!r}"
+    if error.target:
+        return f" for {error.target!r:.120}"
+    return ""
+
+
 def _rebuild(cls: type[DumplingError], state: dict[str, object]) -> DumplingError:
     err = cls.__new__(cls)
     Exception.__init__(err, state.get("message", ""))
@@ -147,13 +156,7 @@ class APIStatusError(DumplingError):
         self.rate_limit = rate_limit
 
     def __str__(self) -> str:
-        if self.handle:
-            where = f" for handle {self.handle!r}"
-        elif self.target:
-            where = f" for {self.target!r:.120}"
-        else:
-            where = ""
-        return f"{self.status}{where}: {self.message}"
+        return f"{self.status}{_where(self)}: {self.message}"
 
 
 class BadRequestError(APIStatusError):
@@ -222,6 +225,10 @@ class APIConnectionError(DumplingError):
         super().__init__(message, handle=handle, target=target)
         self.response_received = response_received
         self.maybe_charged = maybe_charged
+
+    def __str__(self) -> str:
+        where = _where(self)
+        return f"request{where}: {self.message}" if where else self.message
 
 
 class APITimeoutError(APIConnectionError):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import aiohttp
 import orjson
 import pytest
 from hypothesis import given
@@ -27,15 +26,16 @@ from dumpling_async import (
     TranscriptNotFoundError,
     UpstreamError,
 )
+from dumpling_async._core.endpoints import TRANSCRIPT
 from dumpling_async._core.fate import (
     Charge,
     charge_of,
     error_for_status,
     is_retryable,
-    scrubbed,
+    send_error,
     stops_batch,
-    transport_error,
 )
+from dumpling_async._core.transport import Failure, SendFailed
 
 SCALARS = (
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=20)
@@ -66,7 +66,7 @@ EXPECTED = {
 def test_error_bodies_map_by_status(status: int, body: bytes) -> None:
     """Any bytes with any error status give the status's error class with a message."""
     err = error_for_status(
-        status, body, reason="Reason", handle="h", headers={}, retry_after=None, rate_limit=None
+        status, body, reason="Reason", headers={}, retry_after=None, rate_limit=None
     )
     expected = EXPECTED.get(status, ServerError if status >= 500 else APIStatusError)
     assert type(err) is expected
@@ -83,7 +83,6 @@ def test_both_error_shapes_are_read(message: str, code: str) -> None:
             404,
             body,
             reason="Not Found",
-            handle=None,
             headers={},
             retry_after=None,
             rate_limit=None,
@@ -92,28 +91,28 @@ def test_both_error_shapes_are_read(message: str, code: str) -> None:
 
 
 def test_the_endpoint_chooses_the_404_class() -> None:
-    """A 404 takes the answering endpoint's not-found class."""
+    """A 404 takes the answering endpoint's not-found class; named after its call, it
+    says what it is about."""
     err = error_for_status(
         404,
         b'{"error": "No subtitles found for this video"}',
         reason="Not Found",
-        handle=None,
-        target="https://vm.tiktok.com/ZMabcdef/",
         headers={},
         retry_after=None,
         rate_limit=None,
         not_found=TranscriptNotFoundError,
     )
     assert type(err) is TranscriptNotFoundError
+    assert str(err) == "404: No subtitles found for this video"  # no call named yet
+    TRANSCRIPT.identify(err, "https://vm.tiktok.com/ZMabcdef/")
+    assert err.handle is None
     assert (
         str(err) == "404 for 'https://vm.tiktok.com/ZMabcdef/': No subtitles found for this video"
     )
 
 
 def _status(status: int) -> APIStatusError:
-    return error_for_status(
-        status, b"", reason=None, handle="h", headers={}, retry_after=None, rate_limit=None
-    )
+    return error_for_status(status, b"", reason=None, headers={}, retry_after=None, rate_limit=None)
 
 
 @pytest.mark.parametrize(
@@ -143,45 +142,36 @@ def test_each_failure_has_one_fate(
 
 
 @pytest.mark.parametrize(
-    ("status", "sent", "failure", "charge"),
+    ("status", "went_out", "charge"),
     [
-        (200, True, None, Charge.CONFIRMED),
-        (200, True, aiohttp.ClientPayloadError("cut"), Charge.CONFIRMED),
-        (404, True, None, Charge.NONE),
-        (429, True, None, Charge.NONE),
-        (0, False, TimeoutError(), Charge.NONE),
-        (0, True, TimeoutError(), Charge.UNCERTAIN),
-        (0, True, aiohttp.ServerDisconnectedError(), Charge.UNCERTAIN),
-        (0, True, None, Charge.UNCERTAIN),  # cancelled while waiting for the answer
-        (0, True, aiohttp.ConnectionTimeoutError(), Charge.NONE),
+        (200, True, Charge.CONFIRMED),  # whatever became of its body
+        (404, True, Charge.NONE),
+        (429, True, Charge.NONE),
+        (None, False, Charge.NONE),  # refused, DNS, a connect timeout
+        (None, True, Charge.UNCERTAIN),  # a timeout, a dropped connection, a cancellation
     ],
 )
-def test_what_an_attempt_cost(
-    status: int, sent: bool, failure: BaseException | None, charge: Charge
-) -> None:
+def test_what_an_attempt_cost(status: int | None, went_out: bool, charge: Charge) -> None:
     """A 200 is charged; another status is not; no answer after sending may have been."""
-    assert charge_of(status=status, sent=sent, failure=failure) is charge
+    assert charge_of(status=status, went_out=went_out) is charge
 
 
-def test_transport_errors_are_typed_and_their_cause_is_scrubbed() -> None:
-    """Timeouts become APITimeoutError, other failures APIConnectionError; the cause keeps
-    its message but loses its frames and aiohttp's request headers."""
-    late = transport_error(TimeoutError(), "h", "h", status=0, sent=True)
-    assert type(late) is APITimeoutError and late.maybe_charged
+def _failed(kind: Failure, *, went_out: bool = True, status: int | None = None) -> SendFailed:
+    return SendFailed("ClientOSError: reset by peer", kind=kind, went_out=went_out, status=status)
+
+
+def test_each_kind_of_failure_has_its_error_and_says_what_it_may_have_cost() -> None:
+    """Timeouts become APITimeoutError, broken connections APIConnectionError, a proxy's
+    refusal ProxyError, an oversized 200 InvalidResponseError; the charge is the caller's."""
+    late = send_error(_failed(Failure.TIMEOUT), Charge.UNCERTAIN)
+    assert type(late) is APITimeoutError and late.maybe_charged and not late.response_received
     assert "may have been charged" in str(late)
-    err = transport_error(
-        aiohttp.ClientConnectionError("reset by peer"), "h", "h", status=0, sent=False
-    )
-    assert type(err) is APIConnectionError and "reset by peer" in str(err)
-    assert not err.maybe_charged and not err.response_received
-    try:
-        raise aiohttp.ClientResponseError(
-            aiohttp.RequestInfo(
-                "https://x.test", "POST", {"Authorization": "Bearer sk-secret"}, "https://x.test"
-            ),
-            (),
-        )
-    except aiohttp.ClientResponseError as exc:
-        cause = scrubbed(exc)
-    assert cause.__traceback__ is None
-    assert "sk-secret" not in repr(cause.request_info)  # type: ignore[attr-defined]
+    refused = send_error(_failed(Failure.CONNECTION, went_out=False), Charge.NONE)
+    assert type(refused) is APIConnectionError and "reset by peer" in str(refused)
+    assert not refused.maybe_charged and not refused.response_received
+    cut = send_error(_failed(Failure.CONNECTION, status=200), Charge.CONFIRMED)
+    assert isinstance(cut, APIConnectionError) and cut.response_received and not cut.maybe_charged
+    proxy = send_error(_failed(Failure.PROXY, went_out=False, status=407), Charge.NONE)
+    assert type(proxy) is ProxyError and proxy.status == 407 and "credentials" in str(proxy)
+    big = send_error(_failed(Failure.TOO_LARGE, status=200), Charge.CONFIRMED)
+    assert type(big) is InvalidResponseError and big.status == 200

@@ -17,11 +17,11 @@ def _page(endpoint_items_key: str, items: object, **rest: object) -> bytes:
 def test_items_cursor_and_end_are_read_in_each_spelling() -> None:
     """Items are typed; the next cursor and the end come from each endpoint's own keys."""
     users = [{"user": {"uniqueId": f"u{i}"}} for i in range(3)]
-    page = parse_page(FOLLOWERS, "h", "h", _page("followers", users, minCursor=1700, hasMore=True))
+    page = parse_page(FOLLOWERS, _page("followers", users, minCursor=1700, hasMore=True))
     assert [item.user.unique_id for item in page.items if item.user] == ["u0", "u1", "u2"]
     assert isinstance(page.items[0], TikTokUserSummary)
     assert (page.next_cursor, page.has_more) == ("1700", True)
-    videos = parse_page(PROFILE_VIDEOS, "h", "h", _page("aweme_list", [], max_cursor=0, has_more=0))
+    videos = parse_page(PROFILE_VIDEOS, _page("aweme_list", [], max_cursor=0, has_more=0))
     assert (videos.items, videos.has_more) == ((), False)
 
 
@@ -39,24 +39,24 @@ def test_items_cursor_and_end_are_read_in_each_spelling() -> None:
 )
 def test_has_more_forms(flag: object, more: bool) -> None:
     """has_more as 0/1, a boolean or a string is understood; anything else means the end."""
-    page = parse_page(SEARCH_USERS, "q", None, _page("userList", [], cursor=10, has_more=flag))
+    page = parse_page(SEARCH_USERS, _page("userList", [], cursor=10, has_more=flag))
     assert page.has_more is more
 
 
 def test_an_error_in_a_200s_clothing_is_not_an_empty_last_page() -> None:
     """A 200 without the item list, or with TikTok's status_code set, raises with its detail."""
     with pytest.raises(InvalidResponseError, match="no 'comments'"):
-        parse_page(COMMENTS, "u", None, orjson.dumps({"cursor": 0}))
+        parse_page(COMMENTS, orjson.dumps({"cursor": 0}))
     with pytest.raises(InvalidResponseError, match="blocked"):
-        parse_page(COMMENTS, "u", None, _page("comments", [], status_code=5, status_msg="blocked"))
+        parse_page(COMMENTS, _page("comments", [], status_code=5, status_msg="blocked"))
     with pytest.raises(InvalidResponseError, match="not a list"):
-        parse_page(COMMENTS, "u", None, _page("comments", {"cid": 1}))
+        parse_page(COMMENTS, _page("comments", {"cid": 1}))
 
 
 def test_a_null_list_is_empty_and_odd_items_are_kept_untyped() -> None:
     """null items are an empty page; an odd item keeps its JSON; a non-object is dropped."""
-    assert parse_page(COMMENTS, "u", None, _page("comments", None)).items == ()
-    page = parse_page(COMMENTS, "u", None, _page("comments", [{"cid": {"x": 1}}, 7, {"cid": "2"}]))
+    assert parse_page(COMMENTS, _page("comments", None)).items == ()
+    page = parse_page(COMMENTS, _page("comments", [{"cid": {"x": 1}}, 7, {"cid": "2"}]))
     odd, normal = page.items
     assert isinstance(odd, VideoComment) and odd.cid is None and odd.raw == {"cid": {"x": 1}}
     assert normal.cid == "2" and page.dropped == 1

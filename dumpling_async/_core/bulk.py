@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict, deque
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -32,7 +32,7 @@ from .._errors import (
     InvalidInputError,
 )
 from .._results import BulkResult, ProfileResult, TranscriptResult, VideoResult
-from .endpoints import PROFILE, TRANSCRIPT, VIDEO, Call
+from .endpoints import PROFILE, TRANSCRIPT, VIDEO, Call, Endpoint
 from .fate import stops_batch
 from .inputs import normalize_handle, normalize_video_url
 from .lookups import Lookups
@@ -56,19 +56,22 @@ class BulkKind(Generic[R]):
     which result class reports it."""
 
     normalize: Callable[[object], str]
-    call: Callable[[str], Call]
+    endpoint: Endpoint
     result: type[R]
+    extra: Mapping[str, Any] = attrs.field(factory=dict)  # body fields beside the subject
+
+    def call(self, key: str) -> Call:
+        return self.endpoint.call(key, **self.extra)
 
 
-PROFILES: BulkKind[ProfileResult] = BulkKind(normalize_handle, PROFILE.call, ProfileResult)
-VIDEOS: BulkKind[VideoResult] = BulkKind(normalize_video_url, VIDEO.call, VideoResult)
+PROFILES: BulkKind[ProfileResult] = BulkKind(normalize_handle, PROFILE, ProfileResult)
+VIDEOS: BulkKind[VideoResult] = BulkKind(normalize_video_url, VIDEO, VideoResult)
 
 
 def transcripts(language: str) -> BulkKind[TranscriptResult]:
-    def call(url: str) -> Call:
-        return TRANSCRIPT.call(url, preferredLanguage=language)
-
-    return BulkKind(normalize_video_url, call, TranscriptResult)
+    return BulkKind(
+        normalize_video_url, TRANSCRIPT, TranscriptResult, {"preferredLanguage": language}
+    )
 
 
 class _Run(Generic[R]):
@@ -119,9 +122,7 @@ class _Run(Generic[R]):
 
     def stamp(self, error: DumplingError, key: str) -> DumplingError:
         """Name the input on an error made for the whole batch."""
-        error.target = key
-        error.handle = self.kind.call(key).handle
-        return error
+        return self.kind.endpoint.identify(error, key)
 
     # -- input ------------------------------------------------------------------------
     def has_room(self) -> bool:
@@ -248,9 +249,8 @@ class _Run(Generic[R]):
         return outcome
 
     def failed(self, exc: Exception, call: Call) -> DumplingError:
-        """The outcome of a lookup that raised *exc*."""
-        if isinstance(exc, BatchAbortedError):
-            return self.stamp(exc, call.subject)
+        """The outcome of a lookup that raised *exc* (the pipeline named the call on its
+        own errors)."""
         if isinstance(exc, DumplingError):
             if stops_batch(exc) and self.abort is None:
                 self.abort = exc

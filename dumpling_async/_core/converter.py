@@ -381,74 +381,51 @@ class _Structurer:
 _structure = _Structurer()
 
 
-def structure(
-    data: Any, cls: type[T], *, handle: str | None = None, target: str | None = None
-) -> T:
+def structure(data: Any, cls: type[T]) -> T:
     """Structure a decoded JSON object into *cls* or raise InvalidResponseError."""
     if not isinstance(data, dict):
-        raise _not_an_object(data, handle, target)
+        raise _not_an_object(data)
     try:
         return _structure(data, cls)
     except Exception as exc:  # cattrs wraps failures in its own exception types
         detail = str(exc) if isinstance(exc, TypeError | ValueError | KeyError) else ""
         raise InvalidResponseError(
-            f"response is not a {cls.__name__}: {detail or type(exc).__name__}",
-            handle=handle,
-            target=target,
-            status=200,
+            f"response is not a {cls.__name__}: {detail or type(exc).__name__}", status=200
         ) from None
 
 
-def structure_profile(data: Any, *, handle: str | None = None) -> TikTokProfile:
+def structure_profile(data: Any) -> TikTokProfile:
     """Structure a decoded JSON value into a profile or raise InvalidResponseError."""
-    return structure(data, TikTokProfile, handle=handle)
+    return structure(data, TikTokProfile)
 
 
-def parse_object(
-    body: bytes, *, handle: str | None = None, target: str | None = None
-) -> dict[str, Any]:
+def parse_object(body: bytes) -> dict[str, Any]:
     """Decode a 200 body that must be a JSON object."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise InvalidResponseError(
-            f"response body is not JSON ({exc.msg})", handle=handle, target=target, status=200
-        ) from None
+        raise InvalidResponseError(f"response body is not JSON ({exc.msg})", status=200) from None
     if not isinstance(data, dict):
-        raise _not_an_object(data, handle, target)
+        raise _not_an_object(data)
     return data
 
 
-def _not_an_object(data: Any, handle: str | None, target: str | None) -> InvalidResponseError:
-    return InvalidResponseError(
-        f"expected a JSON object, got {type(data).__name__}",
-        handle=handle,
-        target=target,
-        status=200,
-    )
+def _not_an_object(data: Any) -> InvalidResponseError:
+    return InvalidResponseError(f"expected a JSON object, got {type(data).__name__}", status=200)
 
 
-def parse_model(
-    cls: type[T],
-    body: bytes,
-    *,
-    handle: str | None = None,
-    target: str | None = None,
-    requires: str | None = None,
-) -> T:
+def parse_model(cls: type[T], body: bytes, *, requires: str | None = None) -> T:
     """Decode a 200 body and structure it into *cls*, or raise InvalidResponseError (also
-    when the object named *requires* is missing: then the body is not that model)."""
-    data = parse_object(body, handle=handle, target=target)
+    when the object named *requires* is missing: then the body is not that model). The
+    error names no request: the pipeline names it."""
+    data = parse_object(body)
     if requires is not None and not isinstance(data.get(requires), dict):
         raise InvalidResponseError(
-            f"response is not a {cls.__name__}: no {requires!r} object",
-            handle=handle,
-            target=target,
-            status=200,
+            f"response is not a {cls.__name__}: no {requires!r} object", status=200
         )
-    return structure(data, cls, handle=handle, target=target)
+    return structure(data, cls)
 
 
-def parse_profile(body: bytes, *, handle: str | None = None) -> TikTokProfile:
+def parse_profile(body: bytes) -> TikTokProfile:
     """Decode and structure a 200 body of ``get-tiktok-profile``."""
-    return parse_model(TikTokProfile, body, handle=handle, requires="user")
+    return parse_model(TikTokProfile, body, requires="user")

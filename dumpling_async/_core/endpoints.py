@@ -7,12 +7,13 @@ here once. Adding an endpoint is a row here, a model, and a thin client method.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
 from .._errors import (
     ConfigurationError,
+    DumplingError,
     NotFoundError,
     ProfileNotFoundError,
     TranscriptNotFoundError,
@@ -26,6 +27,8 @@ from .._models import (
     TikTokVideo,
     VideoComment,
 )
+
+E = TypeVar("E", bound=DumplingError)
 
 __all__ = [
     "COMMENTS",
@@ -106,6 +109,13 @@ class Endpoint:
     def path(self) -> str:
         return f"/api/v1/{self.name}"
 
+    def identify(self, error: E, subject: str) -> E:
+        """Name *subject* on *error*: its ``target``, and its ``handle`` when the
+        subject is one."""
+        error.target = subject
+        error.handle = subject if self.by_handle else None
+        return error
+
     def call(self, subject: str, **extra: Any) -> Call:
         """The request for *subject*, with *extra* body fields (which also tell calls apart)."""
         params = {self.subject: subject, **extra} if extra else {self.subject: subject}
@@ -132,6 +142,10 @@ class Call:
     def handle(self) -> str | None:
         """The subject when it is a handle (errors carry it as ``.handle``)."""
         return self.subject if self.endpoint.by_handle else None
+
+    def identify(self, error: E) -> E:
+        """Name this call on *error* (``target``, and ``handle`` for a handle)."""
+        return self.endpoint.identify(error, self.subject)
 
 
 PROFILE = Endpoint(

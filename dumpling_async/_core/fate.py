@@ -2,9 +2,11 @@
 may be retried, whether it stops a batch.
 
 Every such decision is made here and nowhere else: the pipeline classifies each answer
-or failure with :func:`error_for_status` / :func:`transport_error`, settles the credit
+or failure with :func:`error_for_status` / :func:`send_error`, settles the credit
 budget with :func:`charge_of`, and the retry policy and the bulk engine ask
-:func:`is_retryable` and :func:`stops_batch`.
+:func:`is_retryable` and :func:`stops_batch`. A failure arrives as the transport's
+neutral ``SendFailed``: this module knows no HTTP library. Errors are made without the
+lookup's identity; the pipeline names the call on them in one place.
 
 Credits are money, so an attempt is charged in one of three ways: ``CONFIRMED`` (a 200
 arrived, whatever became of its body), ``NONE`` (another status arrived, or the request
@@ -19,9 +21,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 
-import aiohttp
 import orjson
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from .._errors import (
     APIConnectionError,
@@ -31,6 +31,7 @@ from .._errors import (
     BadRequestError,
     DumplingError,
     InsufficientCreditsError,
+    InvalidResponseError,
     NotFoundError,
     ProfileNotFoundError,
     ProxyError,
@@ -39,27 +40,17 @@ from .._errors import (
     UpstreamError,
 )
 from .._models import RateLimitState
+from .transport import Failure, SendFailed
 
 __all__ = [
-    "TRANSPORT_ERRORS",
     "Charge",
     "charge_of",
     "error_for_status",
     "is_retryable",
     "proxy_error",
-    "scrubbed",
+    "send_error",
     "stops_batch",
-    "transport_error",
 ]
-
-# What a transport raises when the network fails; anything else is a bug, not a fault.
-TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
-# Failures that happen before a request leaves: it cannot have been charged.
-_NOT_SENT = (
-    aiohttp.ClientConnectorError,
-    aiohttp.ConnectionTimeoutError,
-    aiohttp.ClientHttpProxyError,
-)
 
 
 class Charge(enum.Enum):
@@ -113,11 +104,9 @@ def error_for_status(
     body: bytes,
     *,
     reason: str | None,
-    handle: str | None,
     headers: Mapping[str, str],
     retry_after: float | None,
     rate_limit: RateLimitState | None,
-    target: str | None = None,
     not_found: type[NotFoundError] = ProfileNotFoundError,
 ) -> APIStatusError | ProxyError:
     """Map an error response to its exception class, parsing both vendor body shapes.
@@ -126,7 +115,7 @@ def error_for_status(
     answer, not the API's.
     """
     if status == 407:
-        return proxy_error(status, target or "", handle)
+        return proxy_error(status)
     cls = not_found if status == 404 else _BY_STATUS.get(status)
     if cls is None:
         cls = ServerError if status >= 500 else APIStatusError
@@ -136,8 +125,6 @@ def error_for_status(
     return cls(
         message[:1000],
         status=status,
-        handle=handle,
-        target=target,
         code=code,
         headers=headers,
         retry_after=retry_after,
@@ -145,58 +132,36 @@ def error_for_status(
     )
 
 
-def scrubbed(exc: BaseException) -> BaseException:
-    """The cause as users may see it: no frames (their locals hold the request
-    headers) and no request headers in aiohttp's ``request_info``."""
-    info = getattr(exc, "request_info", None)
-    if isinstance(info, aiohttp.RequestInfo):
-        exc.request_info = info._replace(headers=CIMultiDictProxy(CIMultiDict()))  # type: ignore[attr-defined]
-    return exc.with_traceback(None)
-
-
-def proxy_error(status: int, target: str, handle: str | None) -> ProxyError:
+def proxy_error(status: int) -> ProxyError:
     """The proxy's own refusal (a 407, or its 502 on a tunnel it could not open)."""
     why = "wants credentials (407)" if status == 407 else f"answered {status}"
-    return ProxyError(
-        f"the proxy refused the request for {target!r:.120}: it {why}",
-        status=status,
-        handle=handle,
-        target=target,
-    )
+    return ProxyError(f"refused by the proxy: it {why}", status=status)
 
 
-def transport_error(
-    exc: BaseException, target: str, handle: str | None, *, status: int, sent: bool
-) -> APIConnectionError:
-    """The one place transport failures become library errors (raise it ``from
-    scrubbed(exc)``). *status* and *sent* say how far the attempt got."""
-    if isinstance(exc, aiohttp.ClientHttpProxyError):
-        return proxy_error(exc.status, target, handle)
-    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    cls = (
-        APITimeoutError
-        if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError)
-        else APIConnectionError
-    )
-    verb = "timed out" if cls is APITimeoutError else "failed"
-    charge = charge_of(status=status, sent=sent, failure=exc)
+def send_error(failure: SendFailed, charge: Charge) -> DumplingError:
+    """The library error for a transport's failure, given what the attempt cost (raise
+    it ``from failure.cause``)."""
+    if failure.kind is Failure.PROXY:
+        return proxy_error(failure.status or 0)
+    if failure.kind is Failure.TOO_LARGE:
+        return InvalidResponseError(failure.detail, status=failure.status)
+    timed_out = failure.kind is Failure.TIMEOUT
+    cls = APITimeoutError if timed_out else APIConnectionError
     note = "; it may have been charged" if charge is Charge.UNCERTAIN else ""
     return cls(
-        f"request for {target!r:.120} {verb} ({detail[:200]}){note}",
-        handle=handle,
-        target=target,
-        response_received=status == 200,
+        f"{'timed out' if timed_out else 'failed'} ({failure.detail[:200]}){note}",
+        response_received=failure.status == 200,
         maybe_charged=charge is Charge.UNCERTAIN,
     )
 
 
 # -- decide -----------------------------------------------------------------------------
-def charge_of(*, status: int, sent: bool, failure: BaseException | None = None) -> Charge:
-    """What an attempt cost, from how far it got: the status that came back (0: none),
-    whether the request may have reached the server, and the failure, if any."""
+def charge_of(*, status: int | None, went_out: bool) -> Charge:
+    """What an attempt cost, from how far it got: the status that came back (None:
+    none) and whether the request may have reached the server."""
     if status == 200:
         return Charge.CONFIRMED  # even if its body broke or was unusable
-    if status or not sent or isinstance(failure, _NOT_SENT):
+    if status is not None or not went_out:
         return Charge.NONE
     return Charge.UNCERTAIN
 

@@ -38,13 +38,7 @@ class Lookups:
         if cache is not None and (cached := cache.get(call.subject)) is not None:
             return cached
         endpoint = call.endpoint
-        parse = functools.partial(
-            parse_model,
-            endpoint.model,
-            handle=call.handle,
-            target=call.subject,
-            requires=endpoint.requires,
-        )
+        parse = functools.partial(parse_model, endpoint.model, requires=endpoint.requires)
         value = await self.pipeline.call(call, parse, stop=stop)
         if cache is not None:
             cache.put(call.subject, value)

@@ -1,9 +1,12 @@
 """An in-memory transport: a function answers each request, no socket involved.
 
 For unit tests of the pipeline (retries, classification, the budget) that need an exact
-sequence of answers. A handler returns a :class:`MockResponse`, or raises what the
-network raises (``aiohttp.ClientConnectionError``, ``TimeoutError``) to act out a
-failure; ``MockResponse(200, fail=...)`` fails after the status arrived.
+sequence of answers. A handler returns a :class:`MockResponse`, or a
+:class:`MockFailure` to act out an attempt that got no complete answer: one that never
+went out (refused, DNS: nothing can have been charged), one that went out and got no
+answer (a timeout, a dropped connection: it may have been charged), or one whose status
+arrived before it broke (``MockFailure(status=200)``: charged). A handler may also
+await something that never ends, to act out a cancellation at that point.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ import orjson
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from .transport import Exchange, Response
+from .transport import Failure, Progress, Response, SendFailed
 
-__all__ = ["MockRequest", "MockResponse", "MockTransport"]
+__all__ = ["MockFailure", "MockRequest", "MockResponse", "MockTransport"]
 
 
 @attrs.frozen
@@ -39,29 +42,52 @@ class MockResponse:
     json: Any = None
     body: bytes | None = None
     headers: Mapping[str, str] = attrs.field(factory=dict)
-    fail: BaseException | None = None  # raised after the status arrived, as if mid-body
 
 
-Handler = Callable[[MockRequest], MockResponse | Awaitable[MockResponse]]
+@attrs.frozen
+class MockFailure:
+    """No complete answer: whether the request went out, the status that arrived first
+    (None: none), what kind of failure, and the exception that stands for the cause."""
+
+    went_out: bool = True
+    status: int | None = None
+    kind: Failure = Failure.CONNECTION
+    cause: BaseException = attrs.field(factory=lambda: ConnectionResetError("no answer"))
+
+
+Answer = MockResponse | MockFailure
+Handler = Callable[[MockRequest], Answer | Awaitable[Answer]]
 
 
 class MockTransport:
-    """Answers every request with *handler*; ``requests`` keeps what was asked."""
+    """Answers every request with *handler*; ``requests`` keeps what was asked. Every
+    request counts as gone out once the handler is called (it "holds a connection")."""
 
     def __init__(self, handler: Handler) -> None:
         self._handler = handler
         self.requests: list[MockRequest] = []
         self.closed = False
 
-    async def post(self, url: URL, body: bytes, exchange: Exchange) -> Response:
+    async def post(self, url: URL, body: bytes, progress: Progress) -> Response:
         request = MockRequest(url, url.path.rsplit("/", 1)[-1], orjson.loads(body))
         self.requests.append(request)
+        progress.went_out = True
         answer = self._handler(request)
         if inspect.isawaitable(answer):
             answer = await answer
-        exchange.status = answer.status
-        if answer.fail is not None:
-            raise answer.fail
+        if isinstance(answer, MockFailure):
+            progress.went_out, progress.status = answer.went_out, answer.status
+            name = type(answer.cause).__name__
+            detail = f"{name}: {answer.cause}" if str(answer.cause) else name
+            cause = answer.cause.with_traceback(None)
+            raise SendFailed(
+                detail,
+                kind=answer.kind,
+                went_out=answer.went_out,
+                status=answer.status,
+                cause=cause,
+            )
+        progress.status = answer.status
         data = answer.body if answer.body is not None else orjson.dumps(answer.json)
         headers = CIMultiDictProxy(CIMultiDict(answer.headers))
         return Response(answer.status, headers, data, None)

@@ -60,38 +60,33 @@ def _cursor_text(value: object) -> str | None:
     return None
 
 
-def _structure_item(item_type: type[T], item: object, target: str, handle: str | None) -> T | None:
+def _structure_item(item_type: type[T], item: object) -> T | None:
     try:
-        return structure(item, item_type, handle=handle, target=target)
+        return structure(item, item_type)
     except InvalidResponseError:
         # One odd item must not cost the page (and every retry of it): keep what came,
         # untyped, in ``raw``. Only a non-object is dropped.
         return item_type(raw=item) if isinstance(item, dict) else None  # type: ignore[call-arg]
 
 
-def parse_page(endpoint: Endpoint, target: str, handle: str | None, body: bytes) -> Page[Any]:
+def parse_page(endpoint: Endpoint, body: bytes) -> Page[Any]:
     """Decode one page: its items (typed), the next cursor, whether more follow."""
     spec = _paging(endpoint)
-    data = parse_object(body, handle=handle, target=target)
+    data = parse_object(body)
     code = data.get("status_code")
     if spec.items_key not in data or (isinstance(code, int) and code != 0):
         # An error in a 200's clothing: treating it as an empty last page would end the
         # listing early and lose the cursor.
         detail = data.get("status_msg") or data.get("message") or f"no {spec.items_key!r}"
         raise InvalidResponseError(
-            f"not a page of {spec.items_key!r}: {str(detail)[:200]}",
-            handle=handle,
-            target=target,
-            status=200,
+            f"not a page of {spec.items_key!r}: {str(detail)[:200]}", status=200
         )
     raw_items = data[spec.items_key]
     if raw_items is None:
         raw_items = []
     if not isinstance(raw_items, list):
-        raise InvalidResponseError(
-            f"{spec.items_key!r} is not a list", handle=handle, target=target, status=200
-        )
-    typed = (_structure_item(endpoint.model, item, target, handle) for item in raw_items)
+        raise InvalidResponseError(f"{spec.items_key!r} is not a list", status=200)
+    typed = (_structure_item(endpoint.model, item) for item in raw_items)
     items = tuple(item for item in typed if item is not None)
     next_cursor = _cursor_text(data.get(spec.cursor_key))
     return Page(items, next_cursor, _has_more(data), len(raw_items) - len(items))
@@ -157,7 +152,6 @@ class Pager(AsyncIterator[T]):
         params: dict[str, Any],
         *,
         target: str,
-        handle: str | None = None,
         limit: int | None = None,
         start_cursor: str | None = None,
         start_skip: int = 0,
@@ -168,7 +162,6 @@ class Pager(AsyncIterator[T]):
         self._spec = _paging(endpoint)
         self._params = params
         self._target = target
-        self._handle = handle
         self._limit = limit
         self._page_size = page_size
         self._cursor = start_cursor  # the page the buffered items came from
@@ -274,7 +267,7 @@ class Pager(AsyncIterator[T]):
         try:
             page = await self._pipeline.call(
                 Call(self._endpoint, self._target, params),
-                functools.partial(parse_page, self._endpoint, self._target, self._handle),
+                functools.partial(parse_page, self._endpoint),
             )
         except DumplingError as error:
             error.cursor = _token(cursor, self._skip)
@@ -331,7 +324,6 @@ def open_pager(
         endpoint,
         params,
         target=target,
-        handle=target if endpoint.by_handle else None,
         limit=check_limit(limit),
         start_cursor=page,
         start_skip=skip,

@@ -3,7 +3,9 @@ retry -> parse.
 
 Every endpoint, single lookups, bulk jobs and listings alike, goes through
 :meth:`Pipeline.call`. What a failed attempt means (charged, retried, stops a batch) is
-decided in ``fate``; the pipeline only applies it.
+decided in ``fate``; the pipeline only applies it. The transport reports how far an
+attempt got (its ``Progress``, and a neutral ``SendFailed``); the pipeline asks once per
+attempt what that cost, and names the call on every error it raises, in ``_try``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 from yarl import URL
@@ -22,14 +24,7 @@ from .._errors import ClientClosedError, DumplingError, InvalidResponseError
 from .budget import CreditBudget
 from .concurrency import Concurrency
 from .endpoints import Call, CreditCosts, Endpoint
-from .fate import (
-    TRANSPORT_ERRORS,
-    Charge,
-    charge_of,
-    error_for_status,
-    scrubbed,
-    transport_error,
-)
+from .fate import Charge, charge_of, error_for_status, send_error
 from .headers import response_info
 from .hooks import (
     CreditsEvent,
@@ -43,7 +38,7 @@ from .hooks import (
 from .log import LOGGER_NAME
 from .ratelimit import Permit, RateLimiter, ResponseInfo
 from .retry import RetryPolicy
-from .transport import Exchange, Transport
+from .transport import Progress, Response, SendFailed, Transport
 
 __all__ = ["KEPT_BODY", "Pipeline", "StopCheck"]
 
@@ -128,20 +123,9 @@ class Pipeline:
         hook = self._hook
         while True:
             attempt += 1
-            if stop is not None and (reason := stop()) is not None:
-                raise reason
-            await self.budget.reserve(cost)
-            exchange = Exchange()
             try:
-                data = await self._attempt(call, body, attempt, exchange, stop)
-                # Received and charged: whatever the body holds, it is never sent again.
-                value = _parse_body(parse, data)
-                if hook is not None:
-                    self._observe(hook, call, attempt, exchange, None)
-                return value
+                return await self._try(call, body, cost, parse, attempt, stop)
             except DumplingError as error:
-                if hook is not None:
-                    self._observe(hook, call, attempt, exchange, error)
                 delay = self.retry.delay(error, attempt)
                 if delay is None:
                     raise
@@ -157,39 +141,95 @@ class Pipeline:
                 if hook is not None:
                     event = _event(RetryEvent, call, attempt=attempt, delay=delay, error=error)
                     hook("on_retry", event)
+            await asyncio.sleep(delay)
+
+    async def _try(
+        self,
+        call: Call,
+        body: bytes,
+        cost: int,
+        parse: Callable[[bytes], T],
+        attempt: int,
+        stop: StopCheck | None,
+    ) -> T:
+        """One attempt: its price reserved, the request sent, what it cost settled. The
+        error it ends with is named after *call* here, for every error the pipeline
+        raises, and the hooks hear how it ended before they hear what it cost."""
+        progress = Progress()  # the transport's to write
+        sent: _Sent | None = None
+        charge = Charge.NONE
+        reserved = False
+        try:
+            if stop is not None and (reason := stop()) is not None:
+                raise reason
+            await self.budget.reserve(cost)
+            reserved = True
+            try:
+                sent = await self._send(call, body, attempt, progress, stop)
             finally:
                 # However the attempt ended (cancellation included), how far it got says
                 # what it cost.
-                charge = charge_of(status=exchange.status, sent=exchange.sent)
+                charge = charge_of(status=progress.status, went_out=progress.went_out)
+            value = self._conclude(call, sent, charge, parse)
+        except DumplingError as error:
+            call.identify(error)
+            if sent is not None and self._hook is not None:
+                self._observe(self._hook, call, attempt, sent, progress, error)
+            raise
+        else:
+            if self._hook is not None:
+                self._observe(self._hook, call, attempt, sent, progress, None)
+            return value
+        finally:
+            if reserved:
                 await self._settle(call, cost, charge)
-            await asyncio.sleep(delay)
+
+    def _conclude(self, call: Call, sent: _Sent, charge: Charge, parse: Callable[[bytes], T]) -> T:
+        """``parse`` of a 200's body, or raise the error the answer or the failure means."""
+        response = sent.outcome
+        if isinstance(response, SendFailed):
+            # Received and charged or not, the cause keeps its type and message but not
+            # its frames, whose locals hold the request headers.
+            raise send_error(response, charge) from response.cause
+        if response.status != 200:
+            info = sent.info
+            raise error_for_status(
+                response.status,
+                response.body,
+                reason=response.reason,
+                not_found=call.endpoint.not_found,
+                headers=dict(response.headers),
+                retry_after=info.retry_after if info is not None else None,
+                rate_limit=self.limiter.snapshot(),
+            )
+        # Received and charged: whatever the body holds, it is never sent again.
+        return _parse_body(parse, response.body)
 
     def _observe(
         self,
         hook: HookRunner,
         call: Call,
         attempt: int,
-        exchange: Exchange,
+        sent: _Sent,
+        progress: Progress,
         error: DumplingError | None,
     ) -> None:
         """Tell the hooks how an attempt that was handed to the transport ended."""
-        if not exchange.started:
-            return  # stopped before it was sent: nothing to report but the error raised
-        info = exchange.info
+        info, status = sent.info, progress.status or 0
         event = _event(
             ResponseEvent,
             call,
             attempt=attempt,
-            status=exchange.status,
-            elapsed=_waited(exchange.started),
+            status=status,
+            elapsed=_waited(sent.started),
             limit=info.limit if info is not None else None,
             remaining=info.remaining if info is not None else None,
             error=error,
         )
         hook("on_response", event)
-        if exchange.status in (429, 503):
+        if status in (429, 503):
             seconds = info.retry_after if info is not None else None
-            hook("on_pause", _event(PauseEvent, call, status=exchange.status, seconds=seconds))
+            hook("on_pause", _event(PauseEvent, call, status=status, seconds=seconds))
 
     async def _settle(self, call: Call, cost: int, charge: Charge) -> None:
         if charge is Charge.CONFIRMED:
@@ -252,10 +292,11 @@ class Pipeline:
             self._hook("on_throttle", _event(ThrottleEvent, call, seconds=waited))
         return permit
 
-    async def _attempt(
-        self, call: Call, body: bytes, attempt: int, exchange: Exchange, stop: StopCheck | None
-    ) -> bytes:
-        """Send once; the 200 body, or raise the error the response or failure means."""
+    async def _send(
+        self, call: Call, body: bytes, attempt: int, progress: Progress, stop: StopCheck | None
+    ) -> _Sent:
+        """Take a slot and the limiter's permit, hand the request to the transport, and
+        tell the limiter (and the sizing) what came back."""
         if self._closed:
             raise ClientClosedError("this AsyncDumplingClient is closed; create a new one")
         if self._busy < self.concurrency.limit and not self._queued:
@@ -268,29 +309,21 @@ class Pipeline:
                 await self.limiter.settle(permit, _NOT_SENT)
                 raise reason
             info: ResponseInfo | None = None
-            started = exchange.started = time.monotonic()
+            outcome: Response | SendFailed
+            started = time.monotonic()
             if self._hook is not None:
                 self._hook("on_request", _event(RequestEvent, call, attempt=attempt))
             try:
-                response = await self.transport.post(self.url(call.endpoint), body, exchange)
-                status, headers = response.status, response.headers
-                info = exchange.info = response_info(status, headers)
-                if self.concurrency.automatic:
-                    self._answered(status, info, started)
-            except TRANSPORT_ERRORS as exc:
-                # The cause keeps its type and message but not its frames, whose locals
-                # hold the request headers.
-                error = transport_error(
-                    exc, call.subject, call.handle, status=exchange.status, sent=exchange.sent
-                )
-                # A failure before the request left (refused, DNS) cannot have cost anything.
-                exchange.sent = error.maybe_charged or exchange.status != 0
-                if not exchange.sent:
-                    info = _NOT_SENT
-                raise error from scrubbed(exc)
-            except DumplingError as error:  # the transport refused the body (size cap)
-                error.target, error.handle = call.subject, call.handle
-                raise
+                try:
+                    outcome = await self.transport.post(self.url(call.endpoint), body, progress)
+                except SendFailed as failure:
+                    outcome = failure.with_traceback(None)
+                    if not progress.went_out:
+                        info = _NOT_SENT  # it cannot have been counted either
+                else:
+                    info = response_info(outcome.status, outcome.headers)
+                    if self.concurrency.automatic:
+                        self._answered(outcome.status, info, started)
             finally:
                 await self.limiter.settle(permit, info)
                 if self._debug(logging.DEBUG):
@@ -299,26 +332,23 @@ class Pipeline:
                         endpoint=call.endpoint.name,
                         target=call.subject,
                         attempt=attempt,
-                        status=exchange.status or None,
+                        status=progress.status,
                         elapsed=round(time.monotonic() - started, 4),
                         limit=info.limit if info else None,
                         remaining=info.remaining if info else None,
                     )
         finally:
             self._release_slot()
-        if status == 200:
-            return response.body
-        raise error_for_status(
-            status,
-            response.body,
-            reason=response.reason,
-            handle=call.handle,
-            target=call.subject,
-            not_found=call.endpoint.not_found,
-            headers=dict(headers),
-            retry_after=info.retry_after,
-            rate_limit=self.limiter.snapshot(),
-        )
+        return _Sent(outcome, info, started)
+
+
+class _Sent(NamedTuple):
+    """An attempt the transport took: its answer or failure, what the answer said of
+    the quota, and when it was handed over."""
+
+    outcome: Response | SendFailed
+    info: ResponseInfo | None
+    started: float
 
 
 def _waited(started: float) -> float:
