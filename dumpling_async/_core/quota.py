@@ -9,10 +9,9 @@ What may go is decided by the state the model is in (``Mode``: what it knows of 
 server), and every change of state is made in ``QuotaModel._advance``. The estimates
 behind the states are the step window and the refill rate (``window``); what the server
 said of when units come back, as intervals when whole seconds, is its ``Word``; the
-tuning numbers are ``Tuning``. Every header value is untrusted: the limit is capped,
-Remaining clamped to ``[0, limit]``, and memory does not depend on the numbers' size. The
-model takes the time as an argument and does no I/O, so the in-process limiter, the
-Redis one and the tests on a simulated clock all run this same code.
+tuning numbers are ``Tuning``. Every header value is untrusted (the limit capped,
+Remaining clamped to ``[0, limit]``). The model takes the time as an argument and does
+no I/O: the in-process limiter, the Redis one and the simulated tests run this code.
 """
 
 from __future__ import annotations
@@ -427,8 +426,7 @@ class QuotaModel:
         if self.mode is Mode.GRADUAL:
             return  # a pace is better than a reset (a window counter's over-promises)
         assert self.limit is not None
-        # With nothing left, the next unit is back then; with some left, all that was in
-        # use when this request was counted (the oldest that many, later ones may not be).
+        # Nothing left: the next unit is back then; else all in use when this was counted.
         most = 1 if remaining == 0 or info.status == 429 else self.limit - remaining
         self.word.keep(Cap(upto=sent, at=at, most=most, from_reset=True))
 
@@ -454,6 +452,8 @@ class QuotaModel:
                 self.slowed = now
             seconds = word.late_end(wait) if wait is not None else 1 / rate
             self.pause(now, max(sent + seconds - now, 0.0))  # the wait counts from sent
+            # Back when it ends: the one unit the wait was for; the pace counts from there.
+            self.synced = max(self.synced, sent + seconds - 1 / rate)
             return
         steps = self.steps
         if oldest is not None:
