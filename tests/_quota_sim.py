@@ -44,6 +44,10 @@ class Network:
     to_server: float = 0.05
     jitter: float = 0.002
     answer: AnswerTime = attrs.field(factory=lambda: AnswerTime(mean=0.0))
+    # A busy client: each request leaves up to this long after its permit (uniform), and
+    # the client tells its limiter how late (``sent_late``) unless *blind*.
+    send_lag: float = 0.0
+    blind: bool = False
 
     def __str__(self) -> str:
         return f"to_server={self.to_server}s answer={self.answer.mean}s"
@@ -149,8 +153,9 @@ def simulate(
             last_send = now
             busy, requests = busy + 1, requests + 1
             most = max(most, busy)
-            delay = network.to_server + rng.expovariate(1 / network.jitter)
-            push(now + delay, "arrive", (item, attempt, seq))
+            late = rng.uniform(0.0, network.send_lag) if network.send_lag else 0.0
+            delay = late + network.to_server + rng.expovariate(1 / network.jitter)
+            push(now + delay, "arrive", (item, attempt, seq, late))
 
     push(0.0, "wake")
     while events:
@@ -159,7 +164,7 @@ def simulate(
             if now >= woken_at:
                 woken_at = math.inf
         elif kind == "arrive":
-            item, attempt, seq = data
+            item, attempt, seq, late = data
             arrived += 1
             wall = epoch + now
             if server is None:
@@ -173,12 +178,15 @@ def simulate(
             if hold and arrived in hold:
                 took = hold[arrived]
             answer_times.append(took)
-            push(now + took, "answer", (item, attempt, seq, status, headers))
+            push(now + took, "answer", (item, attempt, seq, status, headers, late))
             continue
         else:
-            item, attempt, seq, status, headers = data
+            item, attempt, seq, status, headers, late = data
             busy, answers, last = busy - 1, answers + 1, now
-            info: ResponseInfo = response_info(status, CIMultiDict(headers), wall=epoch + now)
+            told = 0.0 if network.blind else late
+            info: ResponseInfo = response_info(
+                status, CIMultiDict(headers), wall=epoch + now, sent_late=told
+            )
             model.answer(seq, now, info)
             if status == 429:
                 limited += 1

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+import orjson
 import pytest
+from multidict import CIMultiDict
 from yarl import URL
 
 from dumpling_async import (
@@ -49,8 +52,8 @@ from dumpling_async._core.hooks import (
 from dumpling_async._core.log import get_logger
 from dumpling_async._core.mock import MockFailure, MockRequest, MockResponse, MockTransport
 from dumpling_async._core.pipeline import Pipeline
-from dumpling_async._core.ratelimit import AdaptiveRateLimiter
-from dumpling_async._core.transport import Failure
+from dumpling_async._core.ratelimit import AdaptiveRateLimiter, ResponseInfo
+from dumpling_async._core.transport import Failure, Progress, Response
 from dumpling_async.testing import fake_profile
 
 FAST = RetryPolicy(max_attempts=3, backoff_base=0.001, backoff_max=0.002)
@@ -422,3 +425,31 @@ async def test_errors_before_sending_name_the_call_too() -> None:
     with pytest.raises(ClientClosedError) as closed:
         await pipeline.call(PROFILE.call("later"), lambda body: body)
     assert (closed.value.target, closed.value.handle) == ("later", "later")
+
+
+async def test_the_limiter_is_told_how_late_a_request_left() -> None:
+    """A request that leaves its client late (here the transport holds it 50 ms before it
+    goes out) reaches the limiter's answer as ``sent_late``, so the quota model can allow
+    for sends counted out of their order."""
+
+    class LateTransport(MockTransport):
+        async def post(self, url: URL, body: bytes, progress: Progress) -> Response:
+            await asyncio.sleep(0.05)  # the event loop busy elsewhere
+            progress.went_out, progress.left_at = True, time.monotonic()
+            progress.status = 200
+            headers = CIMultiDict({"X-RateLimit-Limit": "10", "X-RateLimit-Remaining": "9"})
+            return Response(200, headers, orjson.dumps(fake_profile("someone")), None)
+
+    told: list[ResponseInfo | None] = []
+
+    class Recording(AdaptiveRateLimiter):
+        async def settle(self, permit: Any, response: ResponseInfo | None) -> None:
+            told.append(response)
+            await super().settle(permit, response)
+
+    pipeline, _ = make_pipeline(scripted(ok()))
+    pipeline.transport = LateTransport(scripted(ok()))
+    pipeline.limiter = Recording()
+    await pipeline.call(*profile_call())
+    (info,) = told
+    assert info is not None and 0.045 <= info.sent_late < 1.0

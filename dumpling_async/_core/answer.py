@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["Cap", "ResponseInfo", "Word"]
+from .tuning import Tuning
+
+__all__ = ["Cap", "Lag", "ResponseInfo", "Word"]
 
 
 @attrs.frozen(kw_only=True)
@@ -26,6 +28,9 @@ class ResponseInfo:
     # The reset was a time of day (a Unix time), so it counts from when the answer was
     # read, not from when the request was counted.
     reset_absolute: bool = False
+    # How long after its permit the request left this client (0: not measured): a busy
+    # event loop sends late, and a request that leaves late is counted late.
+    sent_late: float = 0.0
 
 
 @attrs.define
@@ -71,3 +76,17 @@ class Word:
     def early_end(self, wait: float) -> float:
         """The earliest a whole-second wait can mean."""
         return wait if self.floors else max(wait - 1.0, 0.0)
+
+
+@attrs.define
+class Lag:
+    """How late this client's requests leave after their permits: the largest delay
+    seen, halving every *half_life* seconds. Requests granted in one order may reach the
+    server this much out of it, so the ledger allows for it beside the network's jitter."""
+
+    value: float = 0.0
+    at: float = 0.0
+
+    def observe(self, late: float, now: float, tuning: Tuning) -> None:
+        decayed = self.value * 0.5 ** (max(now - self.at, 0.0) / tuning.lag_half_life)
+        self.value, self.at = max(min(max(late, 0.0), tuning.lag_most), decayed), now

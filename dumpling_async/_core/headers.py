@@ -136,10 +136,11 @@ _NOTHING = ResponseInfo(status=200, limit=None, remaining=None)
 
 
 def response_info(
-    status: int, headers: Mapping[str, str], *, wall: float | None = None
+    status: int, headers: Mapping[str, str], *, wall: float | None = None, sent_late: float = 0.0
 ) -> ResponseInfo:
     """What the limiter learns from one response (*wall*: the time of day to read Unix
-    times against; now by default)."""
+    times against, now by default; *sent_late*: how long after its permit the request
+    left)."""
     get = headers.get
     if (
         status == 200
@@ -169,4 +170,5 @@ def response_info(
         reset_rounded=reset_rounded,
         window=_policy_window(headers),
         reset_absolute=absolute,
+        sent_late=sent_late,
     )

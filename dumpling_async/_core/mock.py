@@ -12,6 +12,7 @@ await something that never ends, to act out a cancellation at that point.
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -71,7 +72,7 @@ class MockTransport:
     async def post(self, url: URL, body: bytes, progress: Progress) -> Response:
         request = MockRequest(url, url.path.rsplit("/", 1)[-1], orjson.loads(body))
         self.requests.append(request)
-        progress.went_out = True
+        progress.went_out, progress.left_at = True, time.monotonic()
         answer = self._handler(request)
         if inspect.isawaitable(answer):
             answer = await answer

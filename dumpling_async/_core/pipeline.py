@@ -321,7 +321,9 @@ class Pipeline:
                     if not progress.went_out:
                         info = _NOT_SENT  # it cannot have been counted either
                 else:
-                    info = response_info(outcome.status, outcome.headers)
+                    left = progress.left_at
+                    late = left - started if left else 0.0  # how long our own loop held it
+                    info = response_info(outcome.status, outcome.headers, sent_late=late)
                     if self.concurrency.automatic:
                         self._answered(outcome.status, info, started)
             finally:

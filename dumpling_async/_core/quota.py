@@ -16,11 +16,11 @@ no I/O: the in-process limiter, the Redis one and the simulated tests run this c
 
 from __future__ import annotations
 
-import enum
 import math
 
-from .answer import Cap, ResponseInfo, Word
+from .answer import Cap, Lag, ResponseInfo, Word
 from .ledger import Ledger, Reconciled
+from .modes import Mode
 from .probes import Probes
 from .tuning import Tuning
 from .window import RefillRate, StepWindow
@@ -28,38 +28,6 @@ from .window import RefillRate, StepWindow
 __all__ = ["MAX_LIMIT", "Cap", "Mode", "QuotaModel", "ResponseInfo", "Tuning"]
 
 MAX_LIMIT = 1_000_000  # no real plan is larger; a bigger header is capped to this
-
-
-class Mode(enum.Enum):
-    """What the model knows of the server, and so what may go.
-
-    - ``STARTING``: nothing; one request at a time until an answer says whether the
-      server meters this key at all.
-    - ``UNMETERED``: the answers carry no limit: nothing waits.
-    - ``CLOSED``: ``Limit: 0``: one probe at a time, ever further apart.
-    - ``LEARNING``: the limit, not when used units come back: what the server confirmed
-      goes at once, then one probe at a time, soon after the quota ran out (its 429's
-      Retry-After usually says the window) and ever further apart.
-    - ``CONFIRMING``: a window was inferred; what is confirmed goes, and one request on
-      the window's prediction (the trial) until an answer shows a whole group back on
-      time. A wrong window (a fixed window's phase read as its length) then costs one
-      429, not a burst for each window in flight.
-    - ``STEPS``: units come back a window after they were counted (a sliding log; a
-      fixed window returns them no later): every unit the window says is back goes at
-      once; while the window is only bracketed, one unit of each burst tests its middle.
-    - ``GRADUAL``: units come back at a steady rate (token bucket, GCRA, a sliding
-      window counter): requests are paced at the rate measured from the answers.
-
-    Over every state, a 429 or 503 pauses everyone (``paused_until``).
-    """
-
-    STARTING = "starting"
-    UNMETERED = "unmetered"
-    CLOSED = "closed"
-    LEARNING = "learning"
-    CONFIRMING = "confirming"
-    STEPS = "steps"
-    GRADUAL = "gradual"
 
 
 DEFAULT_TUNING = Tuning()
@@ -107,12 +75,19 @@ class QuotaModel:
         self.word = Word()  # what the server said of when units come back
         self.probes = Probes(gap=self.steps.guess)
         self.fastest = -_NEVER  # the fastest answer: the delay to the server is less
+        self.lag = Lag()  # how late our own sends leave (a busy loop)
         self.partial: tuple[float, float] | None = None  # (group stamp, first seen back in part)
 
     # -- what the model reports ---------------------------------------------------------
     @property
     def in_flight(self) -> int:
         return len(self.ledger.in_flight)
+
+    @property
+    def jitter(self) -> float:
+        """How far apart two requests sent together may be counted: the network's, and
+        this client's own lag."""
+        return self.tuning.jitter + self.lag.value
 
     @property
     def window(self) -> float:
@@ -194,7 +169,7 @@ class QuotaModel:
         """Units the model expects back by *now* that no answer has shown yet."""
         ledger = self.ledger
         back = self._capped(now)
-        horizon = now - self.window - self.tuning.jitter + _EPSILON
+        horizon = now - self.window - self.jitter + _EPSILON
         if self.mode is Mode.STEPS:
             back = max(back, ledger.count_upto(horizon))
         elif self.mode is Mode.CONFIRMING and not self._out(self.probes.trial, now):
@@ -232,7 +207,7 @@ class QuotaModel:
         if stamp is not None and (
             self.mode is Mode.STEPS or (trial and units <= ledger.counted - (self.limit or 0) + 1)
         ):
-            at = min(at, stamp + self.window + self.tuning.jitter)
+            at = min(at, stamp + self.window + self.jitter)
         elif self.mode is Mode.GRADUAL:
             rate = self._pace()
             if rate:
@@ -261,7 +236,7 @@ class QuotaModel:
             # when the unit it counts on was due; one long overdue would come back anyway.
             stamp = self.ledger.nth_stamp(self.ledger.counted - self.limit + 1)
             due = (stamp if stamp is not None else now) + self.steps.value
-            slack = self.tuning.trial_slack * self.steps.value + 2 * self.tuning.jitter
+            slack = self.tuning.trial_slack * self.steps.value + 2 * self.jitter
             timely = now - due <= slack
             self.probes.trial_window = self.steps.value if timely else -_NEVER
         seq = self.ledger.grant(now)
@@ -270,7 +245,7 @@ class QuotaModel:
         elif in_hand < 1 and mode is Mode.CONFIRMING:
             self.probes.trial = seq  # the send on the window's prediction: its answer decides
             # Units the window says are back for it (more than the one it may take).
-            horizon = now - self.window - self.tuning.jitter + _EPSILON
+            horizon = now - self.window - self.jitter + _EPSILON
             back = self.ledger.count_upto(horizon)
             self.probes.trial_expect = self.limit - self.ledger.counted + 1 + back
         if free - 1 <= keep and self.drained is None:
@@ -310,10 +285,12 @@ class QuotaModel:
         if info is None:
             return  # it may have been counted: its unit stays until an answer shows it back
         self.fastest = min(self.fastest, max(now - sent, 0.0))
+        if info.sent_late:
+            self.lag.observe(info.sent_late, now, self.tuning)
         if info.window is not None:
             low, high = self.tuning.window_range
             window = _clamp(info.window, low, high)
-            self.steps.exactly(window, self.tuning.jitter)
+            self.steps.exactly(window, self.jitter)
         if info.limit is None or info.remaining is None:
             self._advance(Mode.UNMETERED if info.status != 429 else self.mode)
             if info.status == 429:
@@ -348,7 +325,7 @@ class QuotaModel:
         refused = info.status == 429
         if refused:
             self.ledger.remove(sent)  # a refused request is not counted
-        jitter = self.tuning.jitter
+        jitter = self.jitter
         fresh = sent >= self.synced - jitter
         found = self.ledger.reconcile(
             sent, limit - remaining, counted_itself=not refused, jitter=jitter, fresh=fresh
@@ -379,7 +356,7 @@ class QuotaModel:
     # -- learning -----------------------------------------------------------------------
     def _learn(self, sent: float, found: Reconciled) -> None:
         """What an answer's reconciliation says of when units come back."""
-        jitter = self.tuning.jitter
+        jitter = self.jitter
         steps = self.steps
         if found.held is not None:
             steps.still_counted(sent - found.held - jitter)
@@ -422,7 +399,7 @@ class QuotaModel:
         assert info.reset is not None
         # A request sent then may still reach the server a jitter before it.
         at = (now if info.reset_absolute else sent) + min(info.reset, self.max_pause)
-        at += self.tuning.jitter
+        at += self.jitter
         if self.mode is Mode.GRADUAL:
             return  # a pace is better than a reset (a window counter's over-promises)
         assert self.limit is not None
@@ -438,7 +415,7 @@ class QuotaModel:
             return
         wait, word = info.retry_after, self.word
         word.refused(sent, wait, info.retry_after_rounded)
-        jitter = self.tuning.jitter
+        jitter = self.jitter
         oldest = self.ledger.oldest()
         if self.mode is Mode.GRADUAL:
             rate = self._pace() or 1.0

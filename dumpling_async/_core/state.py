@@ -14,13 +14,13 @@ from typing import Any
 import attrs
 import cattrs
 
-from .answer import Cap
+from .answer import Cap, Lag
 from .probes import Probes
 from .quota import Mode, QuotaModel
 
 __all__ = ["VERSION", "QuotaState", "StateError", "dump", "load"]
 
-VERSION = 2  # 1 was the vars() of the model of 0.x: not readable here
+VERSION = 3  # 1 was the vars() of the model of 0.x; 2 had no lag
 
 
 class StateError(ValueError):
@@ -56,6 +56,7 @@ class QuotaState:
     probe_gap: float
     risky: int
     fastest: float
+    lag: list[float]  # [value, at]
     partial: list[float] | None
     trial: int
     trial_window: float
@@ -94,6 +95,7 @@ def dump(model: QuotaModel) -> dict[str, Any]:
         probe_gap=model.probes.gap,
         risky=model.probes.risky,
         fastest=model.fastest,
+        lag=[model.lag.value, model.lag.at],
         partial=None if model.partial is None else list(model.partial),
         trial=model.probes.trial,
         trial_window=model.probes.trial_window,
@@ -140,6 +142,8 @@ def load(data: object, *, upstream_pause: float, max_pause: float) -> QuotaModel
         trial_expect=state.trial_expect,
     )
     model.fastest = state.fastest
+    if len(state.lag) == 2:
+        model.lag = Lag(value=state.lag[0], at=state.lag[1])
     if state.partial is not None and len(state.partial) == 2:
         model.partial = (state.partial[0], state.partial[1])
     return model

@@ -34,10 +34,11 @@ class Progress:
     """How far one attempt got, written by the transport alone as it happens and read by
     the pipeline however the attempt ends (a cancellation included)."""
 
-    __slots__ = ("status", "went_out")
+    __slots__ = ("left_at", "status", "went_out")
 
     def __init__(self) -> None:
         self.went_out = False  # it held a connection: the server may have received it
+        self.left_at = 0.0  # when it did (time.monotonic(); 0: not known)
         self.status: int | None = None  # the status line that came back (None: none)
 
     def __repr__(self) -> str:

@@ -15,6 +15,11 @@ class Tuning:
     # an answer is matched to the ledger with this slack, and a unit predicted back is
     # expected this much late.
     jitter: float = 0.010
+    # The client's own lag in sending (a busy event loop, a connection being opened) is
+    # added to it: the largest seen, halving every lag_half_life seconds, at most
+    # lag_most (a loop stalled longer is not the quota's business).
+    lag_half_life: float = 10.0
+    lag_most: float = 0.25
     # While learning, probes go ever further apart (guess, guess * growth, ...), one at a
     # time: the first 429's Retry-After usually says the window outright; without one,
     # a window of an hour is reached in a dozen probes.
