@@ -345,18 +345,26 @@ def test_a_model_blind_to_its_own_lag_is_refused_again_and_again() -> None:
 
 
 def test_the_lag_is_the_largest_seen_halving_with_time() -> None:
-    """One late send raises the lag at once; it halves every lag_half_life seconds and
-    is capped at lag_most."""
+    """A send later than the others raises the lag at once by its spread over the
+    quickest; it halves every lag_half_life seconds; a lone slow send after a quiet spell
+    (a new connection) is a new floor, not a spread; a stall counts at most lag_most."""
     model = _model()
-    model.grant(0.0)
-    late = ResponseInfo(status=200, limit=10, remaining=9, sent_late=0.04)
-    model.answer(1, 0.05, late)
+
+    def answer(at: float, late: float) -> None:
+        seq = model.grant(at)
+        model.answer(
+            seq, at + 0.01, ResponseInfo(status=200, limit=10, remaining=9, sent_late=late)
+        )
+
+    answer(0.0, 0.001)
+    assert model.jitter == model.tuning.jitter  # one send: nothing to be apart from
+    answer(0.02, 0.041)
     assert model.jitter == pytest.approx(model.tuning.jitter + 0.04)
     half = model.tuning.lag_half_life
-    model.grant(0.06)
-    model.answer(2, 0.05 + half, ResponseInfo(status=200, limit=10, remaining=9, sent_late=0.001))
-    assert model.lag.value == pytest.approx(0.02)
-    model.grant(half + 1)
-    stalled = ResponseInfo(status=200, limit=10, remaining=9, sent_late=30.0)
-    model.answer(3, half + 1.1, stalled)
-    assert model.lag.value == model.tuning.lag_most
+    answer(half, 0.001)
+    assert model.lag.value == pytest.approx(0.02, rel=0.01)
+    answer(4 * half, 0.2)  # alone after a quiet spell: the floor, not a spread
+    assert model.lag.value < 0.01
+    answer(4 * half + 0.01, 0.0001)
+    answer(4 * half + 0.02, 30.0)
+    assert model.lag.value == pytest.approx(model.tuning.lag_most, abs=0.001)

@@ -143,3 +143,24 @@ def test_the_cause_loses_its_frames_and_the_request_headers() -> None:
     cause = failure.cause
     assert cause is not None and cause.__traceback__ is None
     assert SECRET not in repr(cause.request_info)  # type: ignore[attr-defined]
+
+
+async def test_no_exception_behind_a_failure_keeps_its_frames() -> None:
+    """A refused connection's cause, and every exception chained behind it, carries no
+    frames (aiohttp's own hold the request and its Authorization header)."""
+    transport = _transport()
+    try:
+        failure, _ = await _post(transport, URL(f"http://127.0.0.1:{_free_port()}/x"))
+    finally:
+        await transport.aclose()
+    chain: list[BaseException] = []
+    todo: list[BaseException | None] = [failure.cause]
+    while todo:
+        link = todo.pop()
+        if link is None or any(link is seen for seen in chain):
+            continue
+        chain.append(link)
+        todo += (link.__cause__, link.__context__)
+    assert len(chain) >= 2  # aiohttp chains the OSError behind its own error
+    assert all(link.__traceback__ is None for link in chain), chain
+    assert not any(SECRET in repr(link) for link in chain)

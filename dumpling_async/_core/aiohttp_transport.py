@@ -195,7 +195,7 @@ def _failed(exc: BaseException, progress: Progress) -> SendFailed:
     cause = _scrubbed(exc)
     detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     if isinstance(exc, _NOT_SENT):
-        progress.went_out = False  # the connector had a connection to the proxy, not the API
+        progress.went_out = False  # it never left (a lent session marks every request)
     if isinstance(exc, aiohttp.ClientHttpProxyError):
         return SendFailed(
             detail, kind=Failure.PROXY, went_out=False, status=exc.status, cause=cause
@@ -211,9 +211,19 @@ def _failed(exc: BaseException, progress: Progress) -> SendFailed:
 
 
 def _scrubbed(exc: BaseException) -> BaseException:
-    """The cause as users may see it: no frames (their locals hold the request
-    headers) and no request headers in aiohttp's ``request_info``."""
-    info = getattr(exc, "request_info", None)
-    if isinstance(info, aiohttp.RequestInfo):
-        exc.request_info = info._replace(headers=CIMultiDictProxy(CIMultiDict()))  # type: ignore[attr-defined]
-    return exc.with_traceback(None)
+    """The cause as users may see it, and every exception behind it: no frames (their
+    locals hold the request and its headers) and no request headers in aiohttp's
+    ``request_info``."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        link = todo.pop()
+        if link is None or id(link) in seen:
+            continue
+        seen.add(id(link))
+        info = getattr(link, "request_info", None)
+        if isinstance(info, aiohttp.RequestInfo):
+            link.request_info = info._replace(headers=CIMultiDictProxy(CIMultiDict()))  # type: ignore[attr-defined]
+        link.with_traceback(None)
+        todo += (link.__cause__, link.__context__)
+    return exc

@@ -80,13 +80,20 @@ class Word:
 
 @attrs.define
 class Lag:
-    """How late this client's requests leave after their permits: the largest delay
-    seen, halving every *half_life* seconds. Requests granted in one order may reach the
-    server this much out of it, so the ledger allows for it beside the network's jitter."""
+    """How far apart two requests granted together may leave this client: each one's
+    delay from its permit to leaving, less the smallest delay seen lately (one on a new
+    connection leaves a handshake after one on a reused connection; a busy loop holds
+    some longer than others). The largest spread seen, halving every ``lag_half_life``
+    seconds; a lone request after a quiet spell sets the floor afresh, not the spread."""
 
     value: float = 0.0
     at: float = 0.0
+    floor: float = 0.0
+    floor_at: float = -1e18
 
     def observe(self, late: float, now: float, tuning: Tuning) -> None:
-        decayed = self.value * 0.5 ** (max(now - self.at, 0.0) / tuning.lag_half_life)
-        self.value, self.at = max(min(max(late, 0.0), tuning.lag_most), decayed), now
+        late, half_life = min(max(late, 0.0), tuning.lag_most), tuning.lag_half_life
+        if late < self.floor or now - self.floor_at > half_life:
+            self.floor, self.floor_at = late, now
+        decayed = self.value * 0.5 ** (max(now - self.at, 0.0) / half_life)
+        self.value, self.at = max(late - self.floor, decayed), now

@@ -429,8 +429,8 @@ class QuotaModel:
                 self.slowed = now
             seconds = word.late_end(wait) if wait is not None else 1 / rate
             self.pause(now, max(sent + seconds - now, 0.0))  # the wait counts from sent
-            # Back when it ends: the one unit the wait was for; the pace counts from there.
-            self.synced = max(self.synced, sent + seconds - 1 / rate)
+            if self.mode is Mode.GRADUAL:  # back when it ends: the one unit waited for
+                self.synced = max(self.synced, self.paused_until - 1 / (self._pace() or 1.0))
             return
         steps = self.steps
         if oldest is not None:

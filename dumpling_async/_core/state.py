@@ -56,7 +56,7 @@ class QuotaState:
     probe_gap: float
     risky: int
     fastest: float
-    lag: list[float]  # [value, at]
+    lag: list[float]  # [value, at, floor, floor_at]
     partial: list[float] | None
     trial: int
     trial_window: float
@@ -95,7 +95,7 @@ def dump(model: QuotaModel) -> dict[str, Any]:
         probe_gap=model.probes.gap,
         risky=model.probes.risky,
         fastest=model.fastest,
-        lag=[model.lag.value, model.lag.at],
+        lag=[model.lag.value, model.lag.at, model.lag.floor, model.lag.floor_at],
         partial=None if model.partial is None else list(model.partial),
         trial=model.probes.trial,
         trial_window=model.probes.trial_window,
@@ -142,8 +142,10 @@ def load(data: object, *, upstream_pause: float, max_pause: float) -> QuotaModel
         trial_expect=state.trial_expect,
     )
     model.fastest = state.fastest
-    if len(state.lag) == 2:
-        model.lag = Lag(value=state.lag[0], at=state.lag[1])
+    if len(state.lag) == 4:
+        most = model.tuning.lag_most
+        value, at, floor, floor_at = state.lag
+        model.lag = Lag(min(max(value, 0.0), most), at, min(max(floor, 0.0), most), floor_at)
     if state.partial is not None and len(state.partial) == 2:
         model.partial = (state.partial[0], state.partial[1])
     return model
