@@ -322,7 +322,7 @@ def test_a_client_whose_sends_leave_late_still_keeps_within_the_quota(algorithm:
         rule = RateLimitRule(40, 2.0, algorithm)  # type: ignore[arg-type]
         outcome = simulate(rule, handles=400, seed=seed, network=network, concurrency=32)
         assert outcome.lost == 0
-        # 1-8 per run measured (blind to the lag: 30-160, and lookups lost).
+        # 1-9 per run measured (blind to the lag: 30-160, and lookups lost).
         assert outcome.rate_limited <= 12, (seed, outcome.rate_limited)
         assert (400 - 40) / 20 / outcome.elapsed >= 0.8, (seed, outcome.elapsed)
         assert outcome.model.jitter > outcome.model.tuning.jitter  # the lag was counted
