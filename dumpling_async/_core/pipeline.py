@@ -318,7 +318,6 @@ class Pipeline:
                     outcome = await self.transport.post(self.url(call.endpoint), body, progress)
                 except SendFailed as failure:
                     outcome = failure.with_traceback(None)
-                    progress.went_out = failure.went_out  # the transport's last word
                     if not progress.went_out:
                         info = _NOT_SENT  # it cannot have been counted either
                 else:

@@ -57,7 +57,9 @@ class Failure(enum.Enum):
 class SendFailed(Exception):
     """No complete answer: *kind*, whether the request went out (reached the server or
     may have), the status line that came first (None: none) and *cause*, the HTTP
-    library's exception (without its frames or request headers), or None."""
+    library's exception (without its frames or request headers), or None. A transport
+    builds it from its :class:`Progress`, which it has brought up to date first: the
+    pipeline charges from the progress, and classifies from this."""
 
     def __init__(
         self,
