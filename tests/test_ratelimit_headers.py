@@ -109,7 +109,9 @@ async def test_a_slow_probe_does_not_stall_the_others() -> None:
         # user0 is first contact, user1-4 spend the confirmed quota, user5 is the first
         # probe (also when it is retried after a 429: the fault waits for an admitted one).
         server.inject("latency", handle="user5")
-        client, results, _ = await _job(server, n=30)
+        # Enough behind it that some are still to go while it is out: its own retry, after
+        # its first try was the refused probe, queues behind those already waiting.
+        client, results, _ = await _job(server, n=60)
     assert all(r.ok for r in results)
     _each_paid_handle_is_delivered_once(server, client, results)
     # A record is written when the answer goes out.
