@@ -44,9 +44,11 @@ class Network:
     to_server: float = 0.05
     jitter: float = 0.002
     answer: AnswerTime = attrs.field(factory=lambda: AnswerTime(mean=0.0))
-    # A busy client: each request leaves up to this long after its permit (uniform), and
-    # the client tells its limiter how late (``sent_late``) unless *blind*.
+    # A busy client: each request leaves up to this long after its permit (uniform); the
+    # client tells its limiter when it leaves (``left``) unless *departures* is off, and
+    # with its answer how late it left (``sent_late``); *blind*: neither.
     send_lag: float = 0.0
+    departures: bool = True
     blind: bool = False
 
     def __str__(self) -> str:
@@ -156,6 +158,8 @@ def simulate(
             late = rng.uniform(0.0, network.send_lag) if network.send_lag else 0.0
             delay = late + network.to_server + rng.expovariate(1 / network.jitter)
             push(now + delay, "arrive", (item, attempt, seq, late))
+            if late and network.departures and not network.blind:
+                push(now + late, "leave", seq)
 
     push(0.0, "wake")
     while events:
@@ -163,6 +167,8 @@ def simulate(
         if kind == "wake":
             if now >= woken_at:
                 woken_at = math.inf
+        elif kind == "leave":
+            model.left(data, now)
         elif kind == "arrive":
             item, attempt, seq, late = data
             arrived += 1

@@ -52,7 +52,7 @@ from dumpling_async._core.hooks import (
 from dumpling_async._core.log import get_logger
 from dumpling_async._core.mock import MockFailure, MockRequest, MockResponse, MockTransport
 from dumpling_async._core.pipeline import Pipeline
-from dumpling_async._core.ratelimit import AdaptiveRateLimiter, ResponseInfo
+from dumpling_async._core.ratelimit import AdaptiveRateLimiter, Permit, ResponseInfo
 from dumpling_async._core.transport import Failure, Progress, Response
 from dumpling_async.testing import fake_profile
 
@@ -99,12 +99,13 @@ def make_pipeline(
     request_source: str | None = None,
     hooks: ClientHooks | None = None,
     concurrency: int = 4,
+    limiter: AdaptiveRateLimiter | None = None,
 ) -> tuple[Pipeline, MockTransport]:
     transport = MockTransport(handler)
     pipeline = Pipeline(
         transport=transport,
         base_url=URL("https://api.example.test"),
-        limiter=AdaptiveRateLimiter(),
+        limiter=limiter or AdaptiveRateLimiter(),
         budget=budget or LocalCreditBudget(),
         retry=retry,
         costs=CreditCosts(),
@@ -326,6 +327,32 @@ async def test_an_attempt_that_never_went_out_costs_nothing_and_is_retried() -> 
     assert (pipeline.confirmed, pipeline.uncertain, pipeline.budget.spent) == (0, 0, 0)
     assert [event.status for event in hooks.of(ResponseEvent)] == [0, 0, 0]
     assert hooks.of(CreditsEvent) == [] and len(hooks.of(RetryEvent)) == 2
+
+
+class DepartureLog(AdaptiveRateLimiter):
+    """The adaptive limiter, keeping what it heard in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.heard: list[tuple[str, int]] = []
+
+    def departed(self, permit: Permit) -> None:
+        self.heard.append(("left", permit.seq))
+        super().departed(permit)
+
+    async def settle(self, permit: Permit, response: ResponseInfo | None) -> None:
+        self.heard.append(("settled", permit.seq))
+        await super().settle(permit, response)
+
+
+async def test_the_limiter_hears_each_request_leave_before_it_settles() -> None:
+    """A request that went out is told to the limiter as it leaves, then settled; one
+    that never went out is only settled."""
+    limiter = DepartureLog()
+    pipeline, _ = make_pipeline(scripted(NEVER_SENT, ok()), limiter=limiter)
+    call, parse = profile_call()
+    await pipeline.call(call, parse)
+    assert limiter.heard == [("settled", 1), ("left", 2), ("settled", 2)]
 
 
 async def test_a_cancellation_after_the_request_went_out_is_maybe_charged() -> None:

@@ -256,6 +256,23 @@ def test_answers_that_overtook_others_never_add_quota() -> None:
     assert model.limit is not None and model.limit - model.ledger.counted <= 0  # none in hand
 
 
+@pytest.mark.parametrize("told", [True, False])
+def test_a_request_that_leaves_late_is_not_read_as_quota_back(told: bool) -> None:
+    """A request held for a new connection is overtaken by one granted after it: told
+    when it left, the model keeps its unit; not told, it reads the overtaking answer
+    as a unit back, for good, and would send one request too many."""
+    model = _model(window=1.0)
+    model.answer(model.grant(0.0), 0.005, _ok(10, 9))
+    late = model.grant(0.010)  # waits for a connection
+    if told:
+        model.left(late, 0.035)
+    overtaking = model.grant(0.030)  # a pooled connection: it leaves at once
+    model.answer(overtaking, 0.040, _ok(10, 8))  # the server has counted two, not three
+    assert model.ledger.counted == (3 if told else 2)
+    model.answer(late, 0.045, _ok(10, 7))  # older news: it cannot undo what was read
+    assert model.ledger.counted == (3 if told else 2)
+
+
 def test_usage_by_another_client_is_counted() -> None:
     """More in use than we sent (another worker on the key) holds our quota back."""
     model = _model()
@@ -342,6 +359,30 @@ def test_a_model_blind_to_its_own_lag_is_refused_again_and_again() -> None:
         for name, net in (("told", told), ("blind", blind))
     }
     assert seen["blind"] >= 10 * max(seen["told"], 1), seen
+
+
+@pytest.mark.parametrize("algorithm", ["token_bucket", "sliding_counter"])
+def test_sends_told_as_they_leave_are_refused_less_than_told_at_their_answers(
+    algorithm: str,
+) -> None:
+    """The same late sends, told to the model as each leaves rather than only with its
+    answer: at most half the 429s (a bucket: 36 to 0, a window counter: 37 to 14 over
+    six runs, measured)."""
+    rule = RateLimitRule(40, 2.0, algorithm)  # type: ignore[arg-type]
+    seen = {
+        departures: sum(
+            simulate(
+                rule,
+                handles=400,
+                seed=seed,
+                network=Network(to_server=0.01, send_lag=0.05, departures=departures),
+                concurrency=32,
+            ).rate_limited
+            for seed in range(6)
+        )
+        for departures in (True, False)
+    }
+    assert seen[True] * 2 <= seen[False], seen
 
 
 def test_the_lag_is_the_largest_seen_halving_with_time() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 
 import aiohttp
 import pytest
@@ -105,6 +106,28 @@ async def test_an_oversized_200_says_its_status_came(server: FakeDumplingServer)
         await transport.aclose()
     assert failure.kind is Failure.TOO_LARGE and failure.status == 200 == progress.status
     assert "64 byte cap" in str(failure)
+
+
+async def test_the_listener_hears_a_request_leave_once_and_only_when_it_does(
+    server: FakeDumplingServer,
+) -> None:
+    """``on_leave`` is told once, when the request holds a connection; never for a
+    request refused a connection."""
+    transport = _transport()
+    heard: list[float] = []
+    sent, refused = Progress(), Progress()
+    for progress in (sent, refused):
+        progress.on_leave = lambda: heard.append(time.monotonic())
+    try:
+        await transport.post(
+            URL(server.url).with_path("/api/v1/get-tiktok-profile"), b'{"handle": "a"}', sent
+        )
+        assert len(heard) == 1 and heard[0] == pytest.approx(sent.left_at, abs=0.05)
+        with pytest.raises(SendFailed):
+            await transport.post(URL(f"http://127.0.0.1:{_free_port()}/x"), b"{}", refused)
+    finally:
+        await transport.aclose()
+    assert len(heard) == 1 and not refused.went_out
 
 
 def test_aiohttp_failures_map_to_kinds_and_how_far_they_got() -> None:

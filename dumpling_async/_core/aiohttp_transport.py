@@ -6,7 +6,6 @@ the response size cap, and the one place aiohttp's exceptions become the core's 
 from __future__ import annotations
 
 import sys
-import time
 from contextvars import ContextVar
 
 import aiohttp
@@ -49,8 +48,7 @@ class _MarkingConnector(aiohttp.TCPConnector):
         connection = await super().connect(req, traces, timeout)  # type: ignore[arg-type]
         progress = _SENDING.get()
         if progress is not None:
-            progress.went_out = True
-            progress.left_at = time.monotonic()
+            progress.leave()
         return connection
 
 

@@ -58,6 +58,17 @@ class Ledger:
         self.in_flight[self._seq] = now
         return self._seq
 
+    def depart(self, seq: int, at: float, *, unit: bool) -> None:
+        """Request *seq*, granted earlier, left at *at*: stamp it (and its *unit*, if it
+        uses one) then. Its unit is used from when it leaves, not from its permit."""
+        granted = self.in_flight.get(seq)
+        if granted is None or at <= granted:
+            return
+        self.in_flight[seq] = at
+        if unit:
+            self.remove(granted)
+            self.add(at, 1)  # even if an answer showed it back: none could have, unsent
+
     def settle(self, seq: int) -> float | None:
         """The permit ended; when it was sent (None: unknown or already settled)."""
         return self.in_flight.pop(seq, None)

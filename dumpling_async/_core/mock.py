@@ -12,7 +12,6 @@ await something that never ends, to act out a cancellation at that point.
 from __future__ import annotations
 
 import inspect
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -61,8 +60,9 @@ Handler = Callable[[MockRequest], Answer | Awaitable[Answer]]
 
 
 class MockTransport:
-    """Answers every request with *handler*; ``requests`` keeps what was asked. Every
-    request counts as gone out once the handler is called (it "holds a connection")."""
+    """Answers every request with *handler*; ``requests`` keeps what was asked. A request
+    leaves (it "holds a connection") once the handler is called, unless the handler
+    answers at once with a failure that never went out."""
 
     def __init__(self, handler: Handler) -> None:
         self._handler = handler
@@ -72,8 +72,9 @@ class MockTransport:
     async def post(self, url: URL, body: bytes, progress: Progress) -> Response:
         request = MockRequest(url, url.path.rsplit("/", 1)[-1], orjson.loads(body))
         self.requests.append(request)
-        progress.went_out, progress.left_at = True, time.monotonic()
         answer = self._handler(request)
+        if not isinstance(answer, MockFailure) or answer.went_out:
+            progress.leave()
         if inspect.isawaitable(answer):
             answer = await answer
         if isinstance(answer, MockFailure):

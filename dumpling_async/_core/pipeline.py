@@ -11,6 +11,7 @@ attempt what that cost, and names the call on every error it raises, in ``_try``
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import deque
@@ -36,7 +37,7 @@ from .hooks import (
     ThrottleEvent,
 )
 from .log import LOGGER_NAME
-from .ratelimit import Permit, RateLimiter, ResponseInfo
+from .ratelimit import HearsDepartures, Permit, RateLimiter, ResponseInfo
 from .retry import RetryPolicy
 from .transport import Progress, Response, SendFailed, Transport
 
@@ -70,6 +71,7 @@ class Pipeline:
     ) -> None:
         self.transport = transport
         self.limiter = limiter
+        self._departed = limiter.departed if isinstance(limiter, HearsDepartures) else None
         self.budget = budget
         self.retry = retry
         self.costs = costs
@@ -308,6 +310,8 @@ class Pipeline:
             if stop is not None and (reason := stop()) is not None:
                 await self.limiter.settle(permit, _NOT_SENT)
                 raise reason
+            if self._departed is not None:
+                progress.on_leave = functools.partial(self._departed, permit)
             info: ResponseInfo | None = None
             outcome: Response | SendFailed
             started = time.monotonic()

@@ -263,6 +263,12 @@ class QuotaModel:
             base = self.drained if self.drained is not None else now
             self.probes.at = max(now, base + lag) if lag is not None else now
 
+    def left(self, seq: int, now: float) -> None:
+        """Request *seq* left now, later than its permit (a connection being opened, a
+        busy loop): it is stamped now, so the answer of a request granted after it but
+        sent before it is not read as showing its unit back."""
+        self.ledger.depart(seq, now, unit=self.mode is not Mode.UNMETERED)
+
     def cancel(self, seq: int) -> None:
         """The permit was not used (its caller gave up before sending)."""
         sent = self.ledger.settle(seq)

@@ -25,6 +25,7 @@ from .quota import QuotaModel, ResponseInfo
 
 __all__ = [
     "AdaptiveRateLimiter",
+    "HearsDepartures",
     "Permit",
     "RateLimiter",
     "ResponseInfo",
@@ -55,6 +56,17 @@ class RateLimiter(Protocol):
 
     def snapshot(self) -> RateLimitState:
         """The limit as last seen and what was learned of it."""
+        ...
+
+
+@runtime_checkable
+class HearsDepartures(Protocol):
+    """A limiter that wants to hear when a permitted request actually leaves: on a
+    connection still being opened that is well after its permit, and requests granted
+    after it may reach the server first."""
+
+    def departed(self, permit: Permit) -> None:
+        """The permitted request leaves now (called synchronously, from the transport)."""
         ...
 
 
@@ -175,6 +187,9 @@ class AdaptiveRateLimiter:
         if waited:
             self._throttled += now - started
         return Permit(model.grant(now), now)
+
+    def departed(self, permit: Permit) -> None:
+        self._model.left(permit.seq, self._clock())
 
     async def settle(self, permit: Permit, response: ResponseInfo | None) -> None:
         model = self._model

@@ -13,7 +13,8 @@ transport keeps says how far the cancelled attempt got.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import NamedTuple, Protocol
 
 from yarl import URL
@@ -32,14 +33,24 @@ class Response(NamedTuple):
 
 class Progress:
     """How far one attempt got, written by the transport alone as it happens and read by
-    the pipeline however the attempt ends (a cancellation included)."""
+    the pipeline however the attempt ends (a cancellation included). The pipeline may
+    give it an ``on_leave`` listener first: the limiter hears the moment the request
+    leaves, which on a connection still being opened is well after its permit."""
 
-    __slots__ = ("left_at", "status", "went_out")
+    __slots__ = ("left_at", "on_leave", "status", "went_out")
 
     def __init__(self) -> None:
         self.went_out = False  # it held a connection: the server may have received it
         self.left_at = 0.0  # when it did (time.monotonic(); 0: not known)
         self.status: int | None = None  # the status line that came back (None: none)
+        self.on_leave: Callable[[], None] | None = None
+
+    def leave(self) -> None:
+        """The transport holds a connection for the request: from now on the server may
+        receive it."""
+        self.went_out, self.left_at = True, time.monotonic()
+        if self.on_leave is not None:
+            self.on_leave()
 
     def __repr__(self) -> str:
         return f"Progress(went_out={self.went_out}, status={self.status})"
