@@ -16,7 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 from conftest import KEY
 
-from dumpling_async import AsyncDumplingClient, BudgetExceededError
+from dumpling_async import AsyncDumplingClient, BudgetExceededError, ResponseInfo
 from dumpling_async.redis import RedisCreditBudget, RedisRateLimiter, key_namespace
 from dumpling_async.testing import FakeDumplingServer, RateLimitRule
 
@@ -194,6 +194,34 @@ async def test_budget_fails_closed_without_redis(redis_server: RedisProcess) -> 
         results = await client.gather_profiles(["a1", "a2"])
     assert all(isinstance(r.error, BudgetExceededError) for r in results)
     assert server.records == []
+
+
+async def test_a_permit_that_ended_while_redis_was_away_is_told_when_it_is_back(
+    tmp_path: Path,
+) -> None:
+    """The first request (the probe every other worker waits on) ends while Redis is
+    down: Redis hears of it when it is back, so the next request goes at once instead
+    of waiting for the probe to go stale."""
+    redis_server = RedisProcess(tmp_path, persist=True)  # comes back with its state
+    try:
+        async with RedisRateLimiter(
+            redis_server.url, api_key=KEY, retry_redis_after=0.1, stale_after=120.0
+        ) as limiter:
+            probe = await limiter.acquire()
+            assert probe.seq > 0  # granted by Redis, which now holds it in flight
+            redis_server.stop()
+            await limiter.settle(probe, ResponseInfo(status=200, limit=10, remaining=9))
+            assert "fallback=True" in repr(limiter)
+            redis_server.start()
+            await asyncio.sleep(0.15)  # past retry_redis_after
+            async with asyncio.timeout(5):  # not told, Redis would hold it 120 s
+                while (permit := await limiter.acquire()).seq < 0:
+                    await limiter.settle(permit, ResponseInfo(status=0, limit=None, remaining=None))
+                    await asyncio.sleep(0.05)
+            assert "fallback=False" in repr(limiter)
+            assert limiter.snapshot().limit == 10  # the probe's answer reached the state
+    finally:
+        redis_server.stop()
 
 
 async def test_the_limiter_survives_a_redis_restart_and_returns_to_it(

@@ -16,6 +16,7 @@ A grant that Redis made for a caller that was cancelled meanwhile is handed back
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import math
 import os
@@ -38,6 +39,9 @@ __all__ = ["RedisRateLimiter"]
 T = TypeVar("T")
 _CONFLICTS = 64  # compare-and-set rounds before a step counts as Redis being unusable
 _NOT_SENT = ResponseInfo(status=0, limit=None, remaining=None)
+# Ends of Redis permits kept while Redis is away, told to it when it is back; beyond
+# this many the oldest are dropped (they are forgotten as stale after stale_after).
+_MOST_OWED = 10_000
 
 # KEYS: the model. ARGV: the version read, the new state, ttl ms. 1 if written.
 _WRITE = """
@@ -94,6 +98,11 @@ class RedisRateLimiter(RedisBacked):
         self._fallback: AdaptiveRateLimiter | None = None
         self._away = False
         self._retry_at = 0.0
+        # Permits Redis granted whose end it has not heard (it was away when they ended):
+        # until it does, each holds a unit, and an unanswered probe holds every worker.
+        self._owed: collections.deque[tuple[Permit, ResponseInfo | None]] = collections.deque(
+            maxlen=_MOST_OWED
+        )
         self._lock: asyncio.Lock | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._log = get_logger()
@@ -168,6 +177,10 @@ class RedisRateLimiter(RedisBacked):
             started = asyncio.get_running_loop().time()
             waited = False
             while True:
+                if self._away and self._fallback is not None:
+                    # Redis went away while we queued or polled (another request's step
+                    # failed): the stand-in decides, as for every other request now.
+                    return await self._local_acquire(self._fallback)
                 task = asyncio.ensure_future(self._step(_take))
                 try:
                     # Shielded: a grant Redis made after we were cancelled is handed back.
@@ -206,16 +219,26 @@ class RedisRateLimiter(RedisBacked):
         if not task.cancelled() and task.exception() is not None:
             self._log.warning("redis_unavailable", component="rate_limiter")
 
+    def departed(self, permit: Permit) -> None:
+        # Heard only by the local fallback: in Redis, a round trip per request would cost
+        # more than the restamp saves.
+        if permit.seq < 0 and self._fallback is not None:
+            self._fallback.departed(Permit(-permit.seq, permit.sent_at))
+
     async def settle(self, permit: Permit, response: ResponseInfo | None) -> None:
         if permit.seq < 0:  # granted by the local fallback
             assert self._fallback is not None
             await self._fallback.settle(Permit(-permit.seq, permit.sent_at), response)
             return
         self._in_flight -= 1
+        if self._away:
+            self._owed.append((permit, response))  # told when Redis is back
+            return
         try:
             await asyncio.shield(self._step(functools.partial(_answer, permit.seq, response)))
         except (RedisError, OSError, _Unusable) as exc:
-            self._fall_back(exc)  # nothing to tell it now: it forgets this one as stale
+            self._owed.append((permit, response))
+            self._fall_back(exc)
 
     # -- when Redis is away -------------------------------------------------------------
     def _fall_back(self, exc: BaseException) -> AdaptiveRateLimiter:
@@ -239,7 +262,12 @@ class RedisRateLimiter(RedisBacked):
         self._retry_at = now + self._retry_redis
         try:
             await self._redis.ping()
-        except (RedisError, OSError):
+            if self._owed:
+                owed = list(self._owed)
+                await self._step(functools.partial(_answer_owed, owed))
+                for _ in owed:
+                    self._owed.popleft()
+        except (RedisError, OSError, _Unusable):
             return False
         self._log.info("redis_available", fallback="left")
         self._away = False  # the fallback's permits in flight still settle with it
@@ -266,3 +294,16 @@ def _answer(
     else:
         model.answer(seq, now, response)
     return True, None
+
+
+def _answer_owed(
+    owed: list[tuple[Permit, ResponseInfo | None]], model: QuotaModel, now: float
+) -> tuple[bool, None]:
+    """Tell the model how permits it still holds in flight ended while Redis was away.
+    A permit is its number and its grant time: the same number in a state since lost
+    (Redis restarted empty) is another request, and is left alone."""
+    in_flight = model.ledger.in_flight
+    known = [(p, response) for p, response in owed if in_flight.get(p.seq) == p.sent_at]
+    for permit, response in known:
+        _answer(permit.seq, response, model, now)
+    return bool(known), None
