@@ -264,12 +264,13 @@ def test_a_request_that_leaves_late_is_not_read_as_quota_back(told: bool) -> Non
     model = _model(window=1.0)
     model.answer(model.grant(0.0), 0.005, _ok(10, 9))
     late = model.grant(0.010)  # waits for a connection
+    overtaking = model.grant(0.030)  # a pooled connection: it leaves at once
     if told:
         model.left(late, 0.035)
-    overtaking = model.grant(0.030)  # a pooled connection: it leaves at once
     model.answer(overtaking, 0.040, _ok(10, 8))  # the server has counted two, not three
     assert model.ledger.counted == (3 if told else 2)
-    model.answer(late, 0.045, _ok(10, 7))  # older news: it cannot undo what was read
+    # Older news: it cannot undo what was read (the hazard the departure is told for).
+    model.answer(late, 0.045, _ok(10, 7))
     assert model.ledger.counted == (3 if told else 2)
 
 
@@ -382,7 +383,7 @@ def test_sends_told_as_they_leave_are_refused_less_than_told_at_their_answers(
         )
         for departures in (True, False)
     }
-    assert seen[True] * 2 <= seen[False], seen
+    assert seen[False] > 0 and seen[True] * 2 <= seen[False], seen
 
 
 def test_the_lag_is_the_largest_seen_halving_with_time() -> None:

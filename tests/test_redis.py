@@ -127,7 +127,7 @@ async def test_processes_share_one_quota(redis_server: RedisProcess) -> None:
     assert sum(int(s["ok"]) for s in summaries) == 400  # type: ignore[call-overload]
     # 1-2 on a quiet machine; 1-8 in 32 runs with one or two cores kept busy; 10 once with
     # two whole suites beside it: a Redis permit's delay between its grant and its
-    # hand-out is not in the lag the ledger allows for (docs/rate-limiting.md).
+    # hand-out is not in the lag the ledger allows for (see docs/rate-limiting.md).
     assert server.rate_limited <= 12, server.rate_limited  # 3 % of 400 (the benchmark: 1 %)
     assert set(server.charged.values()) == {1} and len(server.charged) == 400
     assert elapsed < 60  # not hung; efficiency is measured by benchmarks.distributed

@@ -48,7 +48,11 @@ class _MarkingConnector(aiohttp.TCPConnector):
         connection = await super().connect(req, traces, timeout)  # type: ignore[arg-type]
         progress = _SENDING.get()
         if progress is not None:
-            progress.leave()
+            try:
+                progress.leave()
+            except BaseException:
+                connection.release()  # a failing listener must not keep a pooled connection
+                raise
         return connection
 
 

@@ -61,8 +61,8 @@ Handler = Callable[[MockRequest], Answer | Awaitable[Answer]]
 
 class MockTransport:
     """Answers every request with *handler*; ``requests`` keeps what was asked. A request
-    leaves (it "holds a connection") once the handler is called, unless the handler
-    answers at once with a failure that never went out."""
+    leaves (it "holds a connection") once the handler has been called, unless the handler
+    answers at once with a failure that never went out (or raises: a broken test)."""
 
     def __init__(self, handler: Handler) -> None:
         self._handler = handler

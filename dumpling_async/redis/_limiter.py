@@ -23,6 +23,7 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import attrs
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -262,11 +263,14 @@ class RedisRateLimiter(RedisBacked):
         self._retry_at = now + self._retry_redis
         try:
             await self._redis.ping()
-            if self._owed:
+            while self._owed:  # ends that come in meanwhile are owed too: until none is
                 owed = list(self._owed)
-                await self._step(functools.partial(_answer_owed, owed))
-                for _ in owed:
-                    self._owed.popleft()
+                self._owed.clear()
+                try:
+                    await self._step(functools.partial(_answer_owed, owed))
+                except BaseException:
+                    self._owed.extendleft(reversed(owed))  # told next time (told twice: no harm)
+                    raise
         except (RedisError, OSError, _Unusable):
             return False
         self._log.info("redis_available", fallback="left")
@@ -305,5 +309,7 @@ def _answer_owed(
     in_flight = model.ledger.in_flight
     known = [(p, response) for p, response in owed if in_flight.get(p.seq) == p.sent_at]
     for permit, response in known:
+        if response is not None:  # its waits and resets are long past: not taken as said
+            response = attrs.evolve(response, retry_after=None, reset=None)
         _answer(permit.seq, response, model, now)
     return bool(known), None
