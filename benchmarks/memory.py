@@ -1,14 +1,21 @@
-"""Peak memory of ``iter_profiles`` over 10,000 vs 100,000 unique handles.
+"""Peak memory of ``iter_profiles`` as the number of unique handles grows.
 
     .venv/bin/python -m benchmarks.memory            # 10k and 100k, ~1 minute
     .venv/bin/python -m benchmarks.memory --quick    # 2k and 20k, ~15 s
+    .venv/bin/python -m benchmarks.memory --handles 10000000   # + 10M, in memory, ~15 min
 
-Each size runs in a fresh Python subprocess (so the peaks are independent), against an
-unlimited ``FakeDumplingServer`` in yet another process. The child feeds a generator of
-unique handles ``user0 .. user{N-1}`` to ``client.iter_profiles`` and counts the results
-without keeping them, then reports ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` (KiB
-on Linux). ``iter_profiles`` promises bounded memory, so the peak should barely depend
-on N. Target: peak at 100k <= peak at 10k + 15 MB.
+Each size runs in a fresh Python subprocess (so the peaks are independent). Up to 200,000
+handles it talks to an unlimited ``FakeDumplingServer`` in yet another process; beyond,
+or with ``--transport memory``, the client's transport is swapped for one that answers
+every request in memory with one canned profile (no socket: ten million lookups over
+127.0.0.1 would take over half an hour, and what is measured is the client's memory).
+The child feeds a generator of unique handles ``user0 .. user{N-1}`` to
+``client.iter_profiles`` and counts the results without keeping them, then reports
+``resource.getrusage(RUSAGE_SELF).ru_maxrss`` (KiB on Linux). ``iter_profiles`` keeps
+nothing per handle but its dedupe entry (a 16-byte digest and a position), so the peak
+grows by a few tens of bytes per handle: the table prints that as bytes per unique
+handle, between each size and the smallest. Targets: peak at 100k <= peak at 10k + 15 MB;
+at 10,000,000 handles, peak RSS <= 300 MB.
 """
 
 from __future__ import annotations
@@ -23,9 +30,12 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 API_KEY = "bench-key"
 TARGET_MB = 15.0
+TARGET_10M_MB = 300.0
+SOCKET_MOST = 200_000  # larger sizes use the in-memory transport unless told otherwise
 CHECKPOINTS = 10  # ru_maxrss samples through the job, to show how the peak grows
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,13 +52,38 @@ def _handles(count: int) -> Iterator[str]:
         yield f"user{i}"
 
 
+class _CannedTransport:
+    """Answers every request with one profile, in memory (the ``Transport`` protocol)."""
+
+    def __init__(self) -> None:
+        from multidict import CIMultiDict, CIMultiDictProxy
+
+        from dumpling_async.testing import fake_profile
+
+        self._body = json.dumps(fake_profile("user0")).encode()
+        self._headers = CIMultiDictProxy(CIMultiDict({"Content-Type": "application/json"}))
+
+    async def post(self, url: Any, body: bytes, progress: Any) -> Any:
+        from dumpling_async._core.transport import Response
+
+        progress.leave()
+        progress.status = 200
+        return Response(200, self._headers, self._body, None)
+
+    async def aclose(self) -> None:
+        pass
+
+
 async def _child_job(url: str, count: int) -> dict[str, object]:
     from dumpling_async import AsyncDumplingClient
 
     results = ok = 0
     step = max(1, count // CHECKPOINTS)
     checkpoints: list[tuple[int, int]] = []
-    async with AsyncDumplingClient(API_KEY, base_url=url) as client:
+    base_url = "http://127.0.0.1:9" if url == "memory" else url
+    async with AsyncDumplingClient(API_KEY, base_url=base_url) as client:
+        if url == "memory":
+            client._pipeline.transport = _CannedTransport()  # a benchmark's private swap
         baseline = _maxrss_kib()
         started = time.perf_counter()
         async for result in client.iter_profiles(_handles(count)):
@@ -59,6 +94,7 @@ async def _child_job(url: str, count: int) -> dict[str, object]:
         elapsed = time.perf_counter() - started
     return {
         "count": count,
+        "transport": url if url == "memory" else "socket",
         "results": results,
         "ok": ok,
         "baseline_kib": baseline,
@@ -80,6 +116,7 @@ def child_main(url: str, count: int) -> int:
 @dataclass(frozen=True)
 class ChildReport:
     count: int
+    transport: str
     results: int
     ok: int
     baseline_kib: int
@@ -104,17 +141,18 @@ class ChildReport:
         return (k1 - k0) / (n1 - n0) * 1000
 
 
-def run_child(count: int) -> ChildReport:
+def run_child(count: int, transport: str) -> ChildReport:
     from ._server import ServerProcess
 
-    with ServerProcess(None) as server:
-        completed = subprocess.run(
-            [sys.executable, "-m", "benchmarks.memory", "--child", str(count), server.url],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+    def child(url: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "benchmarks.memory", "--child", str(count), url]
+        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+
+    if transport == "memory":
+        completed = child("memory")
+    else:
+        with ServerProcess(None) as server:
+            completed = child(server.url)
     if completed.returncode != 0:
         raise RuntimeError(f"child for {count} failed:\n{completed.stderr}")
     data = json.loads(completed.stdout.strip().splitlines()[-1])
@@ -130,6 +168,7 @@ def print_table(reports: Sequence[ChildReport]) -> bool:
     table = Table(title="iter_profiles peak RSS, one fresh process per size", box=box.SIMPLE)
     table.add_column("handles", justify="right")
     for column in (
+        "transport",
         "results",
         "ok",
         "elapsed s",
@@ -138,13 +177,17 @@ def print_table(reports: Sequence[ChildReport]) -> bool:
         "job MB",
         "vs smallest MB",
         "growth KiB/1k handles",
+        "bytes / unique handle",
     ):
         table.add_column(column, justify="right")
     smallest = reports[0]
     for report in reports:
         growth = report.growth_kib_per_1k()
+        added = report.count - smallest.count
+        per_handle = (report.maxrss_kib - smallest.maxrss_kib) * 1024 / added if added else None
         table.add_row(
             f"{report.count:,}",
+            report.transport,
             f"{report.results:,}",
             f"{report.ok:,}",
             f"{report.elapsed:.1f}",
@@ -153,13 +196,15 @@ def print_table(reports: Sequence[ChildReport]) -> bool:
             f"{report.job_mb:.1f}",
             f"{report.peak_mb - smallest.peak_mb:+.1f}",
             f"{growth:.1f}" if growth is not None else "-",
+            f"{per_handle:.0f}" if per_handle is not None else "-",
         )
     console = Console(width=200, highlight=False)
     console.print(table)
     console.print(
         "peak RSS = ru_maxrss of the child process (KiB / 1024); RSS before job = ru_maxrss "
         "after imports and client creation;\ngrowth = ru_maxrss increase per 1,000 handles "
-        "over the second half of the job (0 when memory is bounded)."
+        "over the second half of the job (0 when memory is bounded);\nbytes / unique handle = "
+        "(peak - the smallest size's peak) / (handles - the smallest size's handles)."
     )
     largest = reports[-1]
     difference = largest.peak_mb - smallest.peak_mb
@@ -174,6 +219,14 @@ def print_table(reports: Sequence[ChildReport]) -> bool:
             else " (target is for 10k/100k)"
         )
     )
+    for report in reports:
+        if report.count >= 10_000_000:
+            within = report.peak_mb <= TARGET_10M_MB and report.results == report.count
+            print(
+                f"target: peak at {report.count:,} <= {TARGET_10M_MB:g} MB: "
+                f"{report.peak_mb:.1f} MB -> {'met' if within else 'NOT met'}"
+            )
+            met = met and within
     return met
 
 
@@ -187,6 +240,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--sizes", type=int, nargs="+", help="handle counts to run (default 10000 100000)"
     )
+    parser.add_argument(
+        "--handles",
+        type=int,
+        action="append",
+        default=[],
+        help="one more size to run (repeatable), e.g. 10000000",
+    )
+    parser.add_argument(
+        "--transport",
+        choices=("auto", "socket", "memory"),
+        default="auto",
+        help=f"socket: the fake server; memory: in-memory answers; auto: socket up to "
+        f"{SOCKET_MOST:,} handles, and every size in memory if any is larger",
+    )
     parser.add_argument("--child", nargs=2, metavar=("COUNT", "URL"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -196,12 +263,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child:
         count, url = args.child
         return child_main(url, int(count))
-    sizes = sorted(args.sizes or ([2_000, 20_000] if args.quick else [10_000, 100_000]))
+    sizes = sorted(
+        {*(args.sizes or ([2_000, 20_000] if args.quick else [10_000, 100_000])), *args.handles}
+    )
+    transport = args.transport
+    if transport == "auto":  # one transport for every size, so that their peaks compare
+        transport = "memory" if sizes[-1] > SOCKET_MOST else "socket"
     started = time.perf_counter()
     reports = []
     for count in sizes:
-        print(f"running iter_profiles over {count:,} handles", file=sys.stderr)
-        reports.append(run_child(count))
+        print(f"running iter_profiles over {count:,} handles ({transport})", file=sys.stderr)
+        reports.append(run_child(count, transport))
     print_table(reports)
     print(f"total benchmark time {time.perf_counter() - started:.0f}s", file=sys.stderr)
     return 0

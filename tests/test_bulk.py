@@ -17,6 +17,7 @@ from dumpling_async import (
     BatchAbortedError,
     BudgetExceededError,
     ClientClosedError,
+    DuplicateHandleError,
     InsufficientCreditsError,
     InvalidHandleError,
     Permit,
@@ -197,7 +198,7 @@ async def test_duplicates_beyond_memory_are_not_paid_twice(
     handles = ["a1", "b1", "c1", "d1", "a1"]
     results = [r async for r in client.iter_profiles(handles, concurrency=1)]
     last = next(r for r in results if r.index == 4)
-    assert last.error is not None and type(last.error).__name__ == "DuplicateHandleError"
+    assert isinstance(last.error, DuplicateHandleError) and last.error.first_index == 0
     assert server.charged["a1"] == 1
 
 

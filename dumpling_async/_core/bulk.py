@@ -3,7 +3,8 @@ transcript helpers.
 
 Input is consumed lazily, at most ``concurrency`` lookups run at once, and each unique
 normalised input (handle, canonical video URL) is requested once: repeats wait for (or
-reuse) its outcome. Memory is O(concurrency) plus a set of the keys seen. An
+reuse) its outcome. Memory is O(concurrency) plus about 25 bytes per distinct key seen
+(:class:`~.seen.SeenKeys`: a digest and a position, not the key). An
 account-level error (401, 403) stops new requests at once; positions not attempted get
 ``BatchAbortedError``. What differs between profiles, videos and transcripts is a
 :class:`BulkKind`.
@@ -36,6 +37,7 @@ from .endpoints import PROFILE, TRANSCRIPT, VIDEO, Call, Endpoint
 from .fate import stops_batch
 from .inputs import normalize_handle, normalize_video_url
 from .lookups import Lookups
+from .seen import SeenKeys
 from .source import Source
 
 __all__ = ["PROFILES", "VIDEOS", "BulkKind", "gather_results", "iter_results", "transcripts"]
@@ -88,7 +90,7 @@ class _Run(Generic[R]):
         self.keep_all = keep_all
         self.abort: DumplingError | None = None
         self.waiting: dict[str, list[tuple[int, object]]] = {}  # key -> positions
-        self.first_index: dict[str, int] = {}  # every key seen: the dedupe set
+        self.seen = SeenKeys()  # every key seen, with its first position: the dedupe set
         self.kept: OrderedDict[str, Outcome] = OrderedDict()
         self.ready: deque[R] = deque()
         # Lookups run on at most `width` worker tasks, not a task each: a worker that
@@ -154,23 +156,22 @@ class _Run(Generic[R]):
         if key in self.waiting:
             self.waiting[key].append((position, given))
             self.parked += 1
-        elif key in self.first_index:
-            self.ready.append(result(position, given, key, self.repeat_outcome(key)))
+        elif (first := self.seen.get(key)) is not None:
+            self.ready.append(result(position, given, key, self.repeat_outcome(key, first)))
         elif self.abort is not None:
             reason = self.stop_reason()
             assert reason is not None
             self.ready.append(result(position, given, key, self.stamp(reason, key)))
         else:
-            self.first_index[key] = position
+            self.seen.add(key, position)
             self.waiting[key] = [(position, given)]
             self.pending += 1
             self.queue.append(self.kind.call(key))
 
-    def repeat_outcome(self, key: str) -> Outcome:
+    def repeat_outcome(self, key: str, first: int) -> Outcome:
         outcome = self.kept.get(key)
         if outcome is not None:
             return outcome
-        first = self.first_index[key]
         message = f"{key!r} was answered at position {first}"
         return self.stamp(DuplicateHandleError(message, first_index=first), key)
 
