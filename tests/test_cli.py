@@ -25,7 +25,7 @@ import pexpect
 import pytest
 
 from dumpling_async import normalize_handle
-from dumpling_async.testing import FakeDumplingServer, RateLimitRule, fake_profile
+from dumpling_async.testing import AnswerTime, FakeDumplingServer, RateLimitRule, fake_profile
 
 KEY = "sk-test-4b1d9e0c7a52f3e8"
 CLI = [sys.executable, "-m", "dumpling_async"]
@@ -196,7 +196,8 @@ def test_stdin_redirected_from_a_file(
 def test_resume_after_sigkill_never_duplicates(
     serve: Callable[..., FakeDumplingServer], tmp_path: Path
 ) -> None:
-    """A run killed with SIGKILL, plus a torn line, resumes to exactly one line per handle."""
+    """A run killed with SIGKILL, plus a torn line, resumes to exactly one line per handle,
+    and pays for none twice."""
     server = serve(rate_limit=RateLimitRule(100, 1.0))
     names = handles(400, "resume")
     source = write_lines(tmp_path / "in.txt", names)
@@ -239,14 +240,78 @@ def test_resume_after_sigkill_never_duplicates(
             handle.write(b'{"handle":"resume_0399","input":"resume_0399","ok":tr')
 
     second = run_cli(*args)
-    assert second.returncode == 0, second.stderr
     records = read_jsonl(out)  # every line parses: the torn one is gone
     assert Counter(r["handle"] for r in records) == Counter(names)
-    assert all(r["ok"] for r in records)
-    for name in names:
-        # Answers already written were never paid again; only answers lost in flight were.
-        assert server.charged[name] == (2 if name in lost else 1), name
+    # What was in flight at the kill (its journal says) is kept as unanswered, not bought
+    # again: nothing is paid twice.
+    unanswered = {r["handle"] for r in records if not r["ok"]}
+    assert all(r["error"]["type"] == "Unanswered" for r in records if not r["ok"])
+    assert lost <= unanswered and second.returncode == (1 if unanswered else 0), second.stderr
+    assert all(server.charged[name] <= 1 for name in names)
     assert all(server.charged[name] == 1 for name in written)
+
+
+def _outcomes(out: Path, fmt: str) -> list[tuple[str, str | None]]:
+    """(handle, error type or None) for each line of *out*."""
+    if fmt == "jsonl":
+        return [(r["handle"], r.get("error", {}).get("type")) for r in read_jsonl(out)]
+    with out.open(newline="", encoding="utf-8") as stream:
+        rows = list(csv.DictReader(stream))
+    return [(r["handle"], r["error"].split(":", 1)[0] if r["error"] else None) for r in rows]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_a_run_killed_again_and_again_pays_each_handle_once(
+    serve: Callable[..., FakeDumplingServer], tmp_path: Path, fmt: str
+) -> None:
+    """Killed three times with requests in flight, against a server that finishes and
+    charges them, and rerun: no handle is bought twice; those in flight at a kill are kept
+    as unanswered (maybe charged), and --retry-unanswered buys exactly those again."""
+    server = serve(
+        rate_limit=RateLimitRule(100, 1.0), latency=AnswerTime(mean=0.3), charge_abandoned=True
+    )
+    names = handles(500, "killed")
+    source = write_lines(tmp_path / "in.txt", names)
+    out = tmp_path / f"out.{fmt}"
+    args = ["profiles", str(source), "-o", str(out), "--base-url", server.url, "-q"]
+    for _ in range(3):
+        seen = len(server.records)
+        run = subprocess.Popen(
+            [*CLI, *args], env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # killed with answers on their way
+                if len(server.records) >= seen + 60 and server.in_flight >= 5:
+                    break
+                time.sleep(0.005)
+        finally:
+            run.kill()
+            run.wait(10)
+        assert run.returncode == -signal.SIGKILL
+        deadline = time.monotonic() + 10
+        while server.in_flight and time.monotonic() < deadline:
+            time.sleep(0.02)  # the server finishes (and charges) what the kill abandoned
+    assert server.abandoned > 0
+    assert max(server.charged.values()) == 1
+
+    finished = run_cli(*args)
+    assert finished.returncode == 1, finished.stderr  # some are unanswered
+    outcomes = _outcomes(out, fmt)
+    assert sorted(handle for handle, _ in outcomes) == names  # each handle once
+    unanswered = {handle for handle, kind in outcomes if kind == "Unanswered"}
+    assert unanswered and all(kind is None for handle, kind in outcomes if handle not in unanswered)
+    assert max(server.charged.values()) == 1  # never bought twice
+    assert set(server.charged) >= set(names) - unanswered
+    if fmt == "jsonl":
+        assert all(r["error"]["maybe_charged"] for r in read_jsonl(out) if not r["ok"])
+
+    before = Counter(server.charged)
+    retried = run_cli(*args, "--retry-unanswered")
+    assert retried.returncode == 0, retried.stderr
+    assert set(Counter(server.charged) - before) == unanswered  # exactly those, once each
+    assert sorted(_outcomes(out, fmt)) == [(name, None) for name in names]
+    assert not (tmp_path / f"out.{fmt}.sent").exists()  # a finished run leaves no journal
 
 
 def test_sigint_finishes_in_flight_then_resumes(

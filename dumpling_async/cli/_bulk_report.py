@@ -53,6 +53,7 @@ class RunStats:
     skipped_ok: int = 0  # entries already answered ok in OUT
     skipped_errors: int = 0  # entries that ended in an error in OUT, not retried
     duplicates: int = 0  # repeats of an entry earlier in the input
+    unanswered_retried: int = 0  # sent by the last run, never answered: bought again
     outcomes: Counter[str] = attrs.field(factory=Counter)
     stop_reason: str | None = None
     aborted: bool = False
@@ -111,6 +112,11 @@ def print_resume(console: Console, name: str, state: ResumeState, retry_errors: 
         parts.append(f"{state.dropped} to look up again")
     if state.torn:
         parts.append("a torn last line removed")
+    if state.unanswered:
+        parts.append(
+            f"{state.unanswered} sent by the last run and never answered: kept as unanswered, "
+            "maybe charged (--retry-unanswered buys them again)"
+        )
     console.print(f"resuming {name}: " + ", ".join(parts), markup=False)
 
 
@@ -143,6 +149,13 @@ def print_summary(console: Console, stats: RunStats) -> None:
         grid.add_row("already in output", str(stats.skipped_ok + stats.skipped_errors), note)
     if stats.duplicates:
         grid.add_row("duplicates", str(stats.duplicates), "(looked up once)")
+    unanswered = stats.resume.unanswered if stats.resume is not None else 0
+    if unanswered:
+        note = "(sent by the last run, never answered: maybe charged, not bought again)"
+        grid.add_row("unanswered", str(unanswered), note)
+    if stats.unanswered_retried:
+        note = "(sent by the last run, never answered: looked up again)"
+        grid.add_row("unanswered, retried", str(stats.unanswered_retried), note)
     unfinished = stats.not_attempted
     if unfinished:
         grid.add_row("not attempted", str(unfinished), "(rerun to continue)")

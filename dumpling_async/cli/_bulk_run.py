@@ -19,6 +19,7 @@ from rich.console import Console
 
 from .._client import AsyncDumplingClient
 from .._core.ratelimit import AdaptiveRateLimiter
+from .._core.seen import SeenKeys
 from .._errors import (
     AuthenticationError,
     BatchAbortedError,
@@ -29,7 +30,16 @@ from .._errors import (
 from .._results import ProfileResult
 from ._bulk_report import RunStats, print_resume
 from ._input import InputEntry, InputError, async_entries, entry_key, iter_entries
-from ._output import OutputFile, OutputFormat, open_output, record_bytes
+from ._journal import Journal, journal_path, read_journal
+from ._output import (
+    OutputFile,
+    OutputFormat,
+    ResumeState,
+    Retry,
+    open_output,
+    record_bytes,
+    unanswered_bytes,
+)
 from ._progress import BulkView, ProgressMode, Reporter
 from ._redis import shared_limits
 from ._shard import Shard
@@ -66,6 +76,9 @@ class BulkJob:
     shard: Shard | None = None  # look up only this share of the input
     redis_url: str | None = None  # share the limiter and budget through this Redis
     rate_window: float | None = None  # the limiter's first guess, when the window is known
+    retry_unanswered: bool = False  # buy again what a killed run sent and never saw answered
+    # Records each handle before it is sent (files only; the client hears its sends).
+    journal: Journal | None = None
 
 
 class BulkRun:
@@ -78,21 +91,26 @@ class BulkRun:
         out: OutputFile,
         stats: RunStats,
         done: dict[str, bool],
+        journal: Journal | None = None,
     ) -> None:
         self.client = client
         self.job = job
         self.out = out
         self.stats = stats
         self.done = done
+        self.journal = journal
         self.pending: dict[int, InputEntry] = {}  # submitted position -> entry
 
     async def _plan(self, source: AsyncIterator[object]) -> AsyncIterator[str]:
         """Entries still to look up: skips answered ones and repeats, stops on abort."""
-        seen: set[str] = set()
+        seen = SeenKeys()  # ~25 bytes a key, however many
         submitted = 0
         stats = self.stats
         try:
             async for item in source:
+                if self.journal is not None and self.journal.failed is not None:
+                    failed = self.journal.failed
+                    stats.stop_reason = f"stopped: cannot write {self.journal.path}: {failed}"
                 if stats.stop_reason is not None or stats.interrupted is not None:
                     return
                 entry = cast(InputEntry, item)
@@ -104,10 +122,9 @@ class BulkRun:
                     else:
                         stats.skipped_errors += 1
                     continue
-                if key in seen:
+                if not seen.add(key, submitted):
                     stats.duplicates += 1
                     continue
-                seen.add(key)
                 self.pending[submitted] = entry
                 submitted += 1
                 yield entry.text
@@ -200,6 +217,8 @@ def _client_options(job: BulkJob) -> dict[str, Any]:
         options["max_credits"] = job.max_credits  # else the shared budget holds the ceiling
     if job.rate_window is not None:
         options["rate_limiter"] = AdaptiveRateLimiter(window=job.rate_window)
+    if job.journal is not None:
+        options["hooks"] = job.journal
     return options
 
 
@@ -224,26 +243,53 @@ async def _run_bulk(conn: Connection, job: BulkJob, stats: RunStats, console: Co
                 if total is not None and job.limit is not None:
                     total = min(total, job.limit)
                 stats.total = total
-                out, resume = open_output(
-                    job.output, job.fmt, resume=job.resume, retry_errors=job.retry_errors
-                )
+                retry = Retry(errors=job.retry_errors, unanswered=job.retry_unanswered)
+                out, resume = open_output(job.output, job.fmt, resume=job.resume, retry=retry)
                 stats.output = out.name
                 stats.resume = resume
+                journal = None
                 try:
+                    if out.resumable and job.journal is not None:
+                        journal = job.journal
+                        _open_journal(journal, out, job, resume, stats)
                     if resume.resumed and job.progress != "off":
                         print_resume(console, out.name, resume, job.retry_errors)
                     entries = _selected(iter_entries(stream, _input_name(job), job.column), job)
                     source = async_entries(entries, threaded=threaded)
-                    bulk = BulkRun(client, job, out, stats, resume.done)
+                    bulk = BulkRun(client, job, out, stats, resume.done, journal)
                     stats.started = time.monotonic()
                     with stop_on_signals(stats, console, "finishing the lookups in flight"):
                         async with Reporter(job.progress, console, BulkView(stats)):
                             await bulk.run(source)
+                    if journal is not None:
+                        journal.close(remove=True)  # every handle it names has its line
+                        journal = None
                 finally:
                     stats.finished = stats.finished or time.monotonic()
+                    if journal is not None:
+                        journal.close(remove=False)
                     out.close()
             finally:
                 stream.close()
+
+
+def _open_journal(
+    journal: Journal, out: OutputFile, job: BulkJob, resume: ResumeState, stats: RunStats
+) -> None:
+    """Give each handle the last run sent and OUT does not answer its *unanswered* line
+    (or, with --retry-unanswered, leave it to be looked up again); then start the journal
+    afresh. The lines are written first: a kill in between loses nothing."""
+    path = journal_path(out.name)
+    for handle in read_journal(path) if job.resume else ():  # --overwrite: afresh
+        if handle in resume.lines:
+            continue  # answered (or dropped to be looked up again): OUT says what to do
+        if job.retry_unanswered:
+            stats.unanswered_retried += 1
+            continue
+        out.write(unanswered_bytes(handle, job.fmt))
+        resume.done[handle] = False
+        resume.unanswered += 1
+    journal.open(path)
 
 
 def _input_name(job: BulkJob) -> str:

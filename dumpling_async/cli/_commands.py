@@ -38,6 +38,7 @@ from ._bulk_report import final_code, print_report
 from ._bulk_run import BulkJob, execute_bulk
 from ._demo import add_demo_commands
 from ._files import default_format
+from ._journal import Journal
 from ._listing_commands import add_listing_commands
 from ._log import configure_logging, log_options
 from ._output import OutputFormat
@@ -115,6 +116,12 @@ def cli(
     is_flag=True,
     help="When resuming, look up again handles that failed with a transient error or 404.",
 )
+@click.option(
+    "--retry-unanswered",
+    is_flag=True,
+    help="When resuming, look up again handles a killed run sent and never saw answered "
+    "(they may have been charged: without this flag they are kept as 'Unanswered').",
+)
 @click.option("--overwrite", is_flag=True, help="Start OUTPUT afresh instead of resuming it.")
 @click.option(
     "--shard",
@@ -148,6 +155,7 @@ def profiles(
     concurrency: int | None,
     max_credits: int | None,
     retry_errors: bool,
+    retry_unanswered: bool,
     overwrite: bool,
     shard: Shard | None,
     redis_url: str | None,
@@ -166,7 +174,10 @@ def profiles(
     stdin. Results are written as they arrive, one line each (JSONL: handle, input,
     index, line, ok, then profile or error). When OUTPUT exists it is resumed: handles
     it already answers are not sent again, and a torn last line (a killed run) is cut
-    away. Every distinct handle ends up exactly once in OUTPUT.
+    away. Every distinct handle ends up exactly once in OUTPUT. Each handle is recorded in
+    OUTPUT.sent just before it is sent, so a rerun after a kill knows what was in flight:
+    those handles get an 'Unanswered' line (maybe charged) and are not bought again
+    unless --retry-unanswered is given.
 
     \b
     Several workers (processes or machines) on one INPUT:
@@ -198,6 +209,8 @@ def profiles(
         concurrency=concurrency,
         max_credits=max_credits,
         retry_errors=retry_errors,
+        retry_unanswered=retry_unanswered,
+        journal=Journal() if out_path is not None else None,
         resume=not overwrite,
         progress=progress_mode(quiet, console, to_stdout=out_path is None),
         shard=shard,

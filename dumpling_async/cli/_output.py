@@ -5,7 +5,9 @@ line each (JSONL or CSV), flushed as it is written.
 Resuming reads the existing output first: entries already answered are skipped (never
 sent again), a torn last line left by a killed run is cut away, and when errored entries
 are retried their old lines are dropped by rewriting the file atomically
-(``_files.replace_atomic``), so each entry keeps exactly one line.
+(``_files.replace_atomic``), so each entry keeps exactly one line. Handles a killed run
+sent and never saw answered (its journal, ``_journal``) get an ``Unanswered`` line: maybe
+charged, not bought again unless asked.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import attrs
 import orjson
 
 from .._core.inputs import normalize_handle
+from .._core.seen import SeenKeys
 from .._errors import APIConnectionError, DumplingError, InvalidHandleError, InvalidResponseError
 from .._results import ProfileResult
 from ._files import (
@@ -40,11 +43,14 @@ __all__ = [
     "CSV_COLUMNS",
     "NOT_ATTEMPTED",
     "RETRYABLE",
+    "UNANSWERED",
     "OutputFile",
     "OutputFormat",
     "ResumeState",
+    "Retry",
     "open_output",
     "record_bytes",
+    "unanswered_bytes",
 ]
 
 OutputFormat = Literal["jsonl", "csv"]
@@ -73,6 +79,14 @@ NOT_ATTEMPTED: Final = frozenset(
         "InsufficientCreditsError",
         "DuplicateHandleError",
     }
+)
+
+# A handle sent by a run that was killed before its answer: maybe charged. Looked up again
+# only with --retry-unanswered.
+UNANSWERED: Final = "Unanswered"
+_UNANSWERED_MESSAGE: Final = (
+    "the run ended before this request was answered: it may have been charged "
+    "(--retry-unanswered looks it up again)"
 )
 
 # Outcomes that may change on a new attempt: looked up again with --retry-errors.
@@ -149,6 +163,16 @@ def record_bytes(entry: InputEntry, result: ProfileResult, fmt: OutputFormat) ->
     return csv_line([csv_cell(value) for value in row])
 
 
+def unanswered_bytes(handle: str, fmt: OutputFormat) -> bytes:
+    """The output line for a handle sent by a killed run and never seen answered."""
+    if fmt == "jsonl":
+        error = {"type": UNANSWERED, "status": None, "message": _UNANSWERED_MESSAGE}
+        record = {"handle": handle, "input": handle, "index": None, "line": None, "ok": False}
+        return dumps_record(record | {"error": error | {"maybe_charged": True}}) + b"\n"
+    row = [handle, *([None] * 9), f"{UNANSWERED}: {_UNANSWERED_MESSAGE}"]
+    return csv_line([csv_cell(value) for value in row])
+
+
 # -- resume ------------------------------------------------------------------------------
 
 
@@ -157,11 +181,13 @@ class ResumeState:
     """What an existing output file already holds."""
 
     done: dict[str, bool] = attrs.field(factory=dict)  # answered entry key -> ok; skipped
+    lines: SeenKeys = attrs.field(factory=SeenKeys)  # every entry key with a line, kept or not
     kept_ok: int = 0
     kept_errors: int = 0
     dropped: int = 0  # lines removed so their entries are looked up again
     torn: bool = False  # a torn last line was cut away
     resumed: bool = False
+    unanswered: int = 0  # handles the last run sent and never saw answered: lines added
 
 
 @attrs.define(slots=True)
@@ -209,22 +235,35 @@ def _parse_csv(raw: bytes) -> _Line | None:
     return _Line(entry_key(handle), False, error_type)
 
 
-def _disposition(line: _Line, retry_errors: bool) -> bool:
+@attrs.frozen
+class Retry:
+    """Which outcomes a resume looks up again, besides those never attempted."""
+
+    errors: bool = False  # --retry-errors: transient failures and 404s
+    unanswered: bool = False  # --retry-unanswered: sent by a killed run, maybe charged
+
+
+def _disposition(line: _Line, retry: Retry) -> bool:
     """True to keep the line (its entry is done), False to drop it and look it up again."""
     if line.ok or line.error_type is None:
         return True
     if line.error_type in NOT_ATTEMPTED:
         return False
-    return not (retry_errors and line.error_type in RETRYABLE)
+    if line.error_type == UNANSWERED:
+        return not retry.unanswered
+    return not (retry.errors and line.error_type in RETRYABLE)
 
 
 class OutputFile:
     """The open output: one record per line, flushed as written."""
 
-    def __init__(self, stream: IO[bytes], name: str, *, owned: bool) -> None:
+    def __init__(
+        self, stream: IO[bytes], name: str, *, owned: bool, resumable: bool = False
+    ) -> None:
         self._stream = stream
         self.name = name
         self._owned = owned
+        self.resumable = resumable  # a regular file, locked: a rerun resumes it
 
     def write(self, data: bytes) -> None:
         self._stream.write(data)
@@ -247,7 +286,7 @@ def open_output(
     fmt: OutputFormat,
     *,
     resume: bool,
-    retry_errors: bool,
+    retry: Retry,
     stdout: IO[bytes] | None = None,
 ) -> tuple[OutputFile, ResumeState]:
     """Open the output for appending, after reading what an existing file holds.
@@ -275,7 +314,7 @@ def open_output(
         if not resume:
             stream.truncate(0)
         elif os.fstat(fd).st_size > 0:
-            stream = _resume(stream, path, fmt, retry_errors, state)
+            stream = _resume(stream, path, fmt, retry, state)
         stream.seek(0, os.SEEK_END)
         if stream.tell() == 0:
             stream.write(_header(fmt))
@@ -283,7 +322,7 @@ def open_output(
     except BaseException:
         stream.close()
         raise
-    return OutputFile(stream, path, owned=True), state
+    return OutputFile(stream, path, owned=True, resumable=True), state
 
 
 def _plain_output(path: str, fmt: OutputFormat) -> OutputFile:
@@ -297,7 +336,7 @@ def _plain_output(path: str, fmt: OutputFormat) -> OutputFile:
 
 
 def _resume(
-    stream: IO[bytes], path: str, fmt: OutputFormat, retry_errors: bool, state: ResumeState
+    stream: IO[bytes], path: str, fmt: OutputFormat, retry: Retry, state: ResumeState
 ) -> IO[bytes]:
     """Scan *stream*; cut a torn tail, or rewrite without dropped lines. Returns the stream
     to append to (a new one after a rewrite)."""
@@ -334,7 +373,8 @@ def _resume(
             )
         if not complete:
             needs_newline = True  # complete record, newline lost: keep it
-        if _disposition(line, retry_errors):
+        state.lines.add(line.key, number)
+        if _disposition(line, retry):
             state.done[line.key] = state.done.get(line.key, False) or line.ok
             if line.ok:
                 state.kept_ok += 1
@@ -344,7 +384,7 @@ def _resume(
             state.dropped += 1
         keep_end = end
     if state.dropped:
-        return _rewrite(stream, path, fmt, retry_errors, parse, keep_end)
+        return _rewrite(stream, path, fmt, retry, parse, keep_end)
     stream.truncate(keep_end)
     if needs_newline:
         stream.seek(0, os.SEEK_END)
@@ -366,7 +406,7 @@ def _rewrite(
     stream: IO[bytes],
     path: str,
     fmt: OutputFormat,
-    retry_errors: bool,
+    retry: Retry,
     parse: Callable[[bytes], _Line | None],
     keep_end: int,
 ) -> IO[bytes]:
@@ -384,7 +424,7 @@ def _rewrite(
                 out.write(raw)
                 continue
             line = parse(body)
-            if line is not None and _disposition(line, retry_errors):
+            if line is not None and _disposition(line, retry):
                 out.write(body + b"\n")  # also restores a kept tail's lost newline
 
     # replace_atomic's fsync is this output's only one: the copy must be on disk before

@@ -201,6 +201,11 @@ class FakeDumplingServer(Ledger):
         assert port is not None
         return port
 
+    @property
+    def in_flight(self) -> int:
+        """Requests being served now (abandoned ones still being finished included)."""
+        return self._in_flight
+
     # -- control --------------------------------------------------------------------------
     def set_rate_limit(self, limit: int) -> None:
         """Change the limit of the current rule for every key, effective at once; what
