@@ -12,7 +12,7 @@ import stat
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import IO, Any, cast
+from typing import IO, Any, Literal, Protocol, cast
 
 import attrs
 from rich.console import Console
@@ -29,6 +29,7 @@ from .._errors import (
 )
 from .._results import ProfileResult
 from ._bulk_report import RunStats, print_resume
+from ._database import DatabaseOutput
 from ._input import InputEntry, InputError, async_entries, entry_key, iter_entries
 from ._journal import Journal, journal_path, read_journal
 from ._output import (
@@ -37,7 +38,6 @@ from ._output import (
     ResumeState,
     Retry,
     open_output,
-    record_bytes,
     unanswered_bytes,
 )
 from ._progress import BulkView, ProgressMode, Reporter
@@ -64,7 +64,7 @@ class BulkJob:
 
     input: str
     output: str | None
-    fmt: OutputFormat
+    fmt: OutputFormat | Literal["sqlite"]
     column: str | None
     concurrency: int | None
     max_credits: int | None
@@ -77,8 +77,24 @@ class BulkJob:
     redis_url: str | None = None  # share the limiter and budget through this Redis
     rate_window: float | None = None  # the limiter's first guess, when the window is known
     retry_unanswered: bool = False  # buy again what a killed run sent and never saw answered
+    max_age: float | None = None  # a database output: look up again what is older (seconds)
     # Records each handle before it is sent (files only; the client hears its sends).
     journal: Journal | None = None
+
+
+class Output(Protocol):
+    """Where results go: a file (``OutputFile``) or a database (``DatabaseOutput``)."""
+
+    name: str
+
+    def record(self, entry: InputEntry, result: ProfileResult) -> None: ...
+
+
+class Answered(Protocol):
+    """Which entries the output already answers: True ok, False an error kept, None to
+    look up (a file's scan, a dict; a database's query)."""
+
+    def get(self, key: str, /) -> bool | None: ...
 
 
 class BulkRun:
@@ -88,9 +104,9 @@ class BulkRun:
         self,
         client: AsyncDumplingClient,
         job: BulkJob,
-        out: OutputFile,
+        out: Output,
         stats: RunStats,
-        done: dict[str, bool],
+        done: Answered,
         journal: Journal | None = None,
     ) -> None:
         self.client = client
@@ -142,7 +158,7 @@ class BulkRun:
         try:
             async for result in results:
                 entry = self.pending.pop(result.index)
-                self.out.write(record_bytes(entry, result, self.job.fmt))
+                self.out.record(entry, result)
                 stats.written += 1
                 self._count(result)
                 if self.job.observe is not None:
@@ -244,19 +260,32 @@ async def _run_bulk(conn: Connection, job: BulkJob, stats: RunStats, console: Co
                     total = min(total, job.limit)
                 stats.total = total
                 retry = Retry(errors=job.retry_errors, unanswered=job.retry_unanswered)
-                out, resume = open_output(job.output, job.fmt, resume=job.resume, retry=retry)
+                out: OutputFile | DatabaseOutput
+                done: Answered
+                fmt = job.fmt
+                if fmt == "sqlite":
+                    assert job.output is not None  # the command line insists on a path
+                    out = done = DatabaseOutput(
+                        job.output, resume=job.resume, retry=retry, max_age=job.max_age
+                    )
+                    resume = out.state
+                else:
+                    out, resume = open_output(job.output, fmt, resume=job.resume, retry=retry)
+                    done = resume.done
                 stats.output = out.name
                 stats.resume = resume
                 journal = None
                 try:
-                    if out.resumable and job.journal is not None:
+                    if isinstance(out, DatabaseOutput) and job.journal is not None:
+                        job.journal.attach(out.sent, out.name)  # its record: a table
+                    elif isinstance(out, OutputFile) and out.resumable and job.journal:
                         journal = job.journal
                         _open_journal(journal, out, job, resume, stats)
                     if resume.resumed and job.progress != "off":
                         print_resume(console, out.name, resume, job.retry_errors)
                     entries = _selected(iter_entries(stream, _input_name(job), job.column), job)
                     source = async_entries(entries, threaded=threaded)
-                    bulk = BulkRun(client, job, out, stats, resume.done, journal)
+                    bulk = BulkRun(client, job, out, stats, done, job.journal)
                     stats.started = time.monotonic()
                     with stop_on_signals(stats, console, "finishing the lookups in flight"):
                         async with Reporter(job.progress, console, BulkView(stats)):
@@ -286,7 +315,7 @@ def _open_journal(
         if job.retry_unanswered:
             stats.unanswered_retried += 1
             continue
-        out.write(unanswered_bytes(handle, job.fmt))
+        out.write(unanswered_bytes(handle, out.fmt))
         resume.done[handle] = False
         resume.unanswered += 1
     journal.open(path)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import cast
+from typing import Literal, cast
 
 import click
 import orjson
@@ -36,12 +36,12 @@ from .._models import TikTokProfile
 from .._version import __version__
 from ._bulk_report import final_code, print_report
 from ._bulk_run import BulkJob, execute_bulk
+from ._database import export as export_database
 from ._demo import add_demo_commands
-from ._files import default_format
+from ._files import DATABASE_SUFFIXES, OutputError, default_format, default_profiles_format
 from ._journal import Journal
 from ._listing_commands import add_listing_commands
 from ._log import configure_logging, log_options
-from ._output import OutputFormat
 from ._progress import progress_mode
 from ._redis import INSTALL_HINT, require_redis
 from ._shard import Shard, parse_shard
@@ -52,6 +52,8 @@ from ._support import (
     connection_options,
     fail,
     output_options,
+    parse_age,
+    profiles_output_options,
     quiet_option,
     resolve_connection,
     run_one,
@@ -59,6 +61,8 @@ from ._support import (
 )
 
 __all__ = ["cli", "main"]
+
+ProfilesFormat = Literal["jsonl", "csv", "sqlite"]
 
 # -- the click commands --------------------------------------------------------------------
 
@@ -92,7 +96,7 @@ def cli(
 @click.argument(
     "input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, allow_dash=True)
 )
-@output_options
+@profiles_output_options
 @click.option(
     "--column",
     default=None,
@@ -121,6 +125,14 @@ def cli(
     is_flag=True,
     help="When resuming, look up again handles a killed run sent and never saw answered "
     "(they may have been charged: without this flag they are kept as 'Unanswered').",
+)
+@click.option(
+    "--max-age",
+    metavar="AGE",
+    callback=parse_age,
+    default=None,
+    help="With a database OUTPUT: look up again handles whose stored outcome is older than "
+    "AGE (e.g. 7d, 12h, 30m, 90s); newer ones are kept and not bought again.",
 )
 @click.option("--overwrite", is_flag=True, help="Start OUTPUT afresh instead of resuming it.")
 @click.option(
@@ -156,6 +168,7 @@ def profiles(
     max_credits: int | None,
     retry_errors: bool,
     retry_unanswered: bool,
+    max_age: float | None,
     overwrite: bool,
     shard: Shard | None,
     redis_url: str | None,
@@ -174,10 +187,11 @@ def profiles(
     stdin. Results are written as they arrive, one line each (JSONL: handle, input,
     index, line, ok, then profile or error). When OUTPUT exists it is resumed: handles
     it already answers are not sent again, and a torn last line (a killed run) is cut
-    away. Every distinct handle ends up exactly once in OUTPUT. Each handle is recorded in
-    OUTPUT.sent just before it is sent, so a rerun after a kill knows what was in flight:
-    those handles get an 'Unanswered' line (maybe charged) and are not bought again
-    unless --retry-unanswered is given.
+    away. Every distinct handle ends up exactly once in OUTPUT. Each handle is recorded
+    just before it is sent, so a rerun after a kill keeps what was in flight as
+    'Unanswered' (maybe charged) instead of buying it again (--retry-unanswered buys it).
+    An OUTPUT ending in .db is a database kept across runs and lists: a handle in it is
+    not bought again (--max-age: unless older); `dumpling-async export` writes it out.
 
     \b
     Several workers (processes or machines) on one INPUT:
@@ -200,16 +214,18 @@ def profiles(
     if redis_url is not None:
         require_redis()
     out_path = _output_path(input_path, output)
+    job_format = _profiles_format(fmt, out_path, max_age)
     console = stderr_console()
     job = BulkJob(
         input=input_path,
         output=out_path,
-        fmt=cast(OutputFormat, fmt or default_format(out_path)),
+        fmt=job_format,
         column=_input_column(input_path, column),
         concurrency=concurrency,
         max_credits=max_credits,
         retry_errors=retry_errors,
         retry_unanswered=retry_unanswered,
+        max_age=max_age,
         journal=Journal() if out_path is not None else None,
         resume=not overwrite,
         progress=progress_mode(quiet, console, to_stdout=out_path is None),
@@ -219,6 +235,45 @@ def profiles(
     stats = execute_bulk(conn, job, console)
     print_report(console, stats, quiet=quiet)
     ctx.exit(final_code(stats))
+
+
+@cli.command()
+@click.argument("database", type=click.Path(exists=True, dir_okay=False))
+@output_options
+def export(database: str, output: str | None, fmt: str | None) -> None:
+    """Write what a database OUTPUT of `profiles` holds (-o results.db) as JSONL or CSV,
+    one line per handle in the format `profiles` writes (index is null: a database keeps
+    a handle across runs and lists, not its place in one input).
+
+    \b
+      dumpling-async export results.db -o profiles.jsonl
+      dumpling-async export results.db -o profiles.csv
+    """
+    target = None if output in (None, "-") else output
+    if target is not None and target.lower().endswith(DATABASE_SUFFIXES):
+        raise click.BadParameter("export writes JSONL or CSV, not a database", param_hint="-o")
+    export_format = cast(Literal["jsonl", "csv"], fmt or default_format(target))
+    try:
+        count = export_database(database, target, export_format)
+    except OutputError as exc:
+        raise CLIError(str(exc)) from None
+    if target is not None:
+        stderr_console().print(f"{count} handles written to {target}", markup=False)
+
+
+def _profiles_format(
+    fmt: str | None, out_path: str | None, max_age: float | None
+) -> ProfilesFormat:
+    """The output format, checked against what goes with it."""
+    job_format = cast(ProfilesFormat, fmt or default_profiles_format(out_path))
+    if job_format == "sqlite" and out_path is None:
+        raise click.BadParameter("a database output needs a file: -o results.db", param_hint="-o")
+    if max_age is not None and job_format != "sqlite":
+        raise click.BadParameter(
+            "--max-age needs a database OUTPUT (-o results.db): a file keeps no fetch times",
+            param_hint="--max-age",
+        )
+    return job_format
 
 
 def _input_column(input_path: str, column: str | None) -> str | None:

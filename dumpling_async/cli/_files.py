@@ -28,6 +28,7 @@ __all__ = [
     "csv_cell",
     "csv_line",
     "default_format",
+    "default_profiles_format",
     "dumps_record",
     "lock_output",
     "replace_atomic",
@@ -44,9 +45,20 @@ class OutputError(Exception):
     """The output file cannot be resumed or written; the CLI exits 2."""
 
 
+DATABASE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+
+
 def default_format(output: str | None) -> Literal["jsonl", "csv"]:
     """The ``--format`` default: csv for an OUTPUT ending in .csv, else jsonl."""
     return "csv" if output is not None and output.lower().endswith(".csv") else "jsonl"
+
+
+def default_profiles_format(output: str | None) -> Literal["jsonl", "csv", "sqlite"]:
+    """``profiles``' ``--format`` default: sqlite for an OUTPUT ending in .db, .sqlite or
+    .sqlite3, else as :func:`default_format`."""
+    if output is not None and output.lower().endswith(DATABASE_SUFFIXES):
+        return "sqlite"
+    return default_format(output)
 
 
 def lock_output(fd: int, path: str) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO
 
 import orjson
@@ -57,35 +57,46 @@ def read_journal(path: str) -> Iterator[str]:
 
 class Journal(ClientHooks):
     """Records each handle as its first request is about to be sent (a client hook,
-    given to the client before the output is open: it records nothing until opened)."""
+    given to the client before the output is open: it records nothing until told where:
+    a file, ``open``, or a database's own record, ``attach``)."""
 
     def __init__(self) -> None:
         self._stream: IO[bytes] | None = None
+        self._record: Callable[[str], None] | None = None
         self.path: str | None = None
-        self.failed: OSError | None = None
+        self.failed: Exception | None = None
 
     def open(self, path: str) -> None:
         """Start recording into *path*, emptied first."""
         try:
             # Unbuffered: each record is in the kernel's hands before the request goes.
-            self._stream = open(path, "wb", buffering=0)  # noqa: SIM115 - closed by close()
+            stream = open(path, "wb", buffering=0)  # noqa: SIM115 - closed by close()
         except OSError as exc:
             raise OutputError(f"cannot open {path}: {exc.strerror}") from None
-        self.path = path
+        self._stream, self.path = stream, path
+
+        def record(handle: str) -> None:
+            stream.write(orjson.dumps(handle) + b"\n")
+
+        self._record = record
+
+    def attach(self, record: Callable[[str], None], name: str) -> None:
+        """Record through *record* (it must have stored the handle when it returns)."""
+        self._record, self.path = record, name
 
     def on_request(self, event: RequestEvent) -> None:
-        stream = self._stream
-        if stream is None or event.attempt != 1 or self.failed is not None:
+        record = self._record
+        if record is None or event.attempt != 1 or self.failed is not None:
             return
         try:
-            stream.write(orjson.dumps(event.target) + b"\n")
-        except OSError as exc:
+            record(event.target)
+        except Exception as exc:  # an OSError, or the database's own error
             self.failed = exc  # the run stops sending (BulkRun checks) and says why
             raise
 
     def close(self, *, remove: bool) -> None:
-        """Stop recording; *remove*: the output answers every handle recorded."""
-        stream, self._stream = self._stream, None
+        """Stop recording; *remove*: the output answers every handle recorded (a file)."""
+        stream, self._stream, self._record = self._stream, None, None
         if stream is None or self.path is None:
             return
         stream.close()

@@ -26,6 +26,7 @@ import orjson
 from .._core.inputs import normalize_handle
 from .._core.seen import SeenKeys
 from .._errors import APIConnectionError, DumplingError, InvalidHandleError, InvalidResponseError
+from .._models import TikTokProfile
 from .._results import ProfileResult
 from ._files import (
     OutputError,
@@ -84,7 +85,7 @@ NOT_ATTEMPTED: Final = frozenset(
 # A handle sent by a run that was killed before its answer: maybe charged. Looked up again
 # only with --retry-unanswered.
 UNANSWERED: Final = "Unanswered"
-_UNANSWERED_MESSAGE: Final = (
+UNANSWERED_MESSAGE: Final = (
     "the run ended before this request was answered: it may have been charged "
     "(--retry-unanswered looks it up again)"
 )
@@ -140,37 +141,42 @@ def record_bytes(entry: InputEntry, result: ProfileResult, fmt: OutputFormat) ->
         else:
             record["error"] = _error_fields(result.error)
         return dumps_record(record) + b"\n"
-    row: list[object]
     profile = result.profile
     if profile is not None:
-        user, stats = profile.user, profile.stats
-        row = [
-            handle,
-            user.unique_id if user else None,
-            user.nickname if user else None,
-            user.verified if user else None,
-            user.private_account if user else None,
-            user.region if user else None,
-            stats.follower_count if stats else None,
-            stats.following_count if stats else None,
-            stats.heart_count if stats else None,
-            stats.video_count if stats else None,
-            None,
-        ]
-    else:
-        fields = _error_fields(result.error)
-        row = [handle, *([None] * 9), f"{fields['type']}: {fields['message']}"]
+        return csv_profile_line(handle, profile)
+    fields = _error_fields(result.error)
+    return csv_error_line(handle, f"{fields['type']}: {fields['message']}")
+
+
+def csv_profile_line(handle: str, profile: TikTokProfile) -> bytes:
+    user, stats = profile.user, profile.stats
+    row = [
+        handle,
+        user.unique_id if user else None,
+        user.nickname if user else None,
+        user.verified if user else None,
+        user.private_account if user else None,
+        user.region if user else None,
+        stats.follower_count if stats else None,
+        stats.following_count if stats else None,
+        stats.heart_count if stats else None,
+        stats.video_count if stats else None,
+        None,
+    ]
     return csv_line([csv_cell(value) for value in row])
+
+
+def csv_error_line(handle: str, error: str) -> bytes:
+    return csv_line([csv_cell(value) for value in [handle, *([None] * 9), error]])
 
 
 def unanswered_bytes(handle: str, fmt: OutputFormat) -> bytes:
     """The output line for a handle sent by a killed run and never seen answered."""
     if fmt == "jsonl":
-        error = {"type": UNANSWERED, "status": None, "message": _UNANSWERED_MESSAGE}
+        error = {"type": UNANSWERED, "status": None, "message": UNANSWERED_MESSAGE}
         record = {"handle": handle, "input": handle, "index": None, "line": None, "ok": False}
         return dumps_record(record | {"error": error | {"maybe_charged": True}}) + b"\n"
-    row = [handle, *([None] * 9), f"{UNANSWERED}: {_UNANSWERED_MESSAGE}"]
-    return csv_line([csv_cell(value) for value in row])
+    return csv_error_line(handle, f"{UNANSWERED}: {UNANSWERED_MESSAGE}")
 
 
 # -- resume ------------------------------------------------------------------------------
@@ -258,16 +264,26 @@ class OutputFile:
     """The open output: one record per line, flushed as written."""
 
     def __init__(
-        self, stream: IO[bytes], name: str, *, owned: bool, resumable: bool = False
+        self,
+        stream: IO[bytes],
+        name: str,
+        *,
+        owned: bool,
+        resumable: bool = False,
+        fmt: OutputFormat = "jsonl",
     ) -> None:
         self._stream = stream
         self.name = name
+        self.fmt = fmt
         self._owned = owned
         self.resumable = resumable  # a regular file, locked: a rerun resumes it
 
     def write(self, data: bytes) -> None:
         self._stream.write(data)
         self._stream.flush()
+
+    def record(self, entry: InputEntry, result: ProfileResult) -> None:
+        self.write(record_bytes(entry, result, self.fmt))
 
     def close(self) -> None:
         if self._owned:
@@ -299,7 +315,7 @@ def open_output(
         stream = stdout if stdout is not None else sys.stdout.buffer
         stream.write(_header(fmt))
         stream.flush()
-        return OutputFile(stream, "<stdout>", owned=False), state
+        return OutputFile(stream, "<stdout>", owned=False, fmt=fmt), state
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
@@ -322,7 +338,7 @@ def open_output(
     except BaseException:
         stream.close()
         raise
-    return OutputFile(stream, path, owned=True, resumable=True), state
+    return OutputFile(stream, path, owned=True, resumable=True, fmt=fmt), state
 
 
 def _plain_output(path: str, fmt: OutputFormat) -> OutputFile:
@@ -332,7 +348,7 @@ def _plain_output(path: str, fmt: OutputFormat) -> OutputFile:
         raise OutputError(f"cannot open {path}: {exc.strerror}") from None
     stream.write(_header(fmt))
     stream.flush()
-    return OutputFile(stream, path, owned=True)
+    return OutputFile(stream, path, owned=True, fmt=fmt)
 
 
 def _resume(

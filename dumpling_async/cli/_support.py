@@ -52,6 +52,8 @@ __all__ = [
     "fail",
     "make_client",
     "output_options",
+    "parse_age",
+    "profiles_output_options",
     "quiet_option",
     "resolve_api_key",
     "resolve_connection",
@@ -288,23 +290,55 @@ async def simulated_server(enabled: bool) -> AsyncIterator[FakeDumplingServer | 
         await server.close()
 
 
-def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``-o/--output`` and ``--format``, as ``profiles`` and the listing commands take them."""
-    func = click.option(
-        "--format",
-        "fmt",
-        type=click.Choice(["jsonl", "csv"]),
-        default=None,
-        help="Output format (default: csv for an OUTPUT ending in .csv, else jsonl).",
-    )(func)
-    func = click.option(
-        "-o",
-        "--output",
-        type=click.Path(dir_okay=False, allow_dash=True),
-        default=None,
-        help="Output file (default stdout). Resumed when it exists.",
-    )(func)
-    return func
+def _output_options(formats: tuple[str, ...], default: str) -> Callable[..., Any]:
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        func = click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(formats),
+            default=None,
+            help=f"Output format (default: {default}).",
+        )(func)
+        func = click.option(
+            "-o",
+            "--output",
+            type=click.Path(dir_okay=False, allow_dash=True),
+            default=None,
+            help="Output file (default stdout). Resumed when it exists.",
+        )(func)
+        return func
+
+    return decorate
+
+
+# ``-o/--output`` and ``--format``, as the listing commands take them, and ``profiles``.
+output_options: Final = _output_options(
+    ("jsonl", "csv"), "csv for an OUTPUT ending in .csv, else jsonl"
+)
+profiles_output_options: Final = _output_options(
+    ("jsonl", "csv", "sqlite"),
+    "sqlite for an OUTPUT ending in .db, .sqlite or .sqlite3, csv for .csv, else jsonl",
+)
+
+
+_AGE_UNITS: Final = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def parse_age(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """``--max-age``'s callback: a number and a unit (s, m, h, d, w), in seconds."""
+    if value is None:
+        return None
+    text = value.strip().lower()
+    unit = _AGE_UNITS.get(text[-1:]) if text else None
+    try:
+        number = float(text[:-1]) if unit is not None else float("nan")
+    except ValueError:
+        number = float("nan")
+    if unit is None or not 0 <= number < 1e9:  # nan fails too
+        raise click.BadParameter(
+            f"{value!r}: expected a number and a unit (s, m, h, d, w), e.g. 7d or 12h", ctx, param
+        )
+    return number * unit
 
 
 quiet_option: Final = click.option(

@@ -1,0 +1,329 @@
+"""A SQLite database as the output of ``profiles`` (``-o results.db``): a row per distinct
+handle, kept across runs and input lists, so a handle bought recently is never bought
+again, and resuming is a query instead of a scan.
+
+``results`` holds each handle's latest outcome: status, error, whether it was charged
+(1, 0, or NULL: maybe), when it was fetched and the raw JSON. ``sent`` is the write-ahead
+record: a handle is put there, committed, just before its first request is sent, and
+taken out in the transaction that stores its result; a row still there when a run
+starts was in flight when a run died, so it is *unanswered* (maybe charged) and not
+bought again unless asked. WAL journaling with ``synchronous=NORMAL``: a commit is in the
+kernel's hands at once (a killed process loses nothing) without an fsync per row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import Iterator
+from typing import IO, Any, Final
+
+import orjson
+
+from .._core.converter import structure_profile
+from .._errors import InvalidResponseError
+from .._results import ProfileResult
+from ._files import OutputError, csv_line, dumps_record, lock_output
+from ._input import INVALID_PREFIX, InputEntry, entry_key
+from ._output import (
+    CSV_COLUMNS,
+    UNANSWERED,
+    UNANSWERED_MESSAGE,
+    OutputFormat,
+    ResumeState,
+    Retry,
+    _disposition,
+    _error_fields,
+    _Line,
+    csv_error_line,
+    csv_profile_line,
+)
+
+__all__ = ["APPLICATION_ID", "DatabaseOutput", "export", "export_bytes", "rows"]
+
+# PRAGMA application_id: marks a file as this tool's database ("DmpA").
+APPLICATION_ID: Final = 0x446D7041
+SCHEMA_VERSION: Final = 1
+ENDPOINT: Final = "profile"
+
+_SCHEMA: Final = (
+    """CREATE TABLE IF NOT EXISTS results (
+        endpoint TEXT NOT NULL,
+        key TEXT NOT NULL,          -- the normalised handle ('!' + text: an invalid input)
+        handle TEXT NOT NULL,
+        input TEXT NOT NULL,
+        line INTEGER,
+        ok INTEGER NOT NULL,
+        error_type TEXT,
+        error_status INTEGER,
+        error_message TEXT,
+        charged INTEGER,            -- 1, 0, or NULL: maybe (sent, never answered)
+        fetched_at REAL NOT NULL,   -- Unix time the outcome arrived
+        raw BLOB,                   -- the profile's JSON, or what a broken 200 carried
+        PRIMARY KEY (endpoint, key)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS sent (
+        endpoint TEXT NOT NULL,
+        key TEXT NOT NULL,
+        at REAL NOT NULL,           -- Unix time it was about to be sent
+        earlier INTEGER NOT NULL,   -- 1: sent by an earlier run, which died before its answer
+        PRIMARY KEY (endpoint, key)
+    ) WITHOUT ROWID""",
+)
+
+
+class DatabaseOutput:
+    """The open database: answers which handles are done, stores results, and records
+    each handle before it is sent."""
+
+    resumable = True
+
+    def __init__(self, path: str, *, resume: bool, retry: Retry, max_age: float | None) -> None:
+        self.name = path
+        self._retry = retry
+        self._cutoff = time.time() - max_age if max_age is not None else None
+        self._lock_fd = _lock(path)
+        try:
+            self._db = _connect(path)
+            with self._db:
+                if not resume:
+                    self._db.execute("DELETE FROM results WHERE endpoint = ?", (ENDPOINT,))
+                    self._db.execute("DELETE FROM sent WHERE endpoint = ?", (ENDPOINT,))
+                # Whatever is still recorded as sent was in flight when a run died.
+                self._db.execute("UPDATE sent SET earlier = 1 WHERE endpoint = ?", (ENDPOINT,))
+            self.state = self._state(resume)
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+
+    def _state(self, resume: bool) -> ResumeState:
+        """What the database holds, in the terms a file's scan reports."""
+        state = ResumeState(resumed=resume)
+        db, cutoff = self._db, self._cutoff
+        for ok, error_type, stale, count in db.execute(
+            "SELECT ok, error_type, fetched_at < ?, count(*) FROM results WHERE endpoint = ? "
+            "GROUP BY 1, 2, 3",
+            (cutoff if cutoff is not None else -1.0, ENDPOINT),
+        ):
+            if stale:
+                state.dropped += count  # older than --max-age: looked up again
+            elif ok:
+                state.kept_ok += count
+            elif error_type != "InvalidHandleError" and not _keep(error_type, self._retry):
+                state.dropped += count
+            else:
+                state.kept_errors += count
+        (state.unanswered,) = db.execute(
+            "SELECT count(*) FROM sent WHERE endpoint = ? AND earlier", (ENDPOINT,)
+        ).fetchone()
+        return state
+
+    # -- what the run asks ------------------------------------------------------------
+    def get(self, key: str) -> bool | None:
+        """Whether *key* is done (its ok flag), or None: look it up."""
+        row = self._db.execute(
+            "SELECT r.ok, r.error_type, r.fetched_at, s.earlier FROM "
+            "(SELECT ? AS endpoint, ? AS key) AS k "
+            "LEFT JOIN results AS r ON r.endpoint = k.endpoint AND r.key = k.key "
+            "LEFT JOIN sent AS s ON s.endpoint = k.endpoint AND s.key = k.key",
+            (ENDPOINT, key),
+        ).fetchone()
+        ok, error_type, fetched_at, unanswered = row
+        if unanswered:
+            return None if self._retry.unanswered else False
+        if ok is None:
+            return None  # never looked up
+        if self._cutoff is not None and fetched_at < self._cutoff:
+            return None  # older than --max-age
+        if ok or error_type == "InvalidHandleError":
+            return bool(ok)
+        return False if _keep(error_type, self._retry) else None
+
+    def sent(self, key: str) -> None:
+        """Record *key* as about to be sent (committed before it goes)."""
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO sent VALUES (?, ?, ?, 0)", (ENDPOINT, key, time.time())
+            )
+
+    def record(self, entry: InputEntry, result: ProfileResult) -> None:
+        """Store *result* as its entry's outcome (replacing an older one) and end its
+        record of being sent, in one transaction."""
+        key = entry_key(entry.text)
+        profile, error = result.profile, result.error
+        valid = not key.startswith(INVALID_PREFIX)
+        handle = result.handle if valid else entry.text
+        fields: dict[str, Any] = {} if profile is not None else _error_fields(error)
+        raw: bytes | None = None
+        if profile is not None:
+            raw = orjson.dumps(profile.raw)
+        elif isinstance(error, InvalidResponseError) and error.body is not None:
+            raw = error.body
+        charged: int | None = 1 if profile is not None else 0
+        if fields.get("maybe_charged"):
+            charged = None
+        elif isinstance(error, InvalidResponseError) and error.status == 200:
+            charged = 1  # a paid 200 that did not parse
+        values = (
+            ENDPOINT,
+            key,
+            handle,
+            entry.text,
+            entry.line,
+            1 if profile is not None else 0,
+            fields.get("type"),
+            fields.get("status"),
+            fields.get("message"),
+            charged,
+            time.time(),
+            raw,
+        )
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                values,
+            )
+            self._db.execute("DELETE FROM sent WHERE endpoint = ? AND key = ?", (ENDPOINT, key))
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+        os.close(self._lock_fd)
+
+
+def _keep(error_type: str | None, retry: Retry) -> bool:
+    return _disposition(_Line("", False, error_type), retry)
+
+
+def _lock(path: str) -> int:
+    """Hold *path* against a second run (its own descriptor: SQLite's locks are others)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise OutputError(f"cannot open {path}: {exc.strerror}") from None
+    try:
+        lock_output(fd, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    """Open *path*, creating the schema in an empty file; refuse anything else."""
+    try:
+        db = sqlite3.connect(path, isolation_level=None)  # transactions: `with db`
+        application_id, version = _identity(db)
+        if application_id == 0 and _is_empty(db):
+            with db:
+                db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                for statement in _SCHEMA:
+                    db.execute(statement)
+        elif application_id != APPLICATION_ID:
+            raise OutputError(
+                f"{path} is a database, but not a dumpling-async one; choose another file"
+            )
+        elif version != SCHEMA_VERSION:
+            raise OutputError(
+                f"{path} has schema version {version}; this dumpling-async reads version "
+                f"{SCHEMA_VERSION}: export it with the version that wrote it"
+            )
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+    except sqlite3.DatabaseError as exc:
+        raise OutputError(f"{path} is not a dumpling-async database ({exc})") from None
+    return db
+
+
+def _identity(db: sqlite3.Connection) -> tuple[int, int]:
+    (application_id,) = db.execute("PRAGMA application_id").fetchone()
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    return application_id, version
+
+
+def _is_empty(db: sqlite3.Connection) -> bool:
+    (tables,) = db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    return int(tables) == 0
+
+
+# -- reading it back (export) ---------------------------------------------------------------
+
+# (handle, input, line, ok, error type, error status, error message, charged, raw)
+Row = tuple[str, str, int | None, int, str | None, int | None, str | None, int | None, bytes | None]
+
+
+def rows(path: str) -> Iterator[Row]:
+    """Every stored outcome, then every unanswered handle that has none, in key order."""
+    if not os.path.isfile(path):
+        raise OutputError(f"cannot read {path}: not a file")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise OutputError(f"cannot read {path}: {exc}") from None
+    try:
+        if _identity(db) != (APPLICATION_ID, SCHEMA_VERSION):
+            raise OutputError(f"{path} is not a dumpling-async database of this version")
+        yield from db.execute(
+            "SELECT handle, input, line, ok, error_type, error_status, error_message, charged, "
+            "raw FROM results WHERE endpoint = ? ORDER BY key",
+            (ENDPOINT,),
+        )
+        for (key,) in db.execute(
+            "SELECT key FROM sent WHERE endpoint = ? AND key NOT IN "
+            "(SELECT key FROM results WHERE endpoint = ?) ORDER BY key",
+            (ENDPOINT, ENDPOINT),
+        ):
+            yield (key, key, None, 0, UNANSWERED, None, UNANSWERED_MESSAGE, None, None)
+    except sqlite3.DatabaseError as exc:
+        raise OutputError(f"{path} is not a dumpling-async database ({exc})") from None
+    finally:
+        db.close()
+
+
+def export_bytes(row: Row, fmt: OutputFormat) -> bytes:
+    """One output line (JSONL or CSV, as ``profiles`` writes them) for a stored row."""
+    handle, given, line, ok, error_type, status, message, charged, raw = row
+    if fmt == "csv":
+        if ok and raw is not None:
+            return csv_profile_line(handle, structure_profile(orjson.loads(raw)))
+        return csv_error_line(handle, f"{error_type}: {message}")
+    record: dict[str, Any] = {"handle": handle, "input": given, "index": None, "line": line}
+    record["ok"] = bool(ok)
+    if ok and raw is not None:
+        record["profile"] = orjson.loads(raw)
+    else:
+        error: dict[str, Any] = {"type": error_type, "status": status, "message": message}
+        if charged is None:
+            error["maybe_charged"] = True
+        if raw is not None:
+            error["body"] = raw.decode("utf-8", "replace")
+        record["error"] = error
+    return dumps_record(record) + b"\n"
+
+
+def export(path: str, output: str | None, fmt: OutputFormat) -> int:
+    """Write every row of the database at *path* to *output* (None: stdout); the count."""
+    count = 0
+    target: IO[bytes]
+    if output is None:
+        target = sys.stdout.buffer
+    else:
+        try:
+            target = open(output, "wb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise OutputError(f"cannot open {output}: {exc.strerror}") from None
+    try:
+        if fmt == "csv":
+            target.write(csv_line(list(CSV_COLUMNS)))
+        for row in rows(path):
+            target.write(export_bytes(row, fmt))
+            count += 1
+        target.flush()
+    finally:
+        if output is not None:
+            target.close()
+    return count
