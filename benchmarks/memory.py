@@ -4,9 +4,10 @@
     .venv/bin/python -m benchmarks.memory --quick    # 2k and 20k, ~15 s
     .venv/bin/python -m benchmarks.memory --handles 10000000   # + 10M, in memory, ~15 min
 
-Each size runs in a fresh Python subprocess (so the peaks are independent). Up to 200,000
-handles it talks to an unlimited ``FakeDumplingServer`` in yet another process; beyond,
-or with ``--transport memory``, the client's transport is swapped for one that answers
+Each size runs in a fresh Python subprocess (so the peaks are independent). When every
+size is at most 200,000 handles it talks to an unlimited ``FakeDumplingServer`` in yet
+another process; when any is larger (all sizes then, so that their peaks compare), or
+with ``--transport memory``, the client's transport is swapped for one that answers
 every request in memory with one canned profile (no socket: ten million lookups over
 127.0.0.1 would take over half an hour, and what is measured is the client's memory).
 The child feeds a generator of unique handles ``user0 .. user{N-1}`` to

@@ -284,9 +284,16 @@ class AsyncDumplingClient:
         items: Inputs,
         concurrency: int | None,
         on_result: Callable[[R], None] | None,
+        before_send: Callable[[str], None] | None = None,
     ) -> AsyncGenerator[R, None]:
+        width = self._width(concurrency)
         return iter_results(
-            self._lookups, kind, items, concurrency=self._width(concurrency), on_result=on_result
+            self._lookups,
+            kind,
+            items,
+            concurrency=width,
+            on_result=on_result,
+            before_send=before_send,
         )
 
     async def gather_profiles(
@@ -301,6 +308,7 @@ class AsyncDumplingClient:
         *,
         concurrency: int | None = None,
         on_result: Callable[[ProfileResult], None] | None = None,
+        before_send: Callable[[str], None] | None = None,
     ) -> AsyncGenerator[ProfileResult, None]:
         """Yield one result per input position as lookups complete (bounded memory).
 
@@ -308,8 +316,15 @@ class AsyncDumplingClient:
         Close the generator (``contextlib.aclosing``) to stop early: lookups in flight are
         cancelled and their slots and credit reservations given back. If the input
         raises, the lookups in flight are finished and yielded first, then the error.
+
+        *before_send*, a write-ahead record, is called with the normalised handle just
+        before each attempt is sent (after the rate limiter and the budget let it go), so
+        that a process killed with requests in flight can tell which handles it may have
+        paid for. If it raises, that attempt is not sent, and the batch stops as on a 401:
+        that position and every later one get ``BatchAbortedError``, whose ``.cause`` holds
+        the exception.
         """
-        return self._iter(PROFILES, handles, concurrency, on_result)
+        return self._iter(PROFILES, handles, concurrency, on_result, before_send)
 
     async def gather_videos(
         self, urls: Inputs, *, concurrency: int | None = None

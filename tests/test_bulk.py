@@ -190,6 +190,43 @@ async def test_closed_client_refuses_bulk(client: AsyncDumplingClient) -> None:
         await client.gather_profiles(["alice"])
 
 
+async def test_before_send_records_every_handle_before_the_server_sees_it(
+    client: AsyncDumplingClient, server: FakeDumplingServer
+) -> None:
+    """before_send hears each normalised handle before its request reaches the server."""
+    recorded: list[str] = []
+
+    def before_send(handle: str) -> None:
+        assert handle not in server.charged  # not yet sent
+        recorded.append(handle)
+
+    names = [f"Sent_{i}" for i in range(30)]
+    results = [r async for r in client.iter_profiles(names, before_send=before_send)]
+    assert all(r.ok for r in results)
+    assert sorted(recorded) == sorted(server.charged) == sorted(n.lower() for n in names)
+
+
+async def test_a_before_send_that_fails_stops_the_batch_unsent(
+    client: AsyncDumplingClient, server: FakeDumplingServer
+) -> None:
+    """A write-ahead record that cannot be written: that request is not sent, and the
+    batch stops, every later position with BatchAbortedError naming the cause."""
+    recorded: list[str] = []
+
+    def before_send(handle: str) -> None:
+        if len(recorded) == 5:
+            raise OSError(28, "No space left on device")
+        recorded.append(handle)
+
+    names = [f"full_{i}" for i in range(40)]
+    results = [r async for r in client.iter_profiles(names, concurrency=1, before_send=before_send)]
+    assert len(results) == 40 and sorted(server.charged) == sorted(recorded)
+    stopped = [r for r in results if not r.ok]
+    assert len(stopped) == 35 and all(isinstance(r.error, BatchAbortedError) for r in stopped)
+    cause = stopped[0].error.cause  # type: ignore[union-attr]
+    assert isinstance(cause.__cause__, OSError) and "before_send failed" in str(cause)
+
+
 async def test_duplicates_beyond_memory_are_not_paid_twice(
     client: AsyncDumplingClient, server: FakeDumplingServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -285,10 +285,9 @@ def test_a_run_killed_again_and_again_pays_each_handle_once(
         )
         try:
             deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:  # killed with answers on their way
-                if len(server.records) >= seen + 60 and server.in_flight >= 5:
-                    break
-                time.sleep(0.005)
+            while not (len(server.records) >= seen + 60 and server.in_flight >= 5):
+                assert time.monotonic() < deadline, "the run never had answers on their way"
+                time.sleep(0.01)
         finally:
             run.kill()
             run.wait(10)
@@ -317,6 +316,25 @@ def test_a_run_killed_again_and_again_pays_each_handle_once(
     assert set(Counter(server.charged) - before) == unanswered  # exactly those, once each
     assert sorted(_outcomes(out, fmt)) == [(name, None) for name in names]
     assert not list(tmp_path.glob("*.sent"))  # a finished run leaves no journal
+
+
+def test_a_journal_left_beside_a_new_output_is_not_taken_for_its_own(
+    serve: Callable[..., FakeDumplingServer], tmp_path: Path
+) -> None:
+    """An output deleted and made anew (not --overwrite) with the old journal still
+    beside it: the old journal names another file, so nothing is marked unanswered."""
+    server = serve()
+    source = write_lines(tmp_path / "in.txt", handles(5, "fresh"))
+    out = tmp_path / "out.jsonl"
+    old = tmp_path / "old.jsonl"
+    old.write_text("")
+    stale = tmp_path / "out.jsonl.sent"
+    header = json.dumps({"output": [old.stat().st_dev, old.stat().st_ino]})
+    stale.write_text(header + "\n" + '"fresh_0001"\n"someone_else"\n')
+    result = run_cli("profiles", str(source), "-o", str(out), "--base-url", server.url, "-q")
+    assert result.returncode == 0, result.stderr
+    assert all(r["ok"] for r in read_jsonl(out)) and len(read_jsonl(out)) == 5
+    assert not stale.exists()
 
 
 def test_sigint_finishes_in_flight_then_resumes(

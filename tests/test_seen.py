@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from dumpling_async._core.seen import SeenKeys
 
 
@@ -46,3 +48,17 @@ def test_memory_is_about_twenty_bytes_a_key() -> None:
     for position in range(50_000):
         seen.add("x" * rng.randrange(1, 200) + str(position), position)
     assert 20 * len(seen) <= seen.nbytes <= 22 * len(seen), seen.nbytes / len(seen)
+
+
+def test_digests_sharing_their_first_half_are_told_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys whose digests share the first 8 bytes (forced here) are kept apart."""
+    from dumpling_async._core import seen as module
+
+    def digest(key: str) -> tuple[int, int]:
+        return 12345 << 40, sum(map(ord, key))  # one first half for all
+
+    monkeypatch.setattr(module, "_digest", digest)
+    keys = ["ab", "ba", "abc", "zz", "a"]  # "ab" and "ba" share even the second half
+    seen = SeenKeys()
+    assert [seen.add(key, i) for i, key in enumerate(keys)] == [True, False, True, True, True]
+    assert [seen.get(key) for key in keys] == [0, 0, 2, 3, 4]

@@ -81,9 +81,16 @@ class _Run(Generic[R]):
     lookups in flight and the results ready to yield."""
 
     def __init__(
-        self, lookups: Lookups, kind: BulkKind[R], width: Width, *, keep_all: bool
+        self,
+        lookups: Lookups,
+        kind: BulkKind[R],
+        width: Width,
+        *,
+        keep_all: bool,
+        before_send: Callable[[str], None] | None = None,
     ) -> None:
         self.lookups = lookups
+        self.before_send = before_send
         self.flights = lookups.flights
         self.kind = kind
         self._width = width
@@ -121,6 +128,27 @@ class _Run(Generic[R]):
         if self.abort is None:
             return None
         return BatchAbortedError(f"batch stopped: {self.abort}", cause=self.abort)
+
+    def recorder(self, call: Call) -> Callable[[], DumplingError | None]:
+        """What the pipeline asks the moment before each attempt of *call* is sent:
+        ``before_send``, which must have recorded the key when it returns. If it raises,
+        the attempt is not sent and the batch stops (a write-ahead record that cannot be
+        written must not let requests go unrecorded)."""
+        before_send = self.before_send
+        assert before_send is not None
+
+        def check() -> DumplingError | None:
+            try:
+                before_send(call.subject)
+            except Exception as exc:
+                error = DumplingError(f"before_send failed: {type(exc).__name__}: {exc}")
+                error.__cause__ = exc
+                if self.abort is None:
+                    self.abort = error
+                return self.stop_reason()
+            return None
+
+        return check
 
     def stamp(self, error: DumplingError, key: str) -> DumplingError:
         """Name the input on an error made for the whole batch."""
@@ -239,8 +267,9 @@ class _Run(Generic[R]):
             except Exception as exc:
                 return self.failed(exc, call)
         flights.adopt(key, me)
+        at_send = self.recorder(call) if self.before_send is not None else None
         try:
-            outcome = await self.lookups.fetch(call, self.stop_reason)
+            outcome = await self.lookups.fetch(call, self.stop_reason, at_send)
         except Exception as exc:
             outcome = self.failed(exc, call)
         except BaseException:
@@ -331,9 +360,11 @@ def iter_results(
     *,
     concurrency: Width,
     on_result: Callable[[R], None] | None = None,
+    before_send: Callable[[str], None] | None = None,
 ) -> AsyncGenerator[R, None]:
     """Yield one result per input position, in completion order."""
-    return _Run(lookups, kind, concurrency, keep_all=False).results(items, on_result)
+    run = _Run(lookups, kind, concurrency, keep_all=False, before_send=before_send)
+    return run.results(items, on_result)
 
 
 async def gather_results(

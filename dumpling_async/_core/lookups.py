@@ -31,7 +31,9 @@ class Lookups:
         """The call's value; concurrent calls for the same thing share one request."""
         return self.flights.share(call.key, functools.partial(self.fetch, call))
 
-    async def fetch(self, call: Call, stop: StopCheck | None = None) -> Any:
+    async def fetch(
+        self, call: Call, stop: StopCheck | None = None, at_send: StopCheck | None = None
+    ) -> Any:
         """The call's value, from the cache or one request (no single flight: a bulk job
         registers its own task as the flight)."""
         cache = self.cache if call.endpoint.cacheable else None
@@ -39,7 +41,7 @@ class Lookups:
             return cached
         endpoint = call.endpoint
         parse = functools.partial(parse_model, endpoint.model, requires=endpoint.requires)
-        value = await self.pipeline.call(call, parse, stop=stop)
+        value = await self.pipeline.call(call, parse, stop=stop, at_send=at_send)
         if cache is not None:
             cache.put(call.subject, value)
         return value

@@ -114,10 +114,17 @@ class Pipeline:
         return url
 
     async def call(
-        self, call: Call, parse: Callable[[bytes], T], *, stop: StopCheck | None = None
+        self,
+        call: Call,
+        parse: Callable[[bytes], T],
+        *,
+        stop: StopCheck | None = None,
+        at_send: StopCheck | None = None,
     ) -> T:
         """Make *call* with retries and return ``parse(body)`` of its 200, or raise the
-        DumplingError it ended with. *stop* (bulk jobs) is asked before every attempt."""
+        DumplingError it ended with. *stop* (bulk jobs) is asked before every attempt,
+        and again once it holds its permit; *at_send* only then, the moment before the
+        request goes (a write-ahead record)."""
         endpoint = call.endpoint
         body = self.body(call.params)
         cost = self.costs.of(endpoint)
@@ -126,7 +133,7 @@ class Pipeline:
         while True:
             attempt += 1
             try:
-                return await self._try(call, body, cost, parse, attempt, stop)
+                return await self._try(call, body, cost, parse, attempt, stop, at_send)
             except DumplingError as error:
                 delay = self.retry.delay(error, attempt)
                 if delay is None:
@@ -153,6 +160,7 @@ class Pipeline:
         parse: Callable[[bytes], T],
         attempt: int,
         stop: StopCheck | None,
+        at_send: StopCheck | None,
     ) -> T:
         """One attempt: its price reserved, the request sent, what it cost settled. The
         error it ends with is named after *call* here, for every error the pipeline
@@ -167,7 +175,7 @@ class Pipeline:
             await self.budget.reserve(cost)
             reserved = True
             try:
-                sent = await self._send(call, body, attempt, progress, stop)
+                sent = await self._send(call, body, attempt, progress, stop, at_send)
             finally:
                 # However the attempt ended (cancellation included), how far it got says
                 # what it cost.
@@ -295,7 +303,13 @@ class Pipeline:
         return permit
 
     async def _send(
-        self, call: Call, body: bytes, attempt: int, progress: Progress, stop: StopCheck | None
+        self,
+        call: Call,
+        body: bytes,
+        attempt: int,
+        progress: Progress,
+        stop: StopCheck | None,
+        at_send: StopCheck | None,
     ) -> _Sent:
         """Take a slot and the limiter's permit, hand the request to the transport, and
         tell the limiter (and the sizing) what came back."""
@@ -307,7 +321,10 @@ class Pipeline:
             await self._wait_for_slot()
         try:
             permit = await self._acquire(call)
-            if stop is not None and (reason := stop()) is not None:
+            reason = stop() if stop is not None else None
+            if reason is None and at_send is not None:
+                reason = at_send()
+            if reason is not None:
                 await self.limiter.settle(permit, _NOT_SENT)
                 raise reason
             if self._departed is not None:

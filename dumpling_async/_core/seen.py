@@ -1,7 +1,8 @@
-"""The keys a bulk run has seen, in about 20 bytes each, whatever their length.
+"""The keys a bulk run has seen, in 20 bytes each (about 25 of memory), whatever their
+length.
 
 A run over ten million handles must remember every one (a repeat is never paid for
-twice), but not the handles themselves: a dict of strings costs ~137 bytes a key. Each key
+twice), but not the handles themselves: a dict of strings costs 126-137 bytes a key. Each key
 is kept as its 16-byte BLAKE2b digest (two keys sharing one is not a practical risk:
 under 1 in 10^24 for ten million) with the position it was first seen at.
 

@@ -114,8 +114,8 @@ def print_resume(console: Console, name: str, state: ResumeState, retry_errors: 
         parts.append("a torn last line removed")
     if state.unanswered:
         parts.append(
-            f"{state.unanswered} sent by the last run and never answered: kept as unanswered, "
-            "maybe charged (--retry-unanswered buys them again)"
+            f"{state.unanswered} unanswered (sent by a run that died before the answer: maybe "
+            "charged, kept; --retry-unanswered buys them again)"
         )
     console.print(f"resuming {name}: " + ", ".join(parts), markup=False)
 
@@ -151,10 +151,10 @@ def print_summary(console: Console, stats: RunStats) -> None:
         grid.add_row("duplicates", str(stats.duplicates), "(looked up once)")
     unanswered = stats.resume.unanswered if stats.resume is not None else 0
     if unanswered:
-        note = "(sent by the last run, never answered: maybe charged, not bought again)"
+        note = "(sent by a run that died before the answer: maybe charged, not bought again)"
         grid.add_row("unanswered", str(unanswered), note)
     if stats.unanswered_retried:
-        note = "(sent by the last run, never answered: looked up again)"
+        note = "(sent by a run that died before the answer: looked up again)"
         grid.add_row("unanswered, retried", str(stats.unanswered_retried), note)
     unfinished = stats.not_attempted
     if unfinished:

@@ -31,7 +31,7 @@ from .._results import ProfileResult
 from ._bulk_report import RunStats, print_resume
 from ._database import DatabaseOutput
 from ._input import InputEntry, InputError, async_entries, entry_key, iter_entries
-from ._journal import Journal, journal_path, read_journal
+from ._journal import Journal, file_identity, journal_path, read_journal
 from ._output import (
     OutputFile,
     OutputFormat,
@@ -78,7 +78,7 @@ class BulkJob:
     rate_window: float | None = None  # the limiter's first guess, when the window is known
     retry_unanswered: bool = False  # buy again what a killed run sent and never saw answered
     max_age: float | None = None  # a database output: look up again what is older (seconds)
-    # Records each handle before it is sent (files only; the client hears its sends).
+    # Records each handle before it is sent (a file's journal, or a database's table).
     journal: Journal | None = None
 
 
@@ -124,9 +124,6 @@ class BulkRun:
         stats = self.stats
         try:
             async for item in source:
-                if self.journal is not None and self.journal.failed is not None:
-                    failed = self.journal.failed
-                    stats.stop_reason = f"stopped: cannot write {self.journal.path}: {failed}"
                 if stats.stop_reason is not None or stats.interrupted is not None:
                     return
                 entry = cast(InputEntry, item)
@@ -154,7 +151,12 @@ class BulkRun:
 
     async def run(self, source: AsyncIterator[object]) -> None:
         stats = self.stats
-        results = self.client.iter_profiles(self._plan(source), concurrency=self.job.concurrency)
+        journal = self.journal
+        results = self.client.iter_profiles(
+            self._plan(source),
+            concurrency=self.job.concurrency,
+            before_send=journal.record if journal is not None else None,
+        )
         try:
             async for result in results:
                 entry = self.pending.pop(result.index)
@@ -233,8 +235,6 @@ def _client_options(job: BulkJob) -> dict[str, Any]:
         options["max_credits"] = job.max_credits  # else the shared budget holds the ceiling
     if job.rate_window is not None:
         options["rate_limiter"] = AdaptiveRateLimiter(window=job.rate_window)
-    if job.journal is not None:
-        options["hooks"] = job.journal
     return options
 
 
@@ -259,6 +259,8 @@ async def _run_bulk(conn: Connection, job: BulkJob, stats: RunStats, console: Co
                 if total is not None and job.limit is not None:
                     total = min(total, job.limit)
                 stats.total = total
+                # Before a resume's rewrite can replace OUT: what its journal belongs to.
+                identity = file_identity(job.output) if job.output is not None else None
                 retry = Retry(errors=job.retry_errors, unanswered=job.retry_unanswered)
                 out: OutputFile | DatabaseOutput
                 done: Answered
@@ -280,8 +282,8 @@ async def _run_bulk(conn: Connection, job: BulkJob, stats: RunStats, console: Co
                         job.journal.attach(out.sent, out.name)  # its record: a table
                     elif isinstance(out, OutputFile) and out.resumable and job.journal:
                         journal = job.journal
-                        _open_journal(journal, out, job, resume, stats)
-                    if resume.resumed and job.progress != "off":
+                        _open_journal(journal, out, job, resume, stats, identity)
+                    if (resume.resumed or resume.unanswered) and job.progress != "off":
                         print_resume(console, out.name, resume, job.retry_errors)
                     entries = _selected(iter_entries(stream, _input_name(job), job.column), job)
                     source = async_entries(entries, threaded=threaded)
@@ -303,13 +305,18 @@ async def _run_bulk(conn: Connection, job: BulkJob, stats: RunStats, console: Co
 
 
 def _open_journal(
-    journal: Journal, out: OutputFile, job: BulkJob, resume: ResumeState, stats: RunStats
+    journal: Journal,
+    out: OutputFile,
+    job: BulkJob,
+    resume: ResumeState,
+    stats: RunStats,
+    identity: list[int] | None,
 ) -> None:
     """Give each handle the last run sent and OUT does not answer its *unanswered* line
     (or, with --retry-unanswered, leave it to be looked up again); then start the journal
     afresh. The lines are written first: a kill in between loses nothing."""
     path = journal_path(out.name)
-    for handle in read_journal(path) if job.resume else ():  # --overwrite: afresh
+    for handle in read_journal(path, identity) if job.resume else ():  # --overwrite: afresh
         if handle in resume.lines:
             continue  # answered (or dropped to be looked up again): OUT says what to do
         if job.retry_unanswered:
@@ -318,7 +325,7 @@ def _open_journal(
         out.write(unanswered_bytes(handle, out.fmt))
         resume.done[handle] = False
         resume.unanswered += 1
-    journal.open(path)
+    journal.open(path, file_identity(out.name))
 
 
 def _input_name(job: BulkJob) -> str:

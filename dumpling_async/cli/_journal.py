@@ -1,13 +1,15 @@
-"""The write-ahead journal beside a resumable output: each handle is recorded there before
-its first request is sent, so a run killed with requests in flight leaves behind which
-handles may have been charged without an answer.
+"""The write-ahead journal beside a resumable output file: each handle is recorded there
+just before each of its requests is sent, so a run killed with requests in flight leaves
+behind which handles may have been charged without an answer.
 
-``OUT.sent`` holds one JSON string per line (the normalised handle), written unbuffered
-in the task that sends the request, just before it is sent: a killed process loses
-nothing the kernel was handed, and a kill mid-write leaves a torn last line, ignored.
-A resume reads it and puts every handle it names that OUT does not answer into OUT as
-*unanswered* (maybe charged), unless told to buy them again; the journal then starts
-empty. A handle sent and answered is in both; the output is what counts.
+``OUT.sent`` starts with a line naming the output it belongs to (the file's device and
+inode, so a journal left beside an output that was deleted and made anew is not taken for
+its own), then holds one JSON string per line, the normalised handle, written unbuffered
+by the bulk engine's ``before_send`` (``iter_profiles``): a killed process loses nothing
+the kernel was handed, and a record that cannot be written whole stops the batch before
+the request goes. A resume reads it and gives every handle it names that OUT does not
+answer an *unanswered* line (maybe charged), unless told to buy them again; the journal
+then starts afresh. A database output keeps the same record in a table of its own.
 """
 
 from __future__ import annotations
@@ -19,11 +21,10 @@ from typing import IO
 
 import orjson
 
-from .._core.hooks import ClientHooks, RequestEvent
 from .._core.seen import SeenKeys
 from ._files import OutputError
 
-__all__ = ["Journal", "journal_path", "read_journal"]
+__all__ = ["Journal", "file_identity", "journal_path", "read_journal"]
 
 SUFFIX = ".sent"
 
@@ -32,42 +33,58 @@ def journal_path(output: str) -> str:
     return output + SUFFIX
 
 
-def read_journal(path: str) -> Iterator[str]:
-    """The handles *path* records, in order, each once (none if it does not exist)."""
-    seen = SeenKeys()  # a repeat is a retry's record; ~25 bytes a handle, however many
+def file_identity(path: str) -> list[int] | None:
+    """The file's device and inode (None: there is none): what a journal belongs to."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return [info.st_dev, info.st_ino]
+
+
+def read_journal(path: str, output: list[int] | None) -> Iterator[str]:
+    """The handles *path* records, each once, if it belongs to the output identified by
+    *output* (none if it does not, or if there is no journal)."""
     try:
         stream = open(path, "rb")  # noqa: SIM115 - closed below
     except FileNotFoundError:
         return
     except OSError as exc:
         raise OutputError(f"cannot read {path}: {exc.strerror}") from None
+    seen = SeenKeys()  # a repeat is a retry's record; ~25 bytes a handle, however many
     with stream:
+        header = _parse(stream.readline(), path)
+        if output is None or not isinstance(header, dict) or header.get("output") != output:
+            return  # another output's (or one written before journals had a header)
         for raw in stream:
             if not raw.endswith(b"\n"):
                 break  # torn by a kill mid-write: that request had not been sent
-            try:
-                handle = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                raise OutputError(
-                    f"{path} is not a dumpling-async journal; remove it to resume without it"
-                ) from None
+            handle = _parse(raw, path)
             if isinstance(handle, str) and seen.add(handle, 0):
                 yield handle
 
 
-class Journal(ClientHooks):
-    """Records each handle as its first request is about to be sent (a client hook,
-    given to the client before the output is open: it records nothing until told where:
-    a file, ``open``, or a database's own record, ``attach``)."""
+def _parse(raw: bytes, path: str) -> object:
+    try:
+        return orjson.loads(raw) if raw.strip() else None
+    except orjson.JSONDecodeError:
+        raise OutputError(
+            f"{path} is not a dumpling-async journal; remove it to resume without it"
+        ) from None
+
+
+class Journal:
+    """Records each handle just before a request for it is sent: into a file (``open``)
+    or through a database's own record (``attach``). ``record`` raises when it could not
+    record, so that the request is not sent."""
 
     def __init__(self) -> None:
         self._stream: IO[bytes] | None = None
         self._record: Callable[[str], None] | None = None
         self.path: str | None = None
-        self.failed: Exception | None = None
 
-    def open(self, path: str) -> None:
-        """Start recording into *path*, emptied first."""
+    def open(self, path: str, output: list[int] | None) -> None:
+        """Start recording into *path* (emptied first), for the output *output* names."""
         try:
             # Unbuffered: each record is in the kernel's hands before the request goes.
             stream = open(path, "wb", buffering=0)  # noqa: SIM115 - closed by close()
@@ -75,24 +92,23 @@ class Journal(ClientHooks):
             raise OutputError(f"cannot open {path}: {exc.strerror}") from None
         self._stream, self.path = stream, path
 
-        def record(handle: str) -> None:
-            stream.write(orjson.dumps(handle) + b"\n")
+        def write(data: bytes) -> None:
+            if stream.write(data) != len(data):  # a full disk: the tail is torn
+                raise OSError(f"could not write all of a record to {path}")
 
+        def record(handle: str) -> None:
+            write(orjson.dumps(handle) + b"\n")
+
+        write(orjson.dumps({"output": output}) + b"\n")  # the header: whose journal
         self._record = record
 
     def attach(self, record: Callable[[str], None], name: str) -> None:
         """Record through *record* (it must have stored the handle when it returns)."""
         self._record, self.path = record, name
 
-    def on_request(self, event: RequestEvent) -> None:
-        record = self._record
-        if record is None or event.attempt != 1 or self.failed is not None:
-            return
-        try:
-            record(event.target)
-        except Exception as exc:  # an OSError, or the database's own error
-            self.failed = exc  # the run stops sending (BulkRun checks) and says why
-            raise
+    def record(self, handle: str) -> None:
+        if self._record is not None:
+            self._record(handle)
 
     def close(self, *, remove: bool) -> None:
         """Stop recording; *remove*: the output answers every handle recorded (a file)."""
@@ -101,5 +117,5 @@ class Journal(ClientHooks):
             return
         stream.close()
         if remove:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # a journal left behind only costs a read
                 os.unlink(self.path)

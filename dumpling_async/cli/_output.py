@@ -193,7 +193,7 @@ class ResumeState:
     dropped: int = 0  # lines removed so their entries are looked up again
     torn: bool = False  # a torn last line was cut away
     resumed: bool = False
-    unanswered: int = 0  # handles the last run sent and never saw answered: lines added
+    unanswered: int = 0  # handles a run sent and never saw answered (maybe charged): kept
 
 
 @attrs.define(slots=True)
@@ -394,6 +394,8 @@ def _resume(
             state.done[line.key] = state.done.get(line.key, False) or line.ok
             if line.ok:
                 state.kept_ok += 1
+            elif line.error_type == UNANSWERED:
+                state.unanswered += 1
             else:
                 state.kept_errors += 1
         else:
