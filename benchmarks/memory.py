@@ -17,6 +17,18 @@ nothing per handle but its dedupe entry (a 16-byte digest and a position), so th
 grows by a few tens of bytes per handle: the table prints that as bytes per unique
 handle, between each size and the smallest. Targets: peak at 100k <= peak at 10k + 15 MB;
 at 10,000,000 handles, peak RSS <= 300 MB.
+
+    .venv/bin/python -m benchmarks.memory --cli 100000              # + the command line
+    .venv/bin/python -m benchmarks.memory --cli 100000 --resume-rows 1000000
+
+``--cli N`` runs ``dumpling-async profiles`` over N unique handles into JSONL and into a
+SQLite database (fresh processes, the unlimited fake server over sockets), then resumes
+the database (nothing left to do) and refreshes it with ``--max-age 1h`` (nothing stale):
+peak RSS, elapsed time, requests sent, and throughput against ``iter_profiles`` over the
+same handles in the same run (target: SQLite >= 0.85 x ``iter_profiles``).
+``--resume-rows R`` also builds a database of R rows (through the output's own writes,
+no requests) and times a resume and a refresh of it (targets for 1,000,000 rows: <= 5 s,
+<= 100 MB; no request).
 """
 
 from __future__ import annotations
@@ -103,6 +115,22 @@ async def _child_job(url: str, count: int) -> dict[str, object]:
         "elapsed": elapsed,
         "checkpoints": checkpoints,
     }
+
+
+def _cli_child(args: list[str]) -> int:
+    """Run the command line in this process and report its peak RSS and time."""
+    import runpy
+
+    sys.argv = ["dumpling-async", *args]
+    started = time.perf_counter()
+    code: object = 0
+    try:
+        runpy.run_module("dumpling_async", run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        code = exc.code
+    elapsed = time.perf_counter() - started
+    print(json.dumps({"code": code, "maxrss_kib": _maxrss_kib(), "elapsed": elapsed}))
+    return 0
 
 
 def child_main(url: str, count: int) -> int:
@@ -231,6 +259,104 @@ def print_table(reports: Sequence[ChildReport]) -> bool:
     return met
 
 
+# -- the command line -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CliRow:
+    what: str
+    code: object
+    peak_mb: float
+    elapsed: float
+    requests: int  # what the server saw during this step
+
+
+def _run_cli(what: str, args: list[str], server: Any) -> CliRow:
+    import os
+
+    before = server.stats().requests
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DUMPLING")}
+    env["DUMPLINGAI_API_KEY"] = API_KEY
+    command = [sys.executable, "-m", "benchmarks.memory", "--cli-child", *args]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, check=False)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"command line failed:\n{done.stderr}")
+    data = json.loads(lines[-1])
+    requests = server.stats().requests - before
+    return CliRow(what, data["code"], data["maxrss_kib"] / 1024, data["elapsed"], requests)
+
+
+def _build_database(path: Path, rows: int) -> float:
+    """A database of *rows* ok profiles, written through the output's own writes."""
+    from dumpling_async._core.converter import structure_profile
+    from dumpling_async._results import ProfileResult
+    from dumpling_async.cli._database import DatabaseOutput
+    from dumpling_async.cli._input import InputEntry
+    from dumpling_async.cli._output import Retry
+    from dumpling_async.testing import fake_profile
+
+    started = time.perf_counter()
+    out = DatabaseOutput(str(path), resume=True, retry=Retry(), max_age=None)
+    try:
+        for i in range(rows):
+            handle = f"user{i}"
+            profile = structure_profile(fake_profile(handle))
+            result = ProfileResult(index=i, input=handle, handle=handle, profile=profile)
+            out.record(InputEntry(index=i, line=i + 1, text=handle), result)
+    finally:
+        out.close()
+    return time.perf_counter() - started
+
+
+def run_cli_benchmark(count: int, resume_rows: int | None) -> None:
+    import tempfile
+
+    from ._server import ServerProcess
+
+    rows: list[CliRow] = []
+    with tempfile.TemporaryDirectory() as tmp, ServerProcess(None) as server:
+        folder = Path(tmp)
+        source = folder / "handles.txt"
+        source.write_text("".join(f"user{i}\n" for i in range(count)))
+        base = ["profiles", str(source), "--base-url", server.url, "-q", "-o"]
+        started = time.perf_counter()
+        alone = run_child(count, "socket")
+        print(f"iter_profiles over {count:,}: {alone.elapsed:.1f}s", file=sys.stderr)
+        for name in ("out.jsonl", "out.db"):
+            rows.append(_run_cli(f"to {name}", [*base, str(folder / name)], server))
+        database = str(folder / "out.db")
+        rows.append(_run_cli("resume out.db", [*base, database], server))
+        rows.append(_run_cli("--max-age 1h out.db", [*base, database, "--max-age", "1h"], server))
+        if resume_rows:
+            big = folder / "big.db"
+            built = _build_database(big, resume_rows)
+            print(f"built {resume_rows:,} rows in {built:.0f}s", file=sys.stderr)
+            big_source = folder / "big.txt"
+            big_source.write_text("".join(f"user{i}\n" for i in range(resume_rows)))
+            args = ["profiles", str(big_source), "--base-url", server.url, "-q", "-o", str(big)]
+            rows.append(_run_cli(f"resume {resume_rows:,} rows", args, server))
+            refresh = [*args, "--max-age", "1h"]
+            rows.append(_run_cli(f"--max-age 1h, {resume_rows:,} rows", refresh, server))
+        print(f"command line steps took {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"the command line over {count:,} unique handles", box=box.SIMPLE)
+    for column in ("step", "exit", "peak RSS MB", "elapsed s", "handles/s", "requests"):
+        table.add_column(column, justify="right")
+    table.add_row("iter_profiles alone", "-", f"{alone.peak_mb:.1f}", f"{alone.elapsed:.1f}",
+                  f"{count / alone.elapsed:,.0f}", "-")  # fmt: skip
+    for row in rows:
+        rate = f"{count / row.elapsed:,.0f}" if row.what.startswith("to ") else "-"
+        table.add_row(row.what, str(row.code), f"{row.peak_mb:.1f}", f"{row.elapsed:.1f}", rate,
+                      f"{row.requests:,}")  # fmt: skip
+    Console(width=200, highlight=False).print(table)
+    to_db = next(r for r in rows if r.what == "to out.db")
+    print(f"SQLite throughput / iter_profiles: {alone.elapsed / to_db.elapsed:.2f} (target 0.85)")
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.memory",
@@ -255,7 +381,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"socket: the fake server; memory: in-memory answers; auto: socket up to "
         f"{SOCKET_MOST:,} handles, and every size in memory if any is larger",
     )
+    parser.add_argument(
+        "--cli", type=int, metavar="N", help="also the command line over N handles (see above)"
+    )
+    parser.add_argument(
+        "--resume-rows", type=int, metavar="R", help="with --cli: resume a database of R rows"
+    )
     parser.add_argument("--child", nargs=2, metavar=("COUNT", "URL"), help=argparse.SUPPRESS)
+    parser.add_argument("--cli-child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -264,6 +397,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child:
         count, url = args.child
         return child_main(url, int(count))
+    if args.cli_child is not None:
+        return _cli_child(args.cli_child)
+    if args.cli is not None:
+        run_cli_benchmark(args.cli, args.resume_rows)
+        if not (args.sizes or args.handles or args.quick):
+            return 0
     sizes = sorted(
         {*(args.sizes or ([2_000, 20_000] if args.quick else [10_000, 100_000])), *args.handles}
     )

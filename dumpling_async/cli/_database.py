@@ -63,8 +63,8 @@ _SCHEMA: Final = (
         charged INTEGER,            -- 1, 0, or NULL: maybe (sent, never answered)
         fetched_at REAL NOT NULL,   -- Unix time the outcome arrived
         raw BLOB,                   -- the profile's JSON, or what a broken 200 carried
-        PRIMARY KEY (endpoint, key)
-    ) WITHOUT ROWID""",
+        UNIQUE (endpoint, key)      -- rows of a kilobyte or two: a rowid table, an index
+    )""",
     """CREATE TABLE IF NOT EXISTS sent (
         endpoint TEXT NOT NULL,
         key TEXT NOT NULL,
@@ -73,6 +73,15 @@ _SCHEMA: Final = (
         PRIMARY KEY (endpoint, key)
     ) WITHOUT ROWID""",
 )
+
+
+# Results are committed with the next record of a send (which must be committed before
+# its request goes), else after this many or this long: a kill loses at most the answers
+# of the last quarter second, and those handles stay recorded as sent (maybe charged).
+_BATCH: Final = 64
+_BATCH_SECONDS: Final = 0.25
+_OUTCOME: Final = "SELECT ok, error_type, fetched_at FROM results WHERE endpoint = ? AND key = ?"
+_EARLIER: Final = "SELECT 1 FROM sent WHERE endpoint = ? AND key = ? AND earlier"
 
 
 class DatabaseOutput:
@@ -84,11 +93,13 @@ class DatabaseOutput:
     def __init__(self, path: str, *, resume: bool, retry: Retry, max_age: float | None) -> None:
         self.name = path
         self._retry = retry
+        self._pending = 0  # results stored since the last commit
+        self._committed = time.monotonic()
         self._cutoff = time.time() - max_age if max_age is not None else None
         self._lock_fd = _lock(path)
         try:
             self._db = _connect(path)
-            with self._db:
+            with _transaction(self._db):
                 if not resume:
                     self._db.execute("DELETE FROM results WHERE endpoint = ?", (ENDPOINT,))
                     self._db.execute("DELETE FROM sent WHERE endpoint = ?", (ENDPOINT,))
@@ -124,18 +135,13 @@ class DatabaseOutput:
     # -- what the run asks ------------------------------------------------------------
     def get(self, key: str) -> bool | None:
         """Whether *key* is done (its ok flag), or None: look it up."""
-        row = self._db.execute(
-            "SELECT r.ok, r.error_type, r.fetched_at, s.earlier FROM "
-            "(SELECT ? AS endpoint, ? AS key) AS k "
-            "LEFT JOIN results AS r ON r.endpoint = k.endpoint AND r.key = k.key "
-            "LEFT JOIN sent AS s ON s.endpoint = k.endpoint AND s.key = k.key",
-            (ENDPOINT, key),
-        ).fetchone()
-        ok, error_type, fetched_at, unanswered = row
-        if unanswered:
-            return None if self._retry.unanswered else False
-        if ok is None:
+        db = self._db
+        if self.state.unanswered and db.execute(_EARLIER, (ENDPOINT, key)).fetchone():
+            return None if self._retry.unanswered else False  # maybe charged: kept
+        row = db.execute(_OUTCOME, (ENDPOINT, key)).fetchone()
+        if row is None:
             return None  # never looked up
+        ok, error_type, fetched_at = row
         if self._cutoff is not None and fetched_at < self._cutoff:
             return None  # older than --max-age
         if ok or error_type == "InvalidHandleError":
@@ -143,15 +149,18 @@ class DatabaseOutput:
         return False if _keep(error_type, self._retry) else None
 
     def sent(self, key: str) -> None:
-        """Record *key* as about to be sent (committed before it goes)."""
-        with self._db:
-            self._db.execute(
-                "INSERT OR REPLACE INTO sent VALUES (?, ?, ?, 0)", (ENDPOINT, key, time.time())
-            )
+        """Record *key* as about to be sent: committed before it goes, with the results
+        stored since the last commit."""
+        db = self._db
+        if not db.in_transaction:
+            db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT OR REPLACE INTO sent VALUES (?, ?, ?, 0)", (ENDPOINT, key, time.time()))
+        self._commit()
 
     def record(self, entry: InputEntry, result: ProfileResult) -> None:
         """Store *result* as its entry's outcome (replacing an older one) and end its
-        record of being sent, in one transaction."""
+        record of being sent, in one transaction: committed with the next record of a
+        send, or after ``_BATCH`` results or ``_BATCH_SECONDS``, whichever comes first."""
         key = entry_key(entry.text)
         profile, error = result.profile, result.error
         valid = not key.startswith(INVALID_PREFIX)
@@ -181,17 +190,40 @@ class DatabaseOutput:
             time.time(),
             raw,
         )
-        with self._db:
-            self._db.execute(
-                "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                values,
-            )
-            self._db.execute("DELETE FROM sent WHERE endpoint = ? AND key = ?", (ENDPOINT, key))
+        db = self._db
+        if not db.in_transaction:
+            db.execute("BEGIN IMMEDIATE")
+        db.execute(
+            "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values
+        )
+        db.execute("DELETE FROM sent WHERE endpoint = ? AND key = ?", (ENDPOINT, key))
+        self._pending += 1
+        if self._pending >= _BATCH or time.monotonic() - self._committed >= _BATCH_SECONDS:
+            self._commit()
+
+    def _commit(self) -> None:
+        self._db.execute("COMMIT")
+        self._pending, self._committed = 0, time.monotonic()
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
+            if self._db.in_transaction:
+                self._commit()
             self._db.close()
         os.close(self._lock_fd)
+
+
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """One transaction (the connection autocommits otherwise: ``with db`` alone would
+    not group statements)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def _keep(error_type: str | None, retry: Retry) -> bool:
@@ -215,10 +247,10 @@ def _lock(path: str) -> int:
 def _connect(path: str) -> sqlite3.Connection:
     """Open *path*, creating the schema in an empty file; refuse anything else."""
     try:
-        db = sqlite3.connect(path, isolation_level=None)  # transactions: `with db`
+        db = sqlite3.connect(path, isolation_level=None)  # transactions: _transaction
         application_id, version = _identity(db)
         if application_id == 0 and _is_empty(db):
-            with db:
+            with _transaction(db):
                 db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 for statement in _SCHEMA:
