@@ -130,6 +130,8 @@ class DatabaseOutput:
         (state.unanswered,) = db.execute(
             "SELECT count(*) FROM sent WHERE endpoint = ? AND earlier", (ENDPOINT,)
         ).fetchone()
+        held = state.kept_ok + state.kept_errors + state.dropped + state.unanswered
+        state.resumed = resume and held > 0
         return state
 
     # -- what the run asks ------------------------------------------------------------
