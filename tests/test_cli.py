@@ -318,19 +318,16 @@ def test_a_run_killed_again_and_again_pays_each_handle_once(
     assert not list(tmp_path.glob("*.sent"))  # a finished run leaves no journal
 
 
-def test_a_journal_left_beside_a_new_output_is_not_taken_for_its_own(
+def test_a_journal_left_beside_a_deleted_output_is_not_read(
     serve: Callable[..., FakeDumplingServer], tmp_path: Path
 ) -> None:
-    """An output deleted and made anew (not --overwrite) with the old journal still
-    beside it: the old journal names another file, so nothing is marked unanswered."""
+    """An output deleted (not --overwrite) with its journal still beside it: the journal
+    belongs to nothing, so nothing is marked unanswered and every handle is looked up."""
     server = serve()
     source = write_lines(tmp_path / "in.txt", handles(5, "fresh"))
     out = tmp_path / "out.jsonl"
-    old = tmp_path / "old.jsonl"
-    old.write_text("")
     stale = tmp_path / "out.jsonl.sent"
-    header = json.dumps({"output": [old.stat().st_dev, old.stat().st_ino]})
-    stale.write_text(header + "\n" + '"fresh_0001"\n"someone_else"\n')
+    stale.write_text('"fresh_0001"\n"someone_else"\n')
     result = run_cli("profiles", str(source), "-o", str(out), "--base-url", server.url, "-q")
     assert result.returncode == 0, result.stderr
     assert all(r["ok"] for r in read_jsonl(out)) and len(read_jsonl(out)) == 5

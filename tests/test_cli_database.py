@@ -3,6 +3,7 @@ across runs and lists, ``--max-age``, and ``export``; over a real fake server.""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections import Counter
@@ -118,3 +119,60 @@ def test_a_database_of_another_shape_is_refused_before_any_request(
     result = run_cli("export", str(text))
     assert result.returncode == 2 and "not a dumpling-async database" in result.stderr
     assert server.records == []
+
+
+def test_a_refresh_that_fails_keeps_the_older_profile(
+    serve: Callable[..., FakeDumplingServer], tmp_path: Path
+) -> None:
+    """A stale profile whose refresh ends in an error (a budget reached, a 404) keeps
+    its row: an error never replaces a profile, and a position not attempted writes none."""
+    names = handles(6, "kept")
+    source = write_lines(tmp_path / "in.txt", names)
+    out = tmp_path / "results.db"
+    assert _profiles(serve(), source, out, "-q") == 0
+    with sqlite3.connect(out) as db:
+        db.execute("UPDATE results SET fetched_at = fetched_at - 7200")
+        before = db.execute("SELECT key, raw FROM results ORDER BY key").fetchall()
+    gone = serve(unknown_handles={names[0]})  # one profile deleted meanwhile
+    code = _profiles(gone, source, out, "-q", "--max-age", "1h", "--max-credits", "30")
+    assert code in (1, 3)
+    # 30 credits: three profiles bought; the 404 costs nothing; two never attempted.
+    assert len(gone.charged) == 3 and names[0] not in gone.charged
+    with sqlite3.connect(out) as db:
+        after = db.execute("SELECT key, raw FROM results ORDER BY key").fetchall()
+        (ok,) = db.execute("SELECT count(*) FROM results WHERE ok").fetchone()
+    assert ok == 6 and [key for key, _ in after] == [key for key, _ in before]
+    assert dict(after)[names[0]] == dict(before)[names[0]]  # the older profile, intact
+
+
+async def test_results_are_committed_within_a_quarter_second(tmp_path: Path) -> None:
+    """A result stored while nothing else is sent is committed by the batch's timer, so
+    a kill soon after does not lose it."""
+    from dumpling_async._core.converter import structure_profile
+    from dumpling_async._results import ProfileResult
+    from dumpling_async.cli._database import DatabaseOutput
+    from dumpling_async.cli._input import InputEntry
+    from dumpling_async.cli._output import Retry
+    from dumpling_async.testing import fake_profile
+
+    path = tmp_path / "results.db"
+    out = DatabaseOutput(str(path), resume=True, retry=Retry(), max_age=None)
+    try:
+        out.sent("alone")
+        profile = structure_profile(fake_profile("alone"))
+        out.record(
+            InputEntry(index=0, line=1, text="alone"),
+            ProfileResult(index=0, input="alone", handle="alone", profile=profile),
+        )
+
+        def committed() -> tuple[int, int]:
+            with sqlite3.connect(path) as other:  # another connection sees only commits
+                (rows,) = other.execute("SELECT count(*) FROM results").fetchone()
+                (sent,) = other.execute("SELECT count(*) FROM sent").fetchone()
+            return rows, sent
+
+        assert committed() == (0, 1)  # the result waits for its batch
+        await asyncio.sleep(0.5)
+        assert committed() == (1, 0)
+    finally:
+        out.close()

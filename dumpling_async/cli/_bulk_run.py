@@ -31,7 +31,7 @@ from .._results import ProfileResult
 from ._bulk_report import RunStats, print_resume
 from ._database import DatabaseOutput
 from ._input import InputEntry, InputError, async_entries, entry_key, iter_entries
-from ._journal import Journal, file_identity, journal_path, read_journal
+from ._journal import Journal, journal_path, read_journal
 from ._output import (
     OutputFile,
     OutputFormat,
@@ -259,8 +259,9 @@ async def _run_bulk(conn: Connection, job: BulkJob, stats: RunStats, console: Co
                 if total is not None and job.limit is not None:
                     total = min(total, job.limit)
                 stats.total = total
-                # Before a resume's rewrite can replace OUT: what its journal belongs to.
-                identity = file_identity(job.output) if job.output is not None else None
+                # A journal beside an OUT that is gone belongs to nothing (checked before
+                # a resume's rewrite replaces OUT, which keeps its journal).
+                existed = _exists(job.output)
                 retry = Retry(errors=job.retry_errors, unanswered=job.retry_unanswered)
                 out: OutputFile | DatabaseOutput
                 done: Answered
@@ -280,9 +281,10 @@ async def _run_bulk(conn: Connection, job: BulkJob, stats: RunStats, console: Co
                 try:
                     if isinstance(out, DatabaseOutput) and job.journal is not None:
                         job.journal.attach(out.sent, out.name)  # its record: a table
+                        stats.unanswered_retried = out.unanswered_retried
                     elif isinstance(out, OutputFile) and out.resumable and job.journal:
                         journal = job.journal
-                        _open_journal(journal, out, job, resume, stats, identity)
+                        _open_journal(journal, out, job, resume, stats, existed)
                     if (resume.resumed or resume.unanswered) and job.progress != "off":
                         print_resume(console, out.name, resume, job.retry_errors)
                     entries = _selected(iter_entries(stream, _input_name(job), job.column), job)
@@ -310,13 +312,13 @@ def _open_journal(
     job: BulkJob,
     resume: ResumeState,
     stats: RunStats,
-    identity: list[int] | None,
+    existed: bool,
 ) -> None:
     """Give each handle the last run sent and OUT does not answer its *unanswered* line
     (or, with --retry-unanswered, leave it to be looked up again); then start the journal
     afresh. The lines are written first: a kill in between loses nothing."""
     path = journal_path(out.name)
-    for handle in read_journal(path, identity) if job.resume else ():  # --overwrite: afresh
+    for handle in read_journal(path) if job.resume and existed else ():
         if handle in resume.lines:
             continue  # answered (or dropped to be looked up again): OUT says what to do
         if job.retry_unanswered:
@@ -325,7 +327,11 @@ def _open_journal(
         out.write(unanswered_bytes(handle, out.fmt))
         resume.done[handle] = False
         resume.unanswered += 1
-    journal.open(path, file_identity(out.name))
+    journal.open(path)
+
+
+def _exists(path: str | None) -> bool:
+    return path is not None and os.path.exists(path)
 
 
 def _input_name(job: BulkJob) -> str:

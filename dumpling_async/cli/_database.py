@@ -3,16 +3,20 @@ handle, kept across runs and input lists, so a handle bought recently is never b
 again, and resuming is a query instead of a scan.
 
 ``results`` holds each handle's latest outcome: status, error, whether it was charged
-(1, 0, or NULL: maybe), when it was fetched and the raw JSON. ``sent`` is the write-ahead
-record: a handle is put there, committed, just before its first request is sent, and
-taken out in the transaction that stores its result; a row still there when a run
-starts was in flight when a run died, so it is *unanswered* (maybe charged) and not
-bought again unless asked. WAL journaling with ``synchronous=NORMAL``: a commit is in the
-kernel's hands at once (a killed process loses nothing) without an fsync per row.
+(1, 0, or NULL: maybe), when it was fetched and the raw JSON; an error never replaces a
+profile (a refresh that fails keeps the older one), and a position that was never
+attempted (a budget reached, a batch stopped) writes no row. ``sent`` is the write-ahead
+record: a handle is put there, committed, just before each request for it is sent, and
+taken out with the row that stores its result; a row still there when a run starts was
+in flight when a run died, so it is *unanswered* (maybe charged) and not bought again
+unless asked. WAL journaling with ``synchronous=NORMAL``: a commit is in the kernel's
+hands at once, without an fsync per row. Results are committed in small batches (see
+``_BATCH``), their handles still recorded as sent until then.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sqlite3
@@ -30,6 +34,7 @@ from ._files import OutputError, csv_line, dumps_record, lock_output
 from ._input import INVALID_PREFIX, InputEntry, entry_key
 from ._output import (
     CSV_COLUMNS,
+    NOT_ATTEMPTED,
     UNANSWERED,
     UNANSWERED_MESSAGE,
     OutputFormat,
@@ -52,7 +57,7 @@ ENDPOINT: Final = "profile"
 _SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS results (
         endpoint TEXT NOT NULL,
-        key TEXT NOT NULL,          -- the normalised handle ('!' + text: an invalid input)
+        key TEXT NOT NULL,          -- the normalised handle ('invalid:' + text: an invalid input)
         handle TEXT NOT NULL,
         input TEXT NOT NULL,
         line INTEGER,
@@ -76,10 +81,22 @@ _SCHEMA: Final = (
 
 
 # Results are committed with the next record of a send (which must be committed before
-# its request goes), else after this many or this long: a kill loses at most the answers
-# of the last quarter second, and those handles stay recorded as sent (maybe charged).
+# its request goes), else after this many or, by a timer, this long: a kill loses at most
+# the answers of the last quarter second, and those handles stay recorded as sent (maybe
+# charged, never bought twice).
 _BATCH: Final = 64
 _BATCH_SECONDS: Final = 0.25
+# An error never replaces a profile: a refresh that fails keeps the older one.
+_UPSERT: Final = (
+    "INSERT INTO results (endpoint, key, handle, input, line, ok, error_type, error_status, "
+    "error_message, charged, fetched_at, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (endpoint, key) DO UPDATE SET handle = excluded.handle, "
+    "input = excluded.input, line = excluded.line, ok = excluded.ok, "
+    "error_type = excluded.error_type, error_status = excluded.error_status, "
+    "error_message = excluded.error_message, charged = excluded.charged, "
+    "fetched_at = excluded.fetched_at, raw = excluded.raw "
+    "WHERE excluded.ok OR NOT results.ok"
+)
 _OUTCOME: Final = "SELECT ok, error_type, fetched_at FROM results WHERE endpoint = ? AND key = ?"
 _EARLIER: Final = "SELECT 1 FROM sent WHERE endpoint = ? AND key = ? AND earlier"
 
@@ -95,17 +112,21 @@ class DatabaseOutput:
         self._retry = retry
         self._pending = 0  # results stored since the last commit
         self._committed = time.monotonic()
+        self._timer: asyncio.TimerHandle | None = None  # commits what is pending
+        self._earlier = 0  # handles a dead run left recorded as sent
+        self.unanswered_retried = 0  # of them, looked up again (--retry-unanswered)
         self._cutoff = time.time() - max_age if max_age is not None else None
         self._lock_fd = _lock(path)
         try:
             self._db = _connect(path)
-            with _transaction(self._db):
+            with _errors(path), _transaction(self._db):
                 if not resume:
                     self._db.execute("DELETE FROM results WHERE endpoint = ?", (ENDPOINT,))
                     self._db.execute("DELETE FROM sent WHERE endpoint = ?", (ENDPOINT,))
                 # Whatever is still recorded as sent was in flight when a run died.
                 self._db.execute("UPDATE sent SET earlier = 1 WHERE endpoint = ?", (ENDPOINT,))
-            self.state = self._state(resume)
+            with _errors(path):
+                self.state = self._state(resume)
         except BaseException:
             os.close(self._lock_fd)
             raise
@@ -127,10 +148,14 @@ class DatabaseOutput:
                 state.dropped += count
             else:
                 state.kept_errors += count
-        (state.unanswered,) = db.execute(
+        (self._earlier,) = db.execute(
             "SELECT count(*) FROM sent WHERE endpoint = ? AND earlier", (ENDPOINT,)
         ).fetchone()
-        held = state.kept_ok + state.kept_errors + state.dropped + state.unanswered
+        if self._retry.unanswered:
+            self.unanswered_retried = self._earlier
+        else:
+            state.unanswered = self._earlier
+        held = state.kept_ok + state.kept_errors + state.dropped + self._earlier
         state.resumed = resume and held > 0
         return state
 
@@ -138,7 +163,7 @@ class DatabaseOutput:
     def get(self, key: str) -> bool | None:
         """Whether *key* is done (its ok flag), or None: look it up."""
         db = self._db
-        if self.state.unanswered and db.execute(_EARLIER, (ENDPOINT, key)).fetchone():
+        if self._earlier and db.execute(_EARLIER, (ENDPOINT, key)).fetchone():
             return None if self._retry.unanswered else False  # maybe charged: kept
         row = db.execute(_OUTCOME, (ENDPOINT, key)).fetchone()
         if row is None:
@@ -154,10 +179,13 @@ class DatabaseOutput:
         """Record *key* as about to be sent: committed before it goes, with the results
         stored since the last commit."""
         db = self._db
-        if not db.in_transaction:
-            db.execute("BEGIN IMMEDIATE")
-        db.execute("INSERT OR REPLACE INTO sent VALUES (?, ?, ?, 0)", (ENDPOINT, key, time.time()))
-        self._commit()
+        with _errors(self.name):
+            if not db.in_transaction:
+                db.execute("BEGIN IMMEDIATE")
+            db.execute(
+                "INSERT OR REPLACE INTO sent VALUES (?, ?, ?, 0)", (ENDPOINT, key, time.time())
+            )
+            self._commit()
 
     def record(self, entry: InputEntry, result: ProfileResult) -> None:
         """Store *result* as its entry's outcome (replacing an older one) and end its
@@ -165,6 +193,13 @@ class DatabaseOutput:
         send, or after ``_BATCH`` results or ``_BATCH_SECONDS``, whichever comes first."""
         key = entry_key(entry.text)
         profile, error = result.profile, result.error
+        if profile is None and type(error).__name__ in NOT_ATTEMPTED:
+            # Not attempted: no row (an older one stays), and a dead run's record of a
+            # send stays too (this run did not get to send it: still maybe charged).
+            self._execute_batched(
+                ("DELETE FROM sent WHERE endpoint = ? AND key = ? AND NOT earlier", (ENDPOINT, key))
+            )
+            return
         valid = not key.startswith(INVALID_PREFIX)
         handle = result.handle if valid else entry.text
         fields: dict[str, Any] = {} if profile is not None else _error_fields(error)
@@ -192,27 +227,70 @@ class DatabaseOutput:
             time.time(),
             raw,
         )
-        db = self._db
-        if not db.in_transaction:
-            db.execute("BEGIN IMMEDIATE")
-        db.execute(
-            "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values
+        self._execute_batched(
+            (_UPSERT, values),
+            ("DELETE FROM sent WHERE endpoint = ? AND key = ?", (ENDPOINT, key)),
         )
-        db.execute("DELETE FROM sent WHERE endpoint = ? AND key = ?", (ENDPOINT, key))
-        self._pending += 1
-        if self._pending >= _BATCH or time.monotonic() - self._committed >= _BATCH_SECONDS:
-            self._commit()
+
+    def _execute_batched(self, *statements: tuple[str, tuple[Any, ...]]) -> None:
+        """Run *statements* as one unit (a savepoint) in the open batch; commit the batch
+        when it is full or old, else arm the timer that will."""
+        db = self._db
+        with _errors(self.name):
+            if not db.in_transaction:
+                db.execute("BEGIN IMMEDIATE")
+            db.execute("SAVEPOINT one")
+            try:
+                for sql, parameters in statements:
+                    db.execute(sql, parameters)
+            except BaseException:
+                db.execute("ROLLBACK TO one")
+                db.execute("RELEASE one")
+                raise
+            db.execute("RELEASE one")
+            self._pending += 1
+            if self._pending >= _BATCH or time.monotonic() - self._committed >= _BATCH_SECONDS:
+                self._commit()
+            elif self._timer is None:
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:  # no event loop to time it (a script): commit now
+                    self._commit()
+                else:
+                    self._timer = loop.call_later(_BATCH_SECONDS, self._flush)
+
+    def _flush(self) -> None:
+        self._timer = None
+        if self._db.in_transaction:
+            with contextlib.suppress(OutputError), _errors(self.name):
+                self._commit()  # if it fails, the next write or close() says so
 
     def _commit(self) -> None:
         self._db.execute("COMMIT")
         self._pending, self._committed = 0, time.monotonic()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def close(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            if self._db.in_transaction:
-                self._commit()
-            self._db.close()
-        os.close(self._lock_fd)
+        """Commit what is pending and close (a commit that fails is an OutputError)."""
+        try:
+            with _errors(self.name):
+                if self._db.in_transaction:
+                    self._commit()
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            os.close(self._lock_fd)
+
+
+@contextlib.contextmanager
+def _errors(path: str) -> Iterator[None]:
+    """A database error (a full disk, a lock held too long) as an OutputError."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise OutputError(f"cannot write {path}: {exc}") from None
 
 
 @contextlib.contextmanager
@@ -290,8 +368,8 @@ def _is_empty(db: sqlite3.Connection) -> bool:
 Row = tuple[str, str, int | None, int, str | None, int | None, str | None, int | None, bytes | None]
 
 
-def rows(path: str) -> Iterator[Row]:
-    """Every stored outcome, then every unanswered handle that has none, in key order."""
+def _open_to_read(path: str) -> sqlite3.Connection:
+    """*path*, read-only, if it is a database of ours (else an OutputError)."""
     if not os.path.isfile(path):
         raise OutputError(f"cannot read {path}: not a file")
     try:
@@ -301,6 +379,18 @@ def rows(path: str) -> Iterator[Row]:
     try:
         if _identity(db) != (APPLICATION_ID, SCHEMA_VERSION):
             raise OutputError(f"{path} is not a dumpling-async database of this version")
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise OutputError(f"{path} is not a dumpling-async database ({exc})") from None
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def rows(db: sqlite3.Connection) -> Iterator[Row]:
+    """Every stored outcome, then every unanswered handle that has none, in key order."""
+    try:
         yield from db.execute(
             "SELECT handle, input, line, ok, error_type, error_status, error_message, charged, "
             "raw FROM results WHERE endpoint = ? ORDER BY key",
@@ -313,9 +403,7 @@ def rows(path: str) -> Iterator[Row]:
         ):
             yield (key, key, None, 0, UNANSWERED, None, UNANSWERED_MESSAGE, None, None)
     except sqlite3.DatabaseError as exc:
-        raise OutputError(f"{path} is not a dumpling-async database ({exc})") from None
-    finally:
-        db.close()
+        raise OutputError(f"cannot read the database: {exc}") from None
 
 
 def export_bytes(row: Row, fmt: OutputFormat) -> bytes:
@@ -342,6 +430,7 @@ def export_bytes(row: Row, fmt: OutputFormat) -> bytes:
 def export(path: str, output: str | None, fmt: OutputFormat) -> int:
     """Write every row of the database at *path* to *output* (None: stdout); the count."""
     count = 0
+    db = _open_to_read(path)  # before OUTPUT is touched
     target: IO[bytes]
     if output is None:
         target = sys.stdout.buffer
@@ -349,15 +438,17 @@ def export(path: str, output: str | None, fmt: OutputFormat) -> int:
         try:
             target = open(output, "wb")  # noqa: SIM115 - closed below
         except OSError as exc:
+            db.close()
             raise OutputError(f"cannot open {output}: {exc.strerror}") from None
     try:
         if fmt == "csv":
             target.write(csv_line(list(CSV_COLUMNS)))
-        for row in rows(path):
+        for row in rows(db):
             target.write(export_bytes(row, fmt))
             count += 1
         target.flush()
     finally:
+        db.close()
         if output is not None:
             target.close()
     return count

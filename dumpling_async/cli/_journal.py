@@ -2,14 +2,13 @@
 just before each of its requests is sent, so a run killed with requests in flight leaves
 behind which handles may have been charged without an answer.
 
-``OUT.sent`` starts with a line naming the output it belongs to (the file's device and
-inode, so a journal left beside an output that was deleted and made anew is not taken for
-its own), then holds one JSON string per line, the normalised handle, written unbuffered
-by the bulk engine's ``before_send`` (``iter_profiles``): a killed process loses nothing
-the kernel was handed, and a record that cannot be written whole stops the batch before
-the request goes. A resume reads it and gives every handle it names that OUT does not
-answer an *unanswered* line (maybe charged), unless told to buy them again; the journal
-then starts afresh. A database output keeps the same record in a table of its own.
+``OUT.sent`` holds one JSON string per line, the normalised handle, written unbuffered by
+the bulk engine's ``before_send`` (``iter_profiles``): a killed process loses nothing the
+kernel was handed, and a record that cannot be written whole stops the batch before the
+request goes. A resume of an OUT that exists reads it and gives every handle it names
+that OUT does not answer an *unanswered* line (maybe charged), unless told to buy them
+again; the journal then starts afresh. (A journal beside an OUT that is gone belongs to
+nothing: it is not read.) A database output keeps the same record in a table of its own.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ import orjson
 from .._core.seen import SeenKeys
 from ._files import OutputError
 
-__all__ = ["Journal", "file_identity", "journal_path", "read_journal"]
+__all__ = ["Journal", "journal_path", "read_journal"]
 
 SUFFIX = ".sent"
 
@@ -33,18 +32,8 @@ def journal_path(output: str) -> str:
     return output + SUFFIX
 
 
-def file_identity(path: str) -> list[int] | None:
-    """The file's device and inode (None: there is none): what a journal belongs to."""
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return [info.st_dev, info.st_ino]
-
-
-def read_journal(path: str, output: list[int] | None) -> Iterator[str]:
-    """The handles *path* records, each once, if it belongs to the output identified by
-    *output* (none if it does not, or if there is no journal)."""
+def read_journal(path: str) -> Iterator[str]:
+    """The handles *path* records, each once (none if there is no journal)."""
     try:
         stream = open(path, "rb")  # noqa: SIM115 - closed below
     except FileNotFoundError:
@@ -53,9 +42,6 @@ def read_journal(path: str, output: list[int] | None) -> Iterator[str]:
         raise OutputError(f"cannot read {path}: {exc.strerror}") from None
     seen = SeenKeys()  # a repeat is a retry's record; ~25 bytes a handle, however many
     with stream:
-        header = _parse(stream.readline(), path)
-        if output is None or not isinstance(header, dict) or header.get("output") != output:
-            return  # another output's (or one written before journals had a header)
         for raw in stream:
             if not raw.endswith(b"\n"):
                 break  # torn by a kill mid-write: that request had not been sent
@@ -83,8 +69,8 @@ class Journal:
         self._record: Callable[[str], None] | None = None
         self.path: str | None = None
 
-    def open(self, path: str, output: list[int] | None) -> None:
-        """Start recording into *path* (emptied first), for the output *output* names."""
+    def open(self, path: str) -> None:
+        """Start recording into *path*, emptied first."""
         try:
             # Unbuffered: each record is in the kernel's hands before the request goes.
             stream = open(path, "wb", buffering=0)  # noqa: SIM115 - closed by close()
@@ -92,14 +78,11 @@ class Journal:
             raise OutputError(f"cannot open {path}: {exc.strerror}") from None
         self._stream, self.path = stream, path
 
-        def write(data: bytes) -> None:
+        def record(handle: str) -> None:
+            data = orjson.dumps(handle) + b"\n"
             if stream.write(data) != len(data):  # a full disk: the tail is torn
                 raise OSError(f"could not write all of a record to {path}")
 
-        def record(handle: str) -> None:
-            write(orjson.dumps(handle) + b"\n")
-
-        write(orjson.dumps({"output": output}) + b"\n")  # the header: whose journal
         self._record = record
 
     def attach(self, record: Callable[[str], None], name: str) -> None:
