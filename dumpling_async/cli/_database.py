@@ -188,9 +188,9 @@ class DatabaseOutput:
             self._commit()
 
     def record(self, entry: InputEntry, result: ProfileResult) -> None:
-        """Store *result* as its entry's outcome (replacing an older one) and end its
-        record of being sent, in one transaction: committed with the next record of a
-        send, or after ``_BATCH`` results or ``_BATCH_SECONDS``, whichever comes first."""
+        """Store *result* as its entry's outcome (replacing an older one, but never a
+        profile by an error) and end its record of being sent, as one unit: committed with
+        the next record of a send, or after ``_BATCH`` results or ``_BATCH_SECONDS``."""
         key = entry_key(entry.text)
         profile, error = result.profile, result.error
         if profile is None and type(error).__name__ in NOT_ATTEMPTED:
