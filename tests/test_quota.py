@@ -5,6 +5,7 @@ model's states, hostile values and shared state, one answer at a time."""
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
 import statistics
@@ -272,6 +273,51 @@ def test_a_request_that_leaves_late_is_not_read_as_quota_back(told: bool) -> Non
     # Older news: it cannot undo what was read (the hazard the departure is told for).
     model.answer(late, 0.045, _ok(10, 7))
     assert model.ledger.counted == (3 if told else 2)
+
+
+def test_a_429_learns_from_the_units_it_shows_counted_not_from_older_ones_held() -> None:
+    """A fixed window restarted by the first request after the last one ended (the
+    ``limits`` package's), sent to in a dense burst with slow answers: when the burst's
+    one 429 comes, the ledger still holds units of the window before that only answers
+    in flight could show back. Read as still counted (with the rounded Retry-After's
+    second on top), they grew the window by half at every 429: 2.3, 4.9, 8.8, 14.7 s
+    against 2 s, and the job nearly stopped."""
+    limit = 40
+    model = _model()
+    events: list[tuple[float, int, int, float]] = []  # (at, order, permit, remaining / -wait)
+
+    def send(at: float, answer_after: float, remaining: int) -> None:
+        heapq.heappush(events, (at + answer_after, len(events), model.grant(at), remaining))
+
+    def answer_until(until: float) -> None:
+        while events and events[0][0] <= until:
+            at, _, seq, remaining = heapq.heappop(events)
+            if remaining >= 0:
+                model.answer(seq, at, _ok(limit, int(remaining)))
+            else:
+                info = ResponseInfo(
+                    status=429, limit=limit, remaining=0, retry_after=-remaining,
+                    retry_after_rounded=True,
+                )  # fmt: skip
+                model.answer(seq, at, info)
+
+    send(0.0, 0.2, limit - 1)
+    answer_until(0.2)
+    for i in range(1, limit):  # the first window, from 0.0
+        answer_until(0.2 + 0.01 * i)
+        send(0.2 + 0.01 * i, 0.3, limit - 1 - i)
+    send(0.6, 0.001, -2)  # refused: the window ends at 2.0 ("2": rounded up)
+    answer_until(2.7)
+    # The second window starts at 2.7, with the first request after the first ended. Its
+    # third answer comes early: it shows the first window's units back but for those
+    # the two requests sent just before it might still hold (the ledger keeps two).
+    for k in range(limit):
+        answer_until(2.7 + 0.005 * k)
+        send(2.7 + 0.005 * k, 0.15 if k == 2 else 0.3, limit - 1 - k)
+    answer_until(2.9)
+    send(2.9, 0.001, -2)  # the 41st, a jitter after the last two: refused ("2" again)
+    answer_until(2.95)
+    assert model.steps.lo < 2.5, model.steps  # the second window's units: 1.2 s at least
 
 
 def test_usage_by_another_client_is_counted() -> None:

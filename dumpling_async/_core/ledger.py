@@ -28,7 +28,8 @@ class Reconciled:
     popped: int  # units shown back, oldest first
     popped_newest: float | None  # the stamp of the newest of them
     split_group: int  # units sent within jitter of that one and still counted
-    held: float | None  # the stamp of the oldest unit shown still counted, if any
+    held: float | None  # the stamp of the oldest unit, if the answer shows it still counted
+    proven: float | None  # the stamp of the oldest unit the answer shows still counted
     foreign: int  # units in use that this ledger never sent
 
 
@@ -151,10 +152,15 @@ class Ledger:
         if fresh and old + near < used:
             foreign = used - old - near
             self.add(sent, foreign)
-        held = None
+        held = proven = None
         if old > 0 and old <= used - near:
             held = stamps[0]  # even if every near unit was counted, all old ones were
-        return Reconciled(popped, popped_newest, split, held, foreign)
+        if old > 0 and used > near:
+            # Of the old units, the newest used - near were counted whatever the near ones
+            # did: the oldest of those. An older one may be kept only because near units
+            # have not shown it back yet.
+            proven = self.nth_stamp(old - min(used - near, old) + 1)
+        return Reconciled(popped, popped_newest, split, held, proven, foreign)
 
     # -- state ------------------------------------------------------------------------
     def entries(self) -> list[list[float]]:

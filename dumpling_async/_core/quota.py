@@ -355,7 +355,7 @@ class QuotaModel:
             self._note_reset(sent, now, info, remaining)
         if refused:
             self.rate_limited += 1
-            self._refused(sent, now, info, remaining)
+            self._refused(sent, now, info, remaining, found.proven)
         elif info.status == 503:
             self.pause(now, info.retry_after or self.upstream_pause)
 
@@ -413,22 +413,25 @@ class QuotaModel:
         most = 1 if remaining == 0 or info.status == 429 else self.limit - remaining
         self.word.keep(Cap(upto=sent, at=at, most=most, from_reset=True))
 
-    def _refused(self, sent: float, now: float, info: ResponseInfo, remaining: int) -> None:
+    def _refused(
+        self, sent: float, now: float, info: ResponseInfo, remaining: int, held: float | None
+    ) -> None:
         """A 429: the quota was used up when *sent* was counted (or, with quota left,
-        something else refused it: wait as asked, learn nothing of the quota)."""
+        something else refused it: wait as asked, learn nothing of the quota). *held*: the
+        oldest unit the 429 shows still counted (the ledger may hold older ones that only
+        requests in flight could show back)."""
         if remaining > 0:
             self.pause(now, info.retry_after or self.upstream_pause)
             return
         wait, word = info.retry_after, self.word
         word.refused(sent, wait, info.retry_after_rounded)
         jitter = self.jitter
-        oldest = self.ledger.oldest()
         if self.mode is Mode.GRADUAL:
             rate = self._pace() or 1.0
             if wait is not None and wait * rate >= self.tuning.step_wait:
                 # A wait of many units' refill time: quota comes back in steps after all
                 # (a fixed window read as gradual); one burst tries the window first.
-                self.steps.still_counted(sent - (oldest or sent) - jitter)
+                self.steps.still_counted(sent - (held or sent) - jitter)
                 self._advance(Mode.CONFIRMING)
             elif sent >= self.slowed:  # one slow-down per round of requests
                 self.pace = max(self.pace * self.tuning.slow_down, self.tuning.pace_floor)
@@ -439,18 +442,21 @@ class QuotaModel:
                 self.synced = max(self.synced, self.paused_until - 1 / (self._pace() or 1.0))
             return
         steps = self.steps
-        if oldest is not None:
-            steps.still_counted(sent - oldest - jitter)
+        if held is not None:
+            steps.still_counted(sent - held - jitter)
         if wait is None:
-            until = (oldest if oldest is not None else sent) + self.window
+            until = (held if held is not None else sent) + self.window
             self.pause(now, max(until - now, 0.0))
             return
         back = sent + word.late_end(wait) + jitter  # sent then, it may arrive a jitter sooner
-        if oldest is not None:
+        oldest = self.ledger.oldest()
+        if held is not None and oldest is not None:
             before = steps.value
             if info.retry_after_rounded:
-                steps.still_counted(sent + word.early_end(wait) - oldest - jitter)
+                steps.still_counted(sent + word.early_end(wait) - held - jitter)
             else:
+                # The unit back then is the oldest the server counts: one from the oldest
+                # the ledger holds to *held*. Only *held* bounds the window from below.
                 steps.exactly(back - jitter - oldest, jitter)
             word.keep(Cap(upto=oldest, at=back, most=1, from_reset=False))
             if self.mode is Mode.LEARNING:
