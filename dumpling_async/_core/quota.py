@@ -355,7 +355,10 @@ class QuotaModel:
             self._note_reset(sent, now, info, remaining)
         if refused:
             self.rate_limited += 1
-            self._refused(sent, now, info, remaining, found.proven)
+            # The oldest unit the 429 shows counted; when the requests sent with it explain
+            # the count alone, the oldest held (the burst itself, as before).
+            held = found.proven if found.proven is not None else self.ledger.oldest()
+            self._refused(sent, now, info, remaining, held)
         elif info.status == 503:
             self.pause(now, info.retry_after or self.upstream_pause)
 
