@@ -107,14 +107,12 @@ class BulkRun:
         out: Output,
         stats: RunStats,
         done: Answered,
-        journal: Journal | None = None,
     ) -> None:
         self.client = client
         self.job = job
         self.out = out
         self.stats = stats
         self.done = done
-        self.journal = journal
         self.pending: dict[int, InputEntry] = {}  # submitted position -> entry
 
     async def _plan(self, source: AsyncIterator[object]) -> AsyncIterator[str]:
@@ -151,7 +149,7 @@ class BulkRun:
 
     async def run(self, source: AsyncIterator[object]) -> None:
         stats = self.stats
-        journal = self.journal
+        journal = self.job.journal
         results = self.client.iter_profiles(
             self._plan(source),
             concurrency=self.job.concurrency,
@@ -282,14 +280,14 @@ async def _run_bulk(conn: Connection, job: BulkJob, stats: RunStats, console: Co
                     if isinstance(out, DatabaseOutput) and job.journal is not None:
                         job.journal.attach(out.sent, out.name)  # its record: a table
                         stats.unanswered_retried = out.unanswered_retried
-                    elif isinstance(out, OutputFile) and out.resumable and job.journal:
+                    elif isinstance(out, OutputFile) and out.resumable and job.journal is not None:
                         journal = job.journal
                         _open_journal(journal, out, job, resume, stats, existed)
                     if (resume.resumed or resume.unanswered) and job.progress != "off":
                         print_resume(console, out.name, resume, job.retry_errors)
                     entries = _selected(iter_entries(stream, _input_name(job), job.column), job)
                     source = async_entries(entries, threaded=threaded)
-                    bulk = BulkRun(client, job, out, stats, done, job.journal)
+                    bulk = BulkRun(client, job, out, stats, done)
                     stats.started = time.monotonic()
                     with stop_on_signals(stats, console, "finishing the lookups in flight"):
                         async with Reporter(job.progress, console, BulkView(stats)):

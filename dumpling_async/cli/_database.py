@@ -105,8 +105,6 @@ class DatabaseOutput:
     """The open database: answers which handles are done, stores results, and records
     each handle before it is sent."""
 
-    resumable = True
-
     def __init__(self, path: str, *, resume: bool, retry: Retry, max_age: float | None) -> None:
         self.name = path
         self._retry = retry
