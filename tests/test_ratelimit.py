@@ -40,9 +40,9 @@ async def test_uses_quota_without_running_into_it(algorithm: str) -> None:
     # refill first passes for a window shorter than it is (16 in flight, 20 units).
     assert server.rate_limited <= 6, server.rate_limited
     ideal = n / (LIMIT / WINDOW)
-    # 0.75-0.95 on a quiet machine; a core kept busy slows the client's loop itself. Once
-    # in ten suite runs [gcra] took 5.7 s (cause unknown, not reproduced in 36 runs of the
-    # test alone, loaded or not): the message says what the limiter went through.
+    # 0.75-0.95 on a quiet machine; a core kept busy slows the client's loop itself. With
+    # both cores busy a bucket's bursts leave spread over 20-80 ms and, before the probes
+    # learned from two groups back in part, it read as a slow step server: 4-7 s here.
     statuses = Counter(record.status for record in server.records)
     assert ideal / elapsed >= 0.5, (ideal, elapsed, statuses, client.rate_limit)
     assert set(server.charged.values()) == {1} and len(server.charged) == n

@@ -380,9 +380,22 @@ class QuotaModel:
             # returns a group within the jitter of its sends; still only in part well
             # after the first look, it comes back gradually.
             first = self.partial
-            if first is None or abs(first[0] - newest) > jitter:
+            if first is None:
                 self.partial = (newest, sent)
-            elif sent - first[1] >= self.tuning.gradual_proof * jitter:
+                return
+            late = sent - first[1] >= self.tuning.gradual_proof * jitter
+            if abs(first[0] - newest) <= jitter:
+                gradual = late  # the same group, still in part
+            else:
+                # Another group back in part. A busy loop spreads each burst's sends, so
+                # the probes of learning rarely see one group twice; but a step server
+                # returns every unit a window after it was counted: two groups' lags
+                # agree within two jitters there.
+                lags_differ = abs((sent - newest) - (first[1] - first[0])) > 2 * jitter
+                gradual = late and lags_differ and self.mode is Mode.LEARNING
+                if not gradual:
+                    self.partial = (newest, sent)
+            if gradual:
                 since = self.drained if self.drained is not None else newest
                 self.refill.span = self.tuning.rate_quotas * (self.limit or 1)
                 self.refill.start(min(since, first[1]), sent, found.popped)
