@@ -23,7 +23,7 @@ from .ledger import Ledger, Reconciled
 from .modes import Mode
 from .probes import Probes
 from .tuning import Tuning
-from .window import RefillRate, StepWindow
+from .window import RefillRate, StepWindow, seen_in_part
 
 __all__ = ["MAX_LIMIT", "Cap", "Mode", "QuotaModel", "ResponseInfo", "Tuning"]
 
@@ -376,26 +376,14 @@ class QuotaModel:
             return
         newest = found.popped_newest
         if found.split_group >= 1 and found.popped + found.split_group >= self.tuning.partial_group:
-            # Part of a group sent together is back, part still counted. A step server
-            # returns a group within the jitter of its sends; still only in part well
-            # after the first look, it comes back gradually.
+            # Part of a group sent together is back, part still counted: a gradual server,
+            # once a later look proves it (``seen_in_part``).
             first = self.partial
-            if first is None:
-                self.partial = (newest, sent)
-                return
-            late = sent - first[1] >= self.tuning.gradual_proof * jitter
-            if abs(first[0] - newest) <= jitter:
-                gradual = late  # the same group, still in part
-            else:
-                # Another group back in part. A busy loop spreads each burst's sends, so
-                # the probes of learning rarely see one group twice; but a step server
-                # returns every unit a window after it was counted: two groups' lags
-                # agree within two jitters there.
-                lags_differ = abs((sent - newest) - (first[1] - first[0])) > 2 * jitter
-                gradual = late and lags_differ and self.mode is Mode.LEARNING
-                if not gradual:
-                    self.partial = (newest, sent)
-            if gradual:
+            proof = self.tuning.gradual_proof * jitter
+            gradual, self.partial = seen_in_part(
+                first, (newest, sent), jitter, proof, learning=self.mode is Mode.LEARNING
+            )
+            if gradual and first is not None:
                 since = self.drained if self.drained is not None else newest
                 self.refill.span = self.tuning.rate_quotas * (self.limit or 1)
                 self.refill.start(min(since, first[1]), sent, found.popped)

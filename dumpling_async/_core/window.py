@@ -18,7 +18,7 @@ from collections import deque
 
 import attrs
 
-__all__ = ["RefillRate", "StepWindow"]
+__all__ = ["RefillRate", "StepWindow", "seen_in_part"]
 
 
 @attrs.define
@@ -76,6 +76,35 @@ class StepWindow:
             return
         self.lo = max(self.lo, lag - slack)
         self.hi = max(lag + slack, self.lo + slack)
+
+
+def seen_in_part(
+    first: tuple[float, float] | None,
+    look: tuple[float, float],
+    jitter: float,
+    proof: float,
+    *,
+    learning: bool,
+) -> tuple[bool, tuple[float, float]]:
+    """A group sent together seen back in part, *look* = (its newest unit back, the send
+    time of the answer that showed it), after the *first* such look: whether the server
+    is gradual, and the look to keep as the first.
+
+    A step server returns a group within the jitter of its sends: one still only in part
+    *proof* seconds after the first look comes back gradually. While learning, a busy
+    loop spreads each burst's sends, so the probes rarely see one group twice; but a step
+    server returns every unit a window after it was counted, so two groups' lags agree
+    within two jitters there, and two that do not prove it gradual too.
+    """
+    if first is None:
+        return False, look
+    late = look[1] - first[1] >= proof
+    if abs(first[0] - look[0]) <= jitter:
+        return late, first  # the same group, still in part
+    lags_differ = abs((look[1] - look[0]) - (first[1] - first[0])) > 2 * jitter
+    if late and lags_differ and learning:
+        return True, first
+    return False, look
 
 
 class RefillRate:
