@@ -23,6 +23,7 @@ from ._core.inputs import normalize_handle, normalize_video_url
 from ._core.paging import Pager
 from ._core.ratelimit import AdaptiveRateLimiter, Permit, RateLimiter, ResponseInfo
 from ._core.retry import RetryPolicy
+from ._core.shared import SharedCache
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -120,6 +121,7 @@ __all__ = [
     "RetryEvent",
     "RetryPolicy",
     "ServerError",
+    "SharedCache",
     "ThrottleEvent",
     "TikTokMusic",
     "TikTokProfile",

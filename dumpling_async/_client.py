@@ -57,6 +57,7 @@ from ._core.paging import Pager, open_pager
 from ._core.pipeline import Pipeline
 from ._core.ratelimit import AdaptiveRateLimiter, RateLimiter
 from ._core.retry import RetryPolicy
+from ._core.shared import SharedCache
 from ._errors import ConfigurationError
 from ._models import (
     ProfileVideo,
@@ -98,7 +99,7 @@ class AsyncDumplingClient:
         request_source: str | None = None,
         allow_insecure_http: bool = False,
         max_response_bytes: int = 4 * 1024 * 1024,
-        cache: ProfileCache | None = None,
+        cache: ProfileCache | SharedCache | None = None,
         credit_costs: CreditCosts | None = None,
         hooks: ClientHooks | None = None,
         proxy: str | None = None,
@@ -127,6 +128,8 @@ class AsyncDumplingClient:
             raise ConfigurationError("hooks must be a ClientHooks (subclass it)")
         if max_credits is not None and credit_budget is not None:
             raise ConfigurationError("pass max_credits or credit_budget, not both")
+        if cache is not None and not isinstance(cache, ProfileCache | SharedCache):
+            raise ConfigurationError("cache must be a ProfileCache or a SharedCache (RedisCache)")
         if credit_costs is not None and not isinstance(credit_costs, CreditCosts):
             raise ConfigurationError("credit_costs must be a CreditCosts")
         self._timeout_s = timeout
@@ -226,9 +229,10 @@ class AsyncDumplingClient:
         return self._pipeline.limiter
 
     @property
-    def cache(self) -> ProfileCache | None:
+    def cache(self) -> ProfileCache | SharedCache | None:
         """The profile cache, when one was given."""
-        return self._lookups.cache
+        shared = self._lookups.shared
+        return self._lookups.cache if shared is None else shared.store
 
     @property
     def max_concurrency(self) -> int:

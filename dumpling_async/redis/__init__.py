@@ -13,11 +13,15 @@ back to a local :class:`AdaptiveRateLimiter` (which still re-syncs from the serv
 headers, so it stays conservative) until Redis answers again; the credit budget fails
 closed: lookups that cannot reserve credits end as :class:`BudgetExceededError`
 results, never as lost handles.
+``RedisCache`` is a profile cache and single flight shared by every worker: a handle one
+worker is fetching is waited for by the others, not paid again, and a profile one worker
+bought is reused by all for its TTL; if Redis is away, lookups go on uncached.
 Install with ``pip install 'dumpling-async[redis]'``.
 """
 
 from ._base import key_namespace
 from ._budget import RedisCreditBudget
+from ._cache import RedisCache
 from ._limiter import RedisRateLimiter
 
-__all__ = ["RedisCreditBudget", "RedisRateLimiter", "key_namespace"]
+__all__ = ["RedisCache", "RedisCreditBudget", "RedisRateLimiter", "key_namespace"]
