@@ -24,6 +24,7 @@ from ._core.paging import Pager
 from ._core.ratelimit import AdaptiveRateLimiter, Permit, RateLimiter, ResponseInfo
 from ._core.retry import RetryPolicy
 from ._core.shared import SharedCache
+from ._core.turns import Priority
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -42,6 +43,7 @@ from ._errors import (
     InvalidInputError,
     InvalidResponseError,
     InvalidVideoURLError,
+    MaxWaitExceededError,
     NotFoundError,
     ProfileNotFoundError,
     ProxyError,
@@ -102,10 +104,12 @@ __all__ = [
     "InvalidResponseError",
     "InvalidVideoURLError",
     "LocalCreditBudget",
+    "MaxWaitExceededError",
     "NotFoundError",
     "Pager",
     "PauseEvent",
     "Permit",
+    "Priority",
     "ProfileCache",
     "ProfileNotFoundError",
     "ProfileResult",

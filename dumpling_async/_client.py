@@ -7,6 +7,7 @@ names its endpoint's call and hands it to the core.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from types import TracebackType
 from typing import Any, Self
@@ -58,6 +59,7 @@ from ._core.pipeline import Pipeline
 from ._core.ratelimit import AdaptiveRateLimiter, RateLimiter
 from ._core.retry import RetryPolicy
 from ._core.shared import SharedCache
+from ._core.turns import Priority, Turn, check_priority, check_wait
 from ._errors import ConfigurationError
 from ._models import (
     ProfileVideo,
@@ -100,6 +102,7 @@ class AsyncDumplingClient:
         allow_insecure_http: bool = False,
         max_response_bytes: int = 4 * 1024 * 1024,
         cache: ProfileCache | SharedCache | None = None,
+        max_wait: float | None = None,
         credit_costs: CreditCosts | None = None,
         hooks: ClientHooks | None = None,
         proxy: str | None = None,
@@ -128,6 +131,7 @@ class AsyncDumplingClient:
             raise ConfigurationError("hooks must be a ClientHooks (subclass it)")
         if max_credits is not None and credit_budget is not None:
             raise ConfigurationError("pass max_credits or credit_budget, not both")
+        self._max_wait = check_wait(max_wait)
         if cache is not None and not isinstance(cache, ProfileCache | SharedCache):
             raise ConfigurationError("cache must be a ProfileCache or a SharedCache (RedisCache)")
         if credit_costs is not None and not isinstance(credit_costs, CreditCosts):
@@ -241,31 +245,55 @@ class AsyncDumplingClient:
         return self._pipeline.max_concurrency
 
     # -- single lookups -------------------------------------------------------------------
-    async def get_tiktok_profile(self, handle: str) -> TikTokProfile:
+    def _turn(self, priority: Priority, max_wait: float | None) -> Turn:
+        """How a single call waits: *max_wait* None is the client's, ``math.inf`` none."""
+        wait = self._max_wait if max_wait is None else check_wait(max_wait)
+        return Turn(check_priority(priority), None if wait == math.inf else wait)
+
+    async def get_tiktok_profile(
+        self, handle: str, *, priority: Priority = "interactive", max_wait: float | None = None
+    ) -> TikTokProfile:
         """Look up one profile by handle or profile URL.
 
-        Concurrent calls for the same handle share one request (and one charge).
+        Concurrent calls for the same handle share one request (and one charge). Single
+        calls go ahead of bulk work on the quota (``priority="bulk"``: not this one). If
+        the rate limit would hold it longer than *max_wait* seconds (the client's
+        ``max_wait`` when None; ``math.inf``: no bound), it raises
+        :class:`MaxWaitExceededError` at once, uncharged, with the predicted wait as
+        ``retry_after``.
         """
-        profile: TikTokProfile = await self._lookups.get(PROFILE.call(normalize_handle(handle)))
+        call = PROFILE.call(normalize_handle(handle), turn=self._turn(priority, max_wait))
+        profile: TikTokProfile = await self._lookups.get(call)
         return profile
 
-    async def get_tiktok_video(self, url: str) -> TikTokVideo:
+    async def get_tiktok_video(
+        self, url: str, *, priority: Priority = "interactive", max_wait: float | None = None
+    ) -> TikTokVideo:
         """Fetch one video by URL (``tiktok.com/@user/video/ID`` or a short link).
 
         Concurrent calls for the same video share one request (and one charge).
+        *priority* and *max_wait* as for :meth:`get_tiktok_profile`.
         """
-        video: TikTokVideo = await self._lookups.get(VIDEO.call(normalize_video_url(url)))
+        call = VIDEO.call(normalize_video_url(url), turn=self._turn(priority, max_wait))
+        video: TikTokVideo = await self._lookups.get(call)
         return video
 
     async def get_tiktok_transcript(
-        self, video_url: str, *, preferred_language: str = "en"
+        self,
+        video_url: str,
+        *,
+        preferred_language: str = "en",
+        priority: Priority = "interactive",
+        max_wait: float | None = None,
     ) -> TikTokTranscript:
         """Fetch a video's subtitles: the WebVTT text and its parsed ``cues``.
 
         A video without subtitles raises :class:`TranscriptNotFoundError` (not charged).
+        *priority* and *max_wait* as for :meth:`get_tiktok_profile`.
         """
         url = normalize_video_url(video_url)
-        call = TRANSCRIPT.call(url, preferredLanguage=check_language(preferred_language))
+        turn = self._turn(priority, max_wait)
+        call = TRANSCRIPT.call(url, turn=turn, preferredLanguage=check_language(preferred_language))
         transcript: TikTokTranscript = await self._lookups.get(call)
         return transcript
 
@@ -277,7 +305,10 @@ class AsyncDumplingClient:
         sizing = self._pipeline.concurrency
         return sizing.limit if not sizing.automatic else lambda: sizing.limit
 
-    async def _gather(self, kind: BulkKind[R], items: Inputs, concurrency: int | None) -> list[R]:
+    async def _gather(
+        self, kind: BulkKind[R], items: Inputs, concurrency: int | None, priority: Priority
+    ) -> list[R]:
+        kind = attrs.evolve(kind, turn=Turn(check_priority(priority)))
         return await gather_results(
             self._lookups, kind, items, concurrency=self._width(concurrency)
         )
@@ -288,8 +319,10 @@ class AsyncDumplingClient:
         items: Inputs,
         concurrency: int | None,
         on_result: Callable[[R], None] | None,
+        priority: Priority,
         before_send: Callable[[str], None] | None = None,
     ) -> AsyncGenerator[R, None]:
+        kind = attrs.evolve(kind, turn=Turn(check_priority(priority)))
         width = self._width(concurrency)
         return iter_results(
             self._lookups,
@@ -301,10 +334,11 @@ class AsyncDumplingClient:
         )
 
     async def gather_profiles(
-        self, handles: Inputs, *, concurrency: int | None = None
+        self, handles: Inputs, *, concurrency: int | None = None, priority: Priority = "bulk"
     ) -> list[ProfileResult]:
-        """Look up many handles; one result per input position, in input order."""
-        return await self._gather(PROFILES, handles, concurrency)
+        """Look up many handles; one result per input position, in input order. Bulk
+        work waits for the quota behind single calls unless ``priority="interactive"``."""
+        return await self._gather(PROFILES, handles, concurrency, priority)
 
     def iter_profiles(
         self,
@@ -313,6 +347,7 @@ class AsyncDumplingClient:
         concurrency: int | None = None,
         on_result: Callable[[ProfileResult], None] | None = None,
         before_send: Callable[[str], None] | None = None,
+        priority: Priority = "bulk",
     ) -> AsyncGenerator[ProfileResult, None]:
         """Yield one result per input position as lookups complete (bounded memory).
 
@@ -328,13 +363,13 @@ class AsyncDumplingClient:
         that position and every later one get ``BatchAbortedError``, whose ``.cause`` holds
         the exception.
         """
-        return self._iter(PROFILES, handles, concurrency, on_result, before_send)
+        return self._iter(PROFILES, handles, concurrency, on_result, priority, before_send)
 
     async def gather_videos(
-        self, urls: Inputs, *, concurrency: int | None = None
+        self, urls: Inputs, *, concurrency: int | None = None, priority: Priority = "bulk"
     ) -> list[VideoResult]:
         """Fetch many videos; one result per input position, in input order."""
-        return await self._gather(VIDEOS, urls, concurrency)
+        return await self._gather(VIDEOS, urls, concurrency, priority)
 
     def iter_videos(
         self,
@@ -342,13 +377,14 @@ class AsyncDumplingClient:
         *,
         concurrency: int | None = None,
         on_result: Callable[[VideoResult], None] | None = None,
+        priority: Priority = "bulk",
     ) -> AsyncGenerator[VideoResult, None]:
         """Yield one result per input position as video lookups complete.
 
         The same engine as :meth:`iter_profiles`: spellings of one video are fetched once,
         the credit budget and account-level aborts apply, memory stays bounded.
         """
-        return self._iter(VIDEOS, urls, concurrency, on_result)
+        return self._iter(VIDEOS, urls, concurrency, on_result, priority)
 
     async def gather_transcripts(
         self,
@@ -356,10 +392,11 @@ class AsyncDumplingClient:
         *,
         preferred_language: str = "en",
         concurrency: int | None = None,
+        priority: Priority = "bulk",
     ) -> list[TranscriptResult]:
         """Fetch many videos' transcripts; one result per input position, in input order."""
         kind = transcripts(check_language(preferred_language))
-        return await self._gather(kind, urls, concurrency)
+        return await self._gather(kind, urls, concurrency, priority)
 
     def iter_transcripts(
         self,
@@ -368,10 +405,11 @@ class AsyncDumplingClient:
         preferred_language: str = "en",
         concurrency: int | None = None,
         on_result: Callable[[TranscriptResult], None] | None = None,
+        priority: Priority = "bulk",
     ) -> AsyncGenerator[TranscriptResult, None]:
         """Yield one transcript result per input position as lookups complete."""
         kind = transcripts(check_language(preferred_language))
-        return self._iter(kind, urls, concurrency, on_result)
+        return self._iter(kind, urls, concurrency, on_result, priority)
 
     # -- listings -------------------------------------------------------------------------
     # Each returns a lazy Pager: no request until iterated. Inputs are checked here, before

@@ -18,6 +18,7 @@ DumplingError
 │   │   ├── VideoNotFoundError        (a video or its comments)
 │   │   └── TranscriptNotFoundError   (the video has no subtitles)
 │   ├── RateLimitError             429
+│   │   └── MaxWaitExceededError      (client-side: the quota would hold it past max_wait)
 │   ├── ServerError                500 and other 5xx
 │   └── UpstreamError              502, 503, 504
 ├── APIConnectionError
@@ -189,6 +190,22 @@ class TranscriptNotFoundError(NotFoundError):
 
 class RateLimitError(APIStatusError):
     """429: the account's request quota is exhausted for now."""
+
+
+class MaxWaitExceededError(RateLimitError):
+    """The rate limit would hold the request longer than its ``max_wait``: raised
+    before it is sent or reserved (never charged, never retried). ``retry_after`` is the
+    wait the limiter predicted (None when it could not say and the wait ran out), and
+    ``status`` is 429, what a web backend answers its own caller with."""
+
+    def __init__(self, max_wait: float, predicted: float | None) -> None:
+        said = f"{predicted:.3g} s" if predicted is not None else "longer"
+        super().__init__(
+            f"the rate limit would hold this request {said}, over max_wait={max_wait:g} s",
+            status=429,
+            retry_after=predicted,
+        )
+        self.max_wait = max_wait
 
 
 class ServerError(APIStatusError):

@@ -39,6 +39,7 @@ from .inputs import normalize_handle, normalize_video_url
 from .lookups import Lookups
 from .seen import SeenKeys
 from .source import Source
+from .turns import BULK, Turn
 
 __all__ = ["PROFILES", "VIDEOS", "BulkKind", "gather_results", "iter_results", "transcripts"]
 
@@ -61,9 +62,10 @@ class BulkKind(Generic[R]):
     endpoint: Endpoint
     result: type[R]
     extra: Mapping[str, Any] = attrs.field(factory=dict)  # body fields beside the subject
+    turn: Turn = BULK  # bulk work waits behind interactive calls unless told otherwise
 
     def call(self, key: str) -> Call:
-        return self.endpoint.call(key, **self.extra)
+        return self.endpoint.call(key, turn=self.turn, **self.extra)
 
 
 PROFILES: BulkKind[ProfileResult] = BulkKind(normalize_handle, PROFILE, ProfileResult)

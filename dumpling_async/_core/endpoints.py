@@ -27,6 +27,7 @@ from .._models import (
     TikTokVideo,
     VideoComment,
 )
+from .turns import INTERACTIVE, Turn
 
 E = TypeVar("E", bound=DumplingError)
 
@@ -116,11 +117,11 @@ class Endpoint:
         error.handle = subject if self.by_handle else None
         return error
 
-    def call(self, subject: str, **extra: Any) -> Call:
+    def call(self, subject: str, *, turn: Turn = INTERACTIVE, **extra: Any) -> Call:
         """The request for *subject*, with *extra* body fields (which also tell calls apart)."""
         params = {self.subject: subject, **extra} if extra else {self.subject: subject}
         variant = " ".join(str(value) for value in extra.values()) if extra else None
-        return Call(self, subject, params, variant)
+        return Call(self, subject, params, variant, turn)
 
 
 @attrs.frozen(slots=True)
@@ -131,6 +132,7 @@ class Call:
     subject: str
     params: dict[str, Any] = attrs.field(eq=False)
     variant: str | None = None
+    turn: Turn = attrs.field(default=INTERACTIVE, eq=False)  # how it waits for the quota
 
     @property
     def key(self) -> tuple[str, str]:

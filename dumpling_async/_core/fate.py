@@ -32,6 +32,7 @@ from .._errors import (
     DumplingError,
     InsufficientCreditsError,
     InvalidResponseError,
+    MaxWaitExceededError,
     NotFoundError,
     ProfileNotFoundError,
     ProxyError,
@@ -169,6 +170,8 @@ def charge_of(*, status: int | None, went_out: bool) -> Charge:
 def is_retryable(error: DumplingError, *, retry_unanswered: bool = False) -> bool:
     """True for 429, 5xx and transport failures that cannot have been charged; failures
     that may have been charged only with *retry_unanswered*."""
+    if isinstance(error, MaxWaitExceededError):
+        return False  # the caller's own bound: it asked not to wait
     if isinstance(error, APIStatusError):
         return error.status in _RETRYABLE_STATUS
     if isinstance(error, ProxyError):

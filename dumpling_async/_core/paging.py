@@ -23,6 +23,7 @@ from .converter import parse_object, structure
 from .endpoints import Call, Endpoint, Paging
 from .inputs import check_limit
 from .pipeline import Pipeline
+from .turns import BULK
 
 __all__ = ["Page", "Pager", "open_pager", "parse_page"]
 
@@ -266,7 +267,7 @@ class Pager(AsyncIterator[T]):
             params[spec.count_param] = count
         try:
             page = await self._pipeline.call(
-                Call(self._endpoint, self._target, params),
+                Call(self._endpoint, self._target, params, turn=BULK),
                 functools.partial(parse_page, self._endpoint),
             )
         except DumplingError as error:

@@ -12,16 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeGuard, TypeVar
 
 import orjson
 from yarl import URL
 
-from .._errors import ClientClosedError, DumplingError, InvalidResponseError
+from .._errors import (
+    ClientClosedError,
+    DumplingError,
+    InvalidResponseError,
+    MaxWaitExceededError,
+)
 from .budget import CreditBudget
 from .concurrency import Concurrency
 from .endpoints import Call, CreditCosts, Endpoint
@@ -37,7 +43,7 @@ from .hooks import (
     ThrottleEvent,
 )
 from .log import LOGGER_NAME
-from .ratelimit import HearsDepartures, Permit, RateLimiter, ResponseInfo
+from .ratelimit import HearsDepartures, Permit, RateLimiter, ResponseInfo, TakesTurns
 from .retry import RetryPolicy
 from .transport import Progress, Response, SendFailed, Transport
 
@@ -49,6 +55,10 @@ E = TypeVar("E")
 StopCheck = Callable[[], DumplingError | None]
 KEPT_BODY = 64 * 1024  # of a 200 body that could not be parsed, for InvalidResponseError
 _NOT_SENT = ResponseInfo(status=0, limit=None, remaining=None)  # the limiter's "never sent"
+# Interactive calls may use this many request slots beyond the client's limit, and take
+# the next free one before bulk work: a web handler does not wait behind the requests a
+# bulk job has in flight (each 0.3-5 s), and a few more in flight harm nothing.
+INTERACTIVE_SLOTS = 4
 
 
 class Pipeline:
@@ -72,6 +82,7 @@ class Pipeline:
         self.transport = transport
         self.limiter = limiter
         self._departed = limiter.departed if isinstance(limiter, HearsDepartures) else None
+        self._turns = limiter if _takes_turns(limiter) else None
         self.budget = budget
         self.retry = retry
         self.costs = costs
@@ -136,8 +147,8 @@ class Pipeline:
                 return await self._try(call, body, cost, parse, attempt, stop, at_send)
             except DumplingError as error:
                 delay = self.retry.delay(error, attempt)
-                if delay is None:
-                    raise
+                if delay is None or (call.turn.max_wait is not None and delay > call.turn.max_wait):
+                    raise  # (a retry the caller would wait longer for than it allows: its error)
                 self.log.info(
                     "retry",
                     endpoint=endpoint.name,
@@ -172,6 +183,7 @@ class Pipeline:
         try:
             if stop is not None and (reason := stop()) is not None:
                 raise reason
+            self._check_wait(call)
             await self.budget.reserve(cost)
             reserved = True
             try:
@@ -253,9 +265,12 @@ class Pipeline:
         # The budget counts an uncertain charge as spent: it holds against any server.
         await self.budget.settle(cost, charged=charge is not Charge.NONE)
 
-    async def _wait_for_slot(self) -> None:
+    async def _wait_for_slot(self, *, front: bool = False) -> None:
         waiter = asyncio.get_running_loop().create_future()
-        self._queued.append(waiter)
+        if front:
+            self._queued.appendleft(waiter)  # interactive: ahead of bulk work
+        else:
+            self._queued.append(waiter)
         try:
             await waiter
         except BaseException:
@@ -291,14 +306,34 @@ class Pipeline:
         if self._queued:
             self._hand_out()  # the size may have grown
 
-    async def _acquire(self, call: Call) -> Permit:
-        """The limiter's permit; the hooks hear of a wait."""
-        if self._hook is None:
-            return await self.limiter.acquire()
+    def _check_wait(self, call: Call) -> None:
+        """Refuse at once, before anything is reserved, a call that would wait longer
+        for the quota than its ``max_wait``."""
+        max_wait = call.turn.max_wait
+        if max_wait is None or self._turns is None:
+            return
+        predicted = self._turns.predicted_wait(call.turn.priority)
+        if max_wait < predicted < float("inf"):
+            raise MaxWaitExceededError(max_wait, predicted)
+
+    async def _acquire(self, call: Call, since: float) -> Permit:
+        """The limiter's permit, in the call's lane and within its ``max_wait`` (counted
+        from *since*, when it began waiting for a slot); the hooks hear of a wait."""
+        turn = call.turn
+        left = None if turn.max_wait is None else max(turn.max_wait - _waited(since), 0.0)
         started = time.monotonic()
-        permit = await self.limiter.acquire()
+        if self._turns is not None:
+            permit = await self._turns.acquire(priority=turn.priority, max_wait=left)
+        elif left is None:
+            permit = await self.limiter.acquire()
+        else:
+            try:
+                async with asyncio.timeout(left):
+                    permit = await self.limiter.acquire()
+            except TimeoutError:
+                raise MaxWaitExceededError(turn.max_wait or 0.0, None) from None
         waited = _waited(started)
-        if waited > 0.001:
+        if self._hook is not None and waited > 0.001:
             self._hook("on_throttle", _event(ThrottleEvent, call, seconds=waited))
         return permit
 
@@ -315,12 +350,15 @@ class Pipeline:
         tell the limiter (and the sizing) what came back."""
         if self._closed:
             raise ClientClosedError("this AsyncDumplingClient is closed; create a new one")
-        if self._busy < self.concurrency.limit and not self._queued:
+        since = time.monotonic()
+        interactive = call.turn.priority == "interactive"
+        limit = self.concurrency.limit + (INTERACTIVE_SLOTS if interactive else 0)
+        if self._busy < limit and (interactive or not self._queued):
             self._busy += 1  # no one waits for a slot when one is free
         else:
-            await self._wait_for_slot()
+            await self._wait_for_slot(front=interactive)
         try:
-            permit = await self._acquire(call)
+            permit = await self._acquire(call, since)
             reason = stop() if stop is not None else None
             if reason is None and at_send is not None:
                 reason = at_send()
@@ -372,6 +410,15 @@ class _Sent(NamedTuple):
     outcome: Response | SendFailed
     info: ResponseInfo | None
     started: float
+
+
+def _takes_turns(limiter: RateLimiter) -> TypeGuard[TakesTurns]:
+    """The limiter serves lanes and bounds waits (and a subclass that overrides its
+    ``acquire`` still takes them)."""
+    if not isinstance(limiter, TakesTurns):
+        return False
+    parameters = inspect.signature(limiter.acquire).parameters
+    return "priority" in parameters and "max_wait" in parameters
 
 
 def _waited(started: float) -> float:

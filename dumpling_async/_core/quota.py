@@ -109,34 +109,37 @@ class QuotaModel:
         return self.limit / self.window
 
     # -- what may go now ----------------------------------------------------------------
-    def wait(self, now: float) -> float:
+    def wait(self, now: float, n: int = 1) -> float:
         """0 when a request may go now, else how long until the model says one may
-        (``math.inf``: until an answer arrives)."""
-        if now < self.paused_until:
+        (``math.inf``: until an answer arrives); with *n*, until *n* may have gone."""
+        if now < self.paused_until and n == 1:
             return self.paused_until - now
         mode = self.mode
         if mode is Mode.UNMETERED:
-            return 0.0
+            return max(0.0, self.paused_until - now)
+        if mode in (Mode.STARTING, Mode.CLOSED) and (self.ledger.in_flight or n > 1):
+            return math.inf  # one at a time, each after the last one's answer
         if mode is Mode.STARTING:
-            return 0.0 if not self.ledger.in_flight else math.inf
+            return 0.0
         if mode is Mode.CLOSED:
-            return math.inf if self.ledger.in_flight else max(0.0, self.probes.at - now)
+            return max(0.0, self.probes.at - now)
         assert self.limit is not None
         free = self.limit - self.ledger.counted + self._back(now)
         keep = self._reserve()
-        if free > keep:
+        if free - n + 1 > keep and now >= self.paused_until:
             return 0.0
         # When the model expects enough back to go beyond the reserve; a probe may take
         # the reserve at its time. With nothing in hand while learning, a probe that
         # risks a 429 (one at a time: its answer says what a second one would).
-        at = self._back_at(self.ledger.counted - self.limit + 1 + keep, now)
-        if free >= 1:
+        # (A probe or a trial lets one go, not n.)
+        at = self._back_at(self.ledger.counted - self.limit + n + keep, now)
+        if n == 1 and free >= 1:
             at = min(at, self.probes.at)
-        elif mode is Mode.LEARNING:  # after the probe out, if any, is answered or overdue
+        elif n == 1 and mode is Mode.LEARNING:  # after the probe out is answered or overdue
             at = min(at, max(self.probes.at, self._free_at(self.probes.risky, now)))
-        elif mode is Mode.CONFIRMING and self.probes.trial:  # a trial overdue frees the next
+        elif n == 1 and mode is Mode.CONFIRMING and self.probes.trial:  # one overdue frees
             at = min(at, self._free_at(self.probes.trial, now) + _EPSILON)
-        return max(0.0, at - now)
+        return max(0.0, at - now, self.paused_until - now)
 
     def _free_at(self, seq: int, now: float) -> float:
         overdue = self.tuning.overdue * min(self.fastest, 1e6)

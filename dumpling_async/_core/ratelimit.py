@@ -3,8 +3,8 @@
 ``AdaptiveRateLimiter`` is the in-process limiter every client uses unless given another:
 the quota model (``quota.QuotaModel``, pure and clock-driven) decides when a request may
 go; this module only makes coroutines wait for it, fairly and cheaply. A request that
-may go at once takes no lock; the others queue on one lock and wake on each answer or
-when the model's predicted time comes.
+may go at once takes no lock; the others queue (``turns.Turns``: interactive requests
+first) and wake on each answer or when the model's predicted time comes.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from typing import Protocol, runtime_checkable
 import attrs
 from aiolimiter import AsyncLimiter
 
+from .._errors import MaxWaitExceededError
 from .._models import RateLimitState
 from .headers import parse_rate_limit_headers
 from .log import get_logger
 from .quota import QuotaModel, ResponseInfo
+from .turns import Priority, Turns
 
 __all__ = [
     "AdaptiveRateLimiter",
@@ -29,6 +31,7 @@ __all__ = [
     "Permit",
     "RateLimiter",
     "ResponseInfo",
+    "TakesTurns",
     "parse_rate_limit_headers",
 ]
 
@@ -70,6 +73,23 @@ class HearsDepartures(Protocol):
         ...
 
 
+@runtime_checkable
+class TakesTurns(Protocol):
+    """A limiter that serves interactive requests first and can bound a wait."""
+
+    def predicted_wait(self, priority: Priority = "interactive") -> float:
+        """How long a request of *priority* asked now would wait (``math.inf``: the
+        limiter cannot say before answers arrive)."""
+        ...
+
+    async def acquire(
+        self, *, priority: Priority = "interactive", max_wait: float | None = None
+    ) -> Permit:
+        """A permit, in *priority*'s lane; ``MaxWaitExceededError`` rather than a wait
+        longer than *max_wait*."""
+        ...
+
+
 class AdaptiveRateLimiter:
     """The default limiter: throttles before the quota runs out, whatever the server's
     algorithm or window.
@@ -100,8 +120,9 @@ class AdaptiveRateLimiter:
         self._ceiling = AsyncLimiter(max_rate, time_period) if max_rate else None
         self._throttled = 0.0
         self._throttle_waits = 0
-        self._waiting = 0  # coroutines queued behind the lock
-        self._lock: asyncio.Lock | None = None
+        # Coroutines on the slow path, by lane (the holder of the turn included).
+        self._waiting: dict[Priority, int] = {"interactive": 0, "bulk": 0}
+        self._turns: Turns | None = None
         self._changed: asyncio.Event | None = None
         self._log = get_logger()
 
@@ -134,7 +155,19 @@ class AdaptiveRateLimiter:
         )
 
     # -- the protocol --------------------------------------------------------------------
-    async def acquire(self) -> Permit:
+    def predicted_wait(self, priority: Priority = "interactive") -> float:
+        """How long a request of *priority* asked now would wait for its permit, as the
+        quota model predicts it (``math.inf``: not before answers arrive)."""
+        return self._model.wait(self._clock(), self._ahead(priority) + 1)
+
+    def _ahead(self, priority: Priority) -> int:
+        """The waiters a request of *priority* would go after."""
+        waiting = self._waiting["interactive"]
+        return waiting + self._waiting["bulk"] if priority == "bulk" else waiting
+
+    async def acquire(
+        self, *, priority: Priority = "interactive", max_wait: float | None = None
+    ) -> Permit:
         model = self._model
         if self._ceiling is None:
             now = self._clock()
@@ -142,26 +175,51 @@ class AdaptiveRateLimiter:
             # when there is room for them all too: going first then takes nothing of theirs,
             # and a queue that formed while the limit was learned drains instead of
             # holding every later request in line behind the lock.
-            if model.wait(now) <= 0 and (not self._waiting or model.spare() > self._waiting):
+            ahead = self._ahead(priority)
+            if model.wait(now) <= 0 and (not ahead or model.spare() > ahead):
                 return Permit(model.grant(now), now)
-        if self._lock is None:
-            self._lock = asyncio.Lock()
+        if max_wait is not None:
+            predicted = self.predicted_wait(priority)
+            if predicted > max_wait and not math.isinf(predicted):
+                raise MaxWaitExceededError(max_wait, predicted)
+        if self._turns is None:
+            self._turns = Turns()
             self._changed = asyncio.Event()
-        self._waiting += 1
+        turns, holding = self._turns, False
+        self._waiting[priority] += 1
         try:
-            async with self._lock:
-                return await self._wait_for_turn()
+            async with asyncio.timeout(max_wait):
+                await turns.take(priority)
+                holding = True
+                while (permit := await self._wait_for_turn(priority)) is None:
+                    # An interactive request came while this one waited: it takes this
+                    # unit, and this one waits again at the head of its lane.
+                    turns.give()
+                    holding = False
+                    await turns.take(priority, front=True)
+                    holding = True
+                return permit
+        except TimeoutError:
+            wait = self.predicted_wait(priority)
+            assert max_wait is not None
+            raise MaxWaitExceededError(max_wait, None if math.isinf(wait) else wait) from None
         finally:
-            self._waiting -= 1
+            self._waiting[priority] -= 1
+            if holding:
+                turns.give()
 
-    async def _wait_for_turn(self) -> Permit:
-        model, changed = self._model, self._changed
-        assert changed is not None
+    async def _wait_for_turn(self, priority: Priority) -> Permit | None:
+        """The permit, once the model lets one go; None when a bulk request must give
+        way to an interactive one that is waiting."""
+        model, changed, turns = self._model, self._changed, self._turns
+        assert changed is not None and turns is not None
         started = self._clock()
         waited = False
         while True:
             now = self._clock()
             wait = model.wait(now)
+            if wait <= 0 and priority == "bulk" and turns.waiting("interactive"):
+                return None
             if wait <= 0:
                 break
             if not waited:

@@ -1,0 +1,156 @@
+"""Interactive calls ahead of bulk work, and a bound on the wait (``max_wait``)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+
+import pytest
+from conftest import KEY
+
+from dumpling_async import (
+    AdaptiveRateLimiter,
+    AsyncDumplingClient,
+    ConfigurationError,
+    MaxWaitExceededError,
+    RateLimitError,
+)
+from dumpling_async._core.turns import Turns
+from dumpling_async.testing import FakeDumplingServer, RateLimitRule
+
+
+async def test_turns_serve_interactive_callers_first_each_lane_in_order() -> None:
+    """With the turn held, waiters are served interactive first, then bulk, each lane in
+    arrival order; one that gives up leaves no trace."""
+    turns, order = Turns(), []
+    await turns.take("bulk")  # the holder
+
+    async def wait(name: str, priority: str) -> None:
+        await turns.take(priority)  # type: ignore[arg-type]
+        order.append(name)
+        turns.give()
+
+    tasks = [
+        asyncio.ensure_future(wait(name, priority))
+        for name, priority in [
+            ("b1", "bulk"),
+            ("i1", "interactive"),
+            ("gone", "interactive"),
+            ("b2", "bulk"),
+            ("i2", "interactive"),
+        ]
+    ]
+    await asyncio.sleep(0)
+    tasks[2].cancel()
+    await asyncio.sleep(0)
+    turns.give()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert order == ["i1", "i2", "b1", "b2"]
+    assert turns.waiting("interactive") == turns.waiting("bulk") == 0
+
+
+def _bulk_sent_meanwhile(server: FakeDumplingServer, since: float, handle: str) -> int:
+    """Bulk requests the server answered after *since* and before *handle*'s."""
+    (mine,) = server.requests_for(handle)
+    return sum(
+        1
+        for r in server.records
+        if r.handle and r.handle.startswith("user") and since < r.at < mine.at
+    )
+
+
+@pytest.mark.parametrize("priority", ["interactive", "bulk"])
+async def test_a_single_call_takes_the_next_unit_ahead_of_a_bulk_job(priority: str) -> None:
+    """While a bulk job waits on a bucket's refill (one unit per 50 ms, 32 waiting), a
+    single call goes with the next unit; asked as bulk, it queues behind the job."""
+    rule = RateLimitRule(20, 1.0, "token_bucket")
+    async with (
+        FakeDumplingServer(rate_limit=rule) as server,
+        AsyncDumplingClient(KEY, base_url=server.url, max_concurrency=32) as client,
+    ):
+        job = asyncio.ensure_future(client.gather_profiles(f"user{i}" for i in range(150)))
+        while client.rate_limit.state != "gradual" or client.rate_limit.throttle_waits < 20:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        overtaken = []
+        for n in range(4):
+            since = time.monotonic()
+            await client.get_tiktok_profile(f"vip{n}", priority=priority)  # type: ignore[arg-type]
+            overtaken.append(_bulk_sent_meanwhile(server, since, f"vip{n}"))
+        results = await job
+    assert all(r.ok for r in results)
+    if priority == "interactive":
+        assert max(overtaken) <= 2, overtaken  # the unit already promised, at most
+    else:
+        assert min(overtaken) >= 8, overtaken  # behind the queue (about 30 measured)
+
+
+async def test_max_wait_raises_before_any_request_with_the_wait_then_imposed() -> None:
+    """Beside a bulk job on a bucket (one unit per 100 ms), a call that would wait past
+    its max_wait raises at once, nothing sent or reserved; its retry_after is close to
+    the wait the same call without the bound then gets."""
+    rule = RateLimitRule(10, 1.0, "token_bucket")
+    async with (
+        FakeDumplingServer(rate_limit=rule) as server,
+        AsyncDumplingClient(KEY, base_url=server.url, max_credits=10_000, max_wait=0.01) as client,
+    ):
+        job = asyncio.ensure_future(client.gather_profiles(f"user{i}" for i in range(60)))
+        while client.rate_limit.state != "gradual" or client.rate_limit.throttle_waits < 10:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        for n in range(20):  # a unit may be free just then: that call simply goes
+            spent, started = client.credits_spent, time.monotonic()
+            try:
+                await client.get_tiktok_profile(f"vip{n}")
+            except MaxWaitExceededError as exc:
+                raised_in, error = time.monotonic() - started, exc
+                break
+        else:
+            pytest.fail("no call had to wait")
+        assert not server.requests_for(f"vip{n}") and client.credits_spent == spent
+        started = time.monotonic()
+        await client.get_tiktok_profile(f"vip{n}", max_wait=math.inf)
+        waited = time.monotonic() - started
+        await job
+    assert isinstance(error, RateLimitError) and error.status == 429
+    assert error.retry_after is not None and error.handle == f"vip{n}"
+    assert raised_in < 0.05  # at once
+    # Close on a quiet machine (the benchmark measures it); a busy loop adds to the wait
+    # actually imposed, and the answer time is in it.
+    assert 0.5 * waited - 0.01 <= error.retry_after <= waited + 0.05, (error.retry_after, waited)
+    assert server.charged[f"vip{n}"] == 1
+
+
+async def test_a_bad_priority_or_max_wait_is_refused_before_any_request(
+    server: FakeDumplingServer,
+) -> None:
+    """An unknown priority, a max_wait that is not a positive number: ConfigurationError,
+    no request."""
+    with pytest.raises(ConfigurationError):
+        AsyncDumplingClient(KEY, base_url=server.url, max_wait=0)
+    async with AsyncDumplingClient(KEY, base_url=server.url) as client:
+        with pytest.raises(ConfigurationError):
+            await client.get_tiktok_profile("alice", priority="urgent")  # type: ignore[arg-type]
+        with pytest.raises(ConfigurationError):
+            await client.get_tiktok_profile("alice", max_wait=-1)
+        with pytest.raises(ConfigurationError):
+            await client.gather_profiles(["alice"], priority="later")  # type: ignore[arg-type]
+    assert server.requests == 0
+
+
+async def test_max_wait_bounds_a_custom_limiter_by_timing_out(
+    server: FakeDumplingServer,
+) -> None:
+    """A limiter that cannot predict (only the RateLimiter protocol) is bounded by the
+    wait itself: MaxWaitExceededError without a retry_after, nothing sent."""
+
+    class Slow(AdaptiveRateLimiter):
+        async def acquire(self) -> object:  # type: ignore[override]
+            await asyncio.sleep(1.0)
+            return await super().acquire()
+
+    async with AsyncDumplingClient(
+        KEY, base_url=server.url, rate_limiter=Slow(), max_wait=0.05
+    ) as client:
+        with pytest.raises(MaxWaitExceededError) as refused:
+            await client.get_tiktok_profile("alice")
+    assert refused.value.retry_after is None and server.requests == 0
