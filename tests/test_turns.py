@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import KEY
+from test_redis import RedisProcess
 
 from dumpling_async import (
     AdaptiveRateLimiter,
@@ -15,8 +18,10 @@ from dumpling_async import (
     ConfigurationError,
     MaxWaitExceededError,
     RateLimitError,
+    ResponseInfo,
 )
 from dumpling_async._core.turns import Turns
+from dumpling_async.redis import RedisRateLimiter
 from dumpling_async.testing import FakeDumplingServer, RateLimitRule
 
 
@@ -154,3 +159,43 @@ async def test_max_wait_bounds_a_custom_limiter_by_timing_out(
         with pytest.raises(MaxWaitExceededError) as refused:
             await client.get_tiktok_profile("alice")
     assert refused.value.retry_after is None and server.requests == 0
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
+    server = RedisProcess(tmp_path)
+    yield server
+    server.stop()
+
+
+async def _drain(limiter: RedisRateLimiter, units: int, limit: int) -> None:
+    """Use *units* of a *limit* quota through *limiter*, each answered as the server would."""
+    for used in range(1, units + 1):
+        permit = await limiter.acquire(priority="bulk")
+        await limiter.settle(permit, ResponseInfo(status=200, limit=limit, remaining=limit - used))
+
+
+@pytest.mark.parametrize("web_tier", ["active", "idle"])
+async def test_across_processes_bulk_work_leaves_the_last_units_to_interactive_calls(
+    redis_server: RedisProcess, web_tier: str
+) -> None:
+    """Two limiters on one key through Redis (two workers' view): while the web worker
+    has asked lately, the bulk worker leaves it the last unit of the window and the web
+    worker gets it at once; with the web tier idle, bulk work takes every unit."""
+    key = "shared-key"
+    async with (
+        RedisRateLimiter(redis_server.url, api_key=key) as bulk,
+        RedisRateLimiter(redis_server.url, api_key=key) as web,
+    ):
+        await _drain(bulk, 8, limit=10)
+        if web_tier == "active":
+            permit = await web.acquire(priority="interactive")  # the web worker asks
+            await web.settle(permit, ResponseInfo(status=200, limit=10, remaining=1))
+            with pytest.raises(MaxWaitExceededError):  # one unit left: kept for the web
+                await bulk.acquire(priority="bulk", max_wait=0.2)
+            started = time.monotonic()
+            await web.acquire(priority="interactive", max_wait=0.2)
+            assert time.monotonic() - started < 0.1
+        else:
+            await bulk.acquire(priority="bulk", max_wait=0.2)  # units 9 and 10: nothing kept
+            await bulk.acquire(priority="bulk", max_wait=0.2)

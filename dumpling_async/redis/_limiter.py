@@ -32,6 +32,8 @@ from .._core import state as shared_state
 from .._core.log import get_logger
 from .._core.quota import QuotaModel, ResponseInfo
 from .._core.ratelimit import AdaptiveRateLimiter, Permit
+from .._core.turns import Priority, Turns
+from .._errors import MaxWaitExceededError
 from .._models import RateLimitState
 from ._base import Connection, RedisBacked, key_namespace
 
@@ -64,6 +66,11 @@ class RedisRateLimiter(RedisBacked):
     ``stale_after`` should exceed the client's per-attempt timeout: a request in flight
     longer than that is forgotten (its worker crashed). While Redis is away a local
     limiter stands in; Redis is asked again every ``retry_redis_after`` seconds.
+
+    Interactive requests go first in this process, and across processes: while any
+    worker has asked for an interactive permit in the last ``interactive_linger``
+    seconds, bulk requests leave ``interactive_share`` of the limit (at least one unit)
+    to them. An idle web tier costs the bulk job nothing.
     """
 
     def __init__(
@@ -78,11 +85,20 @@ class RedisRateLimiter(RedisBacked):
         max_pause: float = 60.0,
         poll_interval: float = 0.005,
         retry_redis_after: float = 2.0,
+        interactive_share: float = 0.1,
+        interactive_linger: float = 5.0,
         prefix: str = "dumpling",
     ) -> None:
+        if not 0 <= interactive_share < 1 or not interactive_linger > 0:
+            raise ValueError("interactive_share must be in [0, 1), interactive_linger > 0")
         self._conn = Connection(redis)
         self._redis = self._conn.client
-        self._keys = [f"{key_namespace(api_key, prefix)}:quota"]
+        namespace = key_namespace(api_key, prefix)
+        self._keys = [f"{namespace}:quota", f"{namespace}:interactive"]
+        self._share = interactive_share
+        self._linger_ms = max(1, int(interactive_linger * 1000))
+        self._interactive_seen = False  # as of the last step: another worker's are waiting
+        self._offset = 0.0  # Redis's clock minus the loop's, as of the last step
         self._guess = window
         self._stale = stale_after
         self._ttl_ms = int(idle_ttl * 1000)
@@ -104,7 +120,8 @@ class RedisRateLimiter(RedisBacked):
         self._owed: collections.deque[tuple[Permit, ResponseInfo | None]] = collections.deque(
             maxlen=_MOST_OWED
         )
-        self._lock: asyncio.Lock | None = None
+        self._turns: Turns | None = None
+        self._queued: dict[Priority, int] = {"interactive": 0, "bulk": 0}
         self._background: set[asyncio.Task[Any]] = set()
         self._log = get_logger()
 
@@ -135,14 +152,22 @@ class RedisRateLimiter(RedisBacked):
             window=self._guess, upstream_pause=self._upstream_pause, max_pause=self._max_pause
         )
 
-    async def _step(self, change: Callable[[QuotaModel, float], tuple[bool, T]]) -> T:
-        """Apply *change* (which says whether it changed the model) at Redis's clock."""
+    async def _step(
+        self, change: Callable[[QuotaModel, float], tuple[bool, T]], *, mark: bool = False
+    ) -> T:
+        """Apply *change* (which says whether it changed the model) at Redis's clock;
+        *mark*: an interactive request is waiting here (bulk work elsewhere leaves it room)."""
         for _ in range(_CONFLICTS):
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.time()
                 pipe.hmget(self._keys[0], ["version", "state"])
-                (seconds, micros), (version, raw) = await pipe.execute()
+                if mark:
+                    pipe.set(self._keys[1], b"1", px=self._linger_ms)
+                pipe.exists(self._keys[1])
+                (seconds, micros), (version, raw), *_, seen = await pipe.execute()
             now = seconds + micros / 1e6
+            self._offset = now - asyncio.get_running_loop().time()
+            self._interactive_seen = bool(seen)
             model = self._load(raw)
             model.expire(now, self._stale)
             changed, result = change(model, now)
@@ -152,7 +177,7 @@ class RedisRateLimiter(RedisBacked):
             state = orjson.dumps(shared_state.dump(model))
             new = os.urandom(8).hex()
             args = [version or b"", new, state, self._ttl_ms]
-            if int(await self._write(keys=self._keys, args=args)):
+            if int(await self._write(keys=self._keys[:1], args=args)):
                 return result
         raise _Unusable("too many workers wrote at once")
 
@@ -169,40 +194,103 @@ class RedisRateLimiter(RedisBacked):
             return self._new_model()
 
     # -- the protocol -----------------------------------------------------------------
-    async def acquire(self) -> Permit:
+    def predicted_wait(self, priority: Priority = "interactive") -> float:
+        """How long a request of *priority* asked now would wait, from the shared model
+        as last read (other workers' requests since are not in it)."""
+        if self._away and self._fallback is not None:
+            return self._fallback.predicted_wait(priority)
+        model = self._seen
+        if model is None:
+            return 0.0  # nothing known yet: the first request goes
+        now = asyncio.get_running_loop().time() + self._offset
+        ahead = self._queued["interactive"]
+        if priority == "bulk":
+            ahead += self._queued["bulk"] + self._left_to_interactive(model)
+        return model.wait(now, ahead + 1)
+
+    def _left_to_interactive(self, model: QuotaModel) -> int:
+        """Units a bulk request leaves free while interactive ones were seen lately."""
+        if not self._interactive_seen or not model.limit:
+            return 0
+        return max(1, math.ceil(self._share * model.limit)) if self._share else 0
+
+    async def acquire(
+        self, *, priority: Priority = "interactive", max_wait: float | None = None
+    ) -> Permit:
         if self._away and self._fallback is not None and not await self._back_to_redis():
-            return await self._local_acquire(self._fallback)
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:  # one poller per process; the others queue here in order
-            started = asyncio.get_running_loop().time()
-            waited = False
-            while True:
-                if self._away and self._fallback is not None:
-                    # Redis went away while we queued or polled (another request's step
-                    # failed): the stand-in decides, as for every other request now.
-                    return await self._local_acquire(self._fallback)
-                task = asyncio.ensure_future(self._step(_take))
-                try:
-                    # Shielded: a grant Redis made after we were cancelled is handed back.
-                    sent, value = await asyncio.shield(task)
-                except asyncio.CancelledError:
-                    task.add_done_callback(self._orphaned)
-                    raise
-                except (RedisError, OSError, _Unusable) as exc:
-                    return await self._local_acquire(self._fall_back(exc))
-                if sent:
-                    break
-                if not waited:
-                    waited = True
-                    self._waits += 1
-                # A probe is out somewhere (inf): its answer may free quota any moment, so
-                # look again soon; otherwise sleep until the predicted time.
-                await asyncio.sleep(self._poll if math.isinf(value) else min(value, 0.05))
-            if waited:
-                self._throttled += asyncio.get_running_loop().time() - started
-            self._in_flight += 1
-            return Permit(int(value), sent)
+            return await self._local_acquire(self._fallback, priority, max_wait)
+        if max_wait is not None:
+            predicted = self.predicted_wait(priority)
+            if max_wait < predicted < math.inf:
+                raise MaxWaitExceededError(max_wait, predicted)
+        if self._turns is None:
+            self._turns = Turns()
+        turns, holding = self._turns, False
+        self._queued[priority] += 1
+        try:
+            async with asyncio.timeout(max_wait):
+                await turns.take(priority)  # one poller per process, interactive first
+                holding = True
+                while (permit := await self._poll_for(priority, max_wait)) is None:
+                    turns.give()  # an interactive request came: it polls first
+                    holding = False
+                    await turns.take(priority, front=True)
+                    holding = True
+                return permit
+        except TimeoutError:
+            wait = self.predicted_wait(priority)
+            assert max_wait is not None
+            raise MaxWaitExceededError(max_wait, None if math.isinf(wait) else wait) from None
+        finally:
+            self._queued[priority] -= 1
+            if holding:
+                turns.give()
+
+    def _take_as(self, priority: Priority) -> Callable[[QuotaModel, float], Any]:
+        """The step that grants a request of *priority*: a bulk one only if it leaves
+        interactive requests their share (as the step read whether any were seen)."""
+
+        def take(model: QuotaModel, now: float) -> tuple[bool, tuple[float, float]]:
+            leave = 0 if priority == "interactive" else self._left_to_interactive(model)
+            return _take(model, now, leave=leave)
+
+        return take
+
+    async def _poll_for(self, priority: Priority, max_wait: float | None) -> Permit | None:
+        """Ask the shared model until it grants; None when a bulk request must give way
+        to an interactive one of this process."""
+        assert self._turns is not None
+        started = asyncio.get_running_loop().time()
+        waited = False
+        interactive = priority == "interactive"
+        while True:
+            if self._away and self._fallback is not None:
+                # Redis went away while we queued or polled (another request's step
+                # failed): the stand-in decides, as for every other request now.
+                return await self._local_acquire(self._fallback, priority, max_wait)
+            if not interactive and self._turns.waiting("interactive"):
+                return None
+            task = asyncio.ensure_future(self._step(self._take_as(priority), mark=interactive))
+            try:
+                # Shielded: a grant Redis made after we were cancelled is handed back.
+                sent, value = await asyncio.shield(task)
+            except asyncio.CancelledError:
+                task.add_done_callback(self._orphaned)
+                raise
+            except (RedisError, OSError, _Unusable) as exc:
+                return await self._local_acquire(self._fall_back(exc), priority, max_wait)
+            if sent:
+                break
+            if not waited:
+                waited = True
+                self._waits += 1
+            # A probe is out somewhere (inf): its answer may free quota any moment, so
+            # look again soon; otherwise sleep until the predicted time.
+            await asyncio.sleep(self._poll if math.isinf(value) else min(value, 0.05))
+        if waited:
+            self._throttled += asyncio.get_running_loop().time() - started
+        self._in_flight += 1
+        return Permit(int(value), sent)
 
     def _orphaned(self, task: asyncio.Future[tuple[float, float]]) -> None:
         if task.cancelled() or task.exception() is not None or not task.result()[0]:
@@ -277,14 +365,20 @@ class RedisRateLimiter(RedisBacked):
         self._away = False  # the fallback's permits in flight still settle with it
         return True
 
-    async def _local_acquire(self, fallback: AdaptiveRateLimiter) -> Permit:
-        permit = await fallback.acquire()
+    async def _local_acquire(
+        self,
+        fallback: AdaptiveRateLimiter,
+        priority: Priority = "interactive",
+        max_wait: float | None = None,
+    ) -> Permit:
+        permit = await fallback.acquire(priority=priority, max_wait=max_wait)
         return Permit(-permit.seq, permit.sent_at)  # negative: settled by the fallback
 
 
-def _take(model: QuotaModel, now: float) -> tuple[bool, tuple[float, float]]:
-    """Grant a request if the model lets one go: (changed, (sent at or 0, seq or wait))."""
-    wait = model.wait(now)
+def _take(model: QuotaModel, now: float, *, leave: int = 0) -> tuple[bool, tuple[float, float]]:
+    """Grant a request if the model lets one go, and *leave* more units free besides:
+    (changed, (sent at or 0, seq or wait))."""
+    wait = model.wait(now, leave + 1)
     if wait > 0:
         return False, (0.0, wait)
     return True, (now, float(model.grant(now)))
