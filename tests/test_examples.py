@@ -41,6 +41,7 @@ def test_every_example_is_listed() -> None:
         "bulk_to_jsonl.py",
         "aiohttp_backend.py",
         "fastapi_backend.py",
+        "fastapi_workers.py",
         "shared_limiter.py",
         "redis_workers.py",
         "video_transcripts.py",
