@@ -55,9 +55,10 @@ E = TypeVar("E")
 StopCheck = Callable[[], DumplingError | None]
 KEPT_BODY = 64 * 1024  # of a 200 body that could not be parsed, for InvalidResponseError
 _NOT_SENT = ResponseInfo(status=0, limit=None, remaining=None)  # the limiter's "never sent"
-# Interactive calls may use this many request slots beyond the client's limit, and take
-# the next free one before bulk work: a web handler does not wait behind the requests a
-# bulk job has in flight (each 0.3-5 s), and a few more in flight harm nothing.
+# Interactive calls take the next free request slot before bulk work, and, unless the
+# user set max_concurrency (a hard cap), may use this many beyond the limit the client
+# chose: a web handler does not wait behind the requests a bulk job has in flight (each
+# 0.3-5 s), and a few more in flight harm nothing.
 INTERACTIVE_SLOTS = 4
 
 
@@ -352,7 +353,8 @@ class Pipeline:
             raise ClientClosedError("this AsyncDumplingClient is closed; create a new one")
         since = time.monotonic()
         interactive = call.turn.priority == "interactive"
-        limit = self.concurrency.limit + (INTERACTIVE_SLOTS if interactive else 0)
+        extra = INTERACTIVE_SLOTS if interactive and self.concurrency.automatic else 0
+        limit = self.concurrency.limit + extra
         if self._busy < limit and (interactive or not self._queued):
             self._busy += 1  # no one waits for a slot when one is free
         else:
