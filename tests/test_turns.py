@@ -8,7 +8,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
+import redis.asyncio as aioredis
 from conftest import KEY
 from test_redis import RedisProcess
 
@@ -21,7 +23,7 @@ from dumpling_async import (
     ResponseInfo,
 )
 from dumpling_async._core.turns import Turns
-from dumpling_async.redis import RedisRateLimiter
+from dumpling_async.redis import RedisRateLimiter, key_namespace
 from dumpling_async.testing import FakeDumplingServer, RateLimitRule
 
 
@@ -175,27 +177,52 @@ async def _drain(limiter: RedisRateLimiter, units: int, limit: int) -> None:
         await limiter.settle(permit, ResponseInfo(status=200, limit=limit, remaining=limit - used))
 
 
+async def _window_known(redis_url: str, key: str, window: float) -> None:
+    """Put the shared model in STEPS with *window* known, as after it was learned."""
+    name = f"{key_namespace(key)}:quota"
+    async with aioredis.Redis.from_url(redis_url) as redis:
+        raw = await redis.hget(name, "state")
+        state = {**orjson.loads(raw), "mode": "steps", "window_lo": window, "window_hi": window}
+        await redis.hset(name, mapping={"version": "known", "state": orjson.dumps(state)})
+
+
 @pytest.mark.parametrize("web_tier", ["active", "idle"])
 async def test_across_processes_bulk_work_leaves_the_last_units_to_interactive_calls(
     redis_server: RedisProcess, web_tier: str
 ) -> None:
-    """Two limiters on one key through Redis (two workers' view): while the web worker
-    has asked lately, the bulk worker leaves it the last unit of the window and the web
-    worker gets it at once; with the web tier idle, bulk work takes every unit."""
+    """Two limiters on one key through Redis (two workers' view), the window known:
+    while the web worker has asked lately, the bulk worker leaves it the last unit of the
+    window and the web worker gets it at once; with the web tier idle, bulk work takes
+    every unit."""
     key = "shared-key"
     async with (
         RedisRateLimiter(redis_server.url, api_key=key) as bulk,
         RedisRateLimiter(redis_server.url, api_key=key) as web,
     ):
         await _drain(bulk, 8, limit=10)
+        await _window_known(redis_server.url, key, 1.0)
         if web_tier == "active":
             permit = await web.acquire(priority="interactive")  # the web worker asks
             await web.settle(permit, ResponseInfo(status=200, limit=10, remaining=1))
-            with pytest.raises(MaxWaitExceededError):  # one unit left: kept for the web
+            with pytest.raises(MaxWaitExceededError) as refused:  # one left: kept for the web
                 await bulk.acquire(priority="bulk", max_wait=0.2)
+            assert refused.value.retry_after is not None and refused.value.retry_after > 0.5
             started = time.monotonic()
             await web.acquire(priority="interactive", max_wait=0.2)
             assert time.monotonic() - started < 0.1
         else:
             await bulk.acquire(priority="bulk", max_wait=0.2)  # units 9 and 10: nothing kept
             await bulk.acquire(priority="bulk", max_wait=0.2)
+
+
+async def test_a_burst_of_single_calls_is_not_refused_for_the_clients_own_slots(
+    server: FakeDumplingServer,
+) -> None:
+    """Forty cold single calls at once, 0.3 s answers, no quota in sight: none is held
+    for a request slot, so max_wait (a bound on the quota's wait) refuses none."""
+    server.latency = 0.3
+    async with AsyncDumplingClient(KEY, base_url=server.url, max_wait=0.05) as client:
+        await client.get_tiktok_profile("first")  # the first answer: nothing is metered
+        profiles = await asyncio.gather(*(client.get_tiktok_profile(f"cold{i}") for i in range(40)))
+    assert len(profiles) == 40 and len(server.charged) == 41
+    assert server.max_in_flight == 40  # past the 16 slots the client starts with

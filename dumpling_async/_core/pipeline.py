@@ -55,11 +55,6 @@ E = TypeVar("E")
 StopCheck = Callable[[], DumplingError | None]
 KEPT_BODY = 64 * 1024  # of a 200 body that could not be parsed, for InvalidResponseError
 _NOT_SENT = ResponseInfo(status=0, limit=None, remaining=None)  # the limiter's "never sent"
-# Interactive calls take the next free request slot before bulk work, and, unless the
-# user set max_concurrency (a hard cap), may use this many beyond the limit the client
-# chose: a web handler does not wait behind the requests a bulk job has in flight (each
-# 0.3-5 s), and a few more in flight harm nothing.
-INTERACTIVE_SLOTS = 4
 
 
 class Pipeline:
@@ -317,22 +312,21 @@ class Pipeline:
         if max_wait < predicted < float("inf"):
             raise MaxWaitExceededError(max_wait, predicted)
 
-    async def _acquire(self, call: Call, since: float) -> Permit:
-        """The limiter's permit, in the call's lane and within its ``max_wait`` (counted
-        from *since*, when it began waiting for a slot); the hooks hear of a wait."""
+    async def _acquire(self, call: Call) -> Permit:
+        """The limiter's permit, in the call's lane and within its ``max_wait`` (a bound on
+        the quota's wait, not on the client's own slots); the hooks hear of a wait."""
         turn = call.turn
-        left = None if turn.max_wait is None else max(turn.max_wait - _waited(since), 0.0)
         started = time.monotonic()
         if self._turns is not None:
-            permit = await self._turns.acquire(priority=turn.priority, max_wait=left)
-        elif left is None:
+            permit = await self._turns.acquire(priority=turn.priority, max_wait=turn.max_wait)
+        elif turn.max_wait is None:
             permit = await self.limiter.acquire()
         else:
             try:
-                async with asyncio.timeout(left):
+                async with asyncio.timeout(turn.max_wait):
                     permit = await self.limiter.acquire()
             except TimeoutError:
-                raise MaxWaitExceededError(turn.max_wait or 0.0, None) from None
+                raise MaxWaitExceededError(turn.max_wait, None) from None
         waited = _waited(started)
         if self._hook is not None and waited > 0.001:
             self._hook("on_throttle", _event(ThrottleEvent, call, seconds=waited))
@@ -351,16 +345,19 @@ class Pipeline:
         tell the limiter (and the sizing) what came back."""
         if self._closed:
             raise ClientClosedError("this AsyncDumplingClient is closed; create a new one")
-        since = time.monotonic()
+        # Interactive calls take the next free slot before bulk work and, unless the user
+        # set max_concurrency (a hard cap), are bounded only by the connection pool: a web
+        # handler does not wait behind the requests a bulk job has in flight (each 0.3-5 s),
+        # nor behind a burst of its own tier's cold misses.
         interactive = call.turn.priority == "interactive"
-        extra = INTERACTIVE_SLOTS if interactive and self.concurrency.automatic else 0
-        limit = self.concurrency.limit + extra
+        sizing = self.concurrency
+        limit = sizing.bound if interactive and sizing.automatic else sizing.limit
         if self._busy < limit and (interactive or not self._queued):
             self._busy += 1  # no one waits for a slot when one is free
         else:
             await self._wait_for_slot(front=interactive)
         try:
-            permit = await self._acquire(call, since)
+            permit = await self._acquire(call)
             reason = stop() if stop is not None else None
             if reason is None and at_send is not None:
                 reason = at_send()

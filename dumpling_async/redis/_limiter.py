@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 
 from .._core import state as shared_state
 from .._core.log import get_logger
-from .._core.quota import QuotaModel, ResponseInfo
+from .._core.quota import Mode, QuotaModel, ResponseInfo
 from .._core.ratelimit import AdaptiveRateLimiter, Permit
 from .._core.turns import Priority, Turns
 from .._errors import MaxWaitExceededError
@@ -45,6 +45,7 @@ _NOT_SENT = ResponseInfo(status=0, limit=None, remaining=None)
 # Ends of Redis permits kept while Redis is away, told to it when it is back; beyond
 # this many the oldest are dropped (they are forgotten as stale after stale_after).
 _MOST_OWED = 10_000
+_PREDICTS = (Mode.STEPS, Mode.GRADUAL)  # the modes that say when more than one unit is back
 
 # KEYS: the model. ARGV: the version read, the new state, ttl ms. 1 if written.
 _WRITE = """
@@ -209,8 +210,10 @@ class RedisRateLimiter(RedisBacked):
         return model.wait(now, ahead + 1)
 
     def _left_to_interactive(self, model: QuotaModel) -> int:
-        """Units a bulk request leaves free while interactive ones were seen lately."""
-        if not self._interactive_seen or not model.limit:
+        """Units a bulk request leaves free while interactive ones were seen lately: once
+        the model predicts units back (steps, gradual), not while it tries the window one
+        unit at a time (a bulk request may be that trial)."""
+        if not self._interactive_seen or not model.limit or model.mode not in _PREDICTS:
             return 0
         return max(1, math.ceil(self._share * model.limit)) if self._share else 0
 
