@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 
 from .._core import state as shared_state
 from .._core.log import get_logger
-from .._core.quota import Mode, QuotaModel, ResponseInfo
+from .._core.quota import QuotaModel, ResponseInfo
 from .._core.ratelimit import AdaptiveRateLimiter, Permit
 from .._core.turns import Priority, Turns
 from .._errors import MaxWaitExceededError
@@ -45,7 +45,6 @@ _NOT_SENT = ResponseInfo(status=0, limit=None, remaining=None)
 # Ends of Redis permits kept while Redis is away, told to it when it is back; beyond
 # this many the oldest are dropped (they are forgotten as stale after stale_after).
 _MOST_OWED = 10_000
-_PREDICTS = (Mode.STEPS, Mode.GRADUAL)  # the modes that say when more than one unit is back
 
 # KEYS: the model. ARGV: the version read, the new state, ttl ms. 1 if written.
 _WRITE = """
@@ -53,6 +52,14 @@ if (redis.call('HGET', KEYS[1], 'version') or '') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'version', ARGV[2], 'state', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4]))
 return 1
+"""
+
+
+# KEYS: the interactive count. ARGV: its linger, ms. Counted; an expiry set if none is.
+_COUNT = """
+local n = redis.call('INCR', KEYS[1])
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1])) end
+return n
 """
 
 
@@ -68,10 +75,11 @@ class RedisRateLimiter(RedisBacked):
     longer than that is forgotten (its worker crashed). While Redis is away a local
     limiter stands in; Redis is asked again every ``retry_redis_after`` seconds.
 
-    Interactive requests go first in this process, and across processes: while any
-    worker has asked for an interactive permit in the last ``interactive_linger``
-    seconds, bulk requests leave ``interactive_share`` of the limit (at least one unit)
-    to them. An idle web tier costs the bulk job nothing.
+    Interactive requests go first in this process, and across processes: the workers
+    count in Redis the interactive permits of the last ``interactive_linger`` seconds
+    (default: the window), and bulk requests leave that many units and one more free,
+    at most ``interactive_share`` of the limit. An idle web tier costs the bulk job
+    nothing.
     """
 
     def __init__(
@@ -86,19 +94,19 @@ class RedisRateLimiter(RedisBacked):
         max_pause: float = 60.0,
         poll_interval: float = 0.005,
         retry_redis_after: float = 2.0,
-        interactive_share: float = 0.1,
-        interactive_linger: float = 5.0,
+        interactive_share: float = 0.5,
+        interactive_linger: float | None = None,
         prefix: str = "dumpling",
     ) -> None:
-        if not 0 <= interactive_share < 1 or not interactive_linger > 0:
+        if not 0 <= interactive_share < 1 or not (interactive_linger or 1) > 0:
             raise ValueError("interactive_share must be in [0, 1), interactive_linger > 0")
         self._conn = Connection(redis)
         self._redis = self._conn.client
         namespace = key_namespace(api_key, prefix)
         self._keys = [f"{namespace}:quota", f"{namespace}:interactive"]
         self._share = interactive_share
-        self._linger_ms = max(1, int(interactive_linger * 1000))
-        self._interactive_seen = False  # as of the last step: another worker's are waiting
+        self._linger = interactive_linger
+        self._interactive = 0  # interactive permits lately, as of the last step (-1: none)
         self._offset = 0.0  # Redis's clock minus the loop's, as of the last step
         self._guess = window
         self._stale = stale_after
@@ -108,6 +116,7 @@ class RedisRateLimiter(RedisBacked):
         self._poll = poll_interval
         self._retry_redis = retry_redis_after
         self._write = self._redis.register_script(_WRITE)
+        self._count_interactive = self._redis.register_script(_COUNT)
         self._seen: QuotaModel | None = None  # the model as last read, for snapshot()
         self._in_flight = 0
         self._throttled = 0.0
@@ -162,13 +171,13 @@ class RedisRateLimiter(RedisBacked):
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.time()
                 pipe.hmget(self._keys[0], ["version", "state"])
-                if mark:
-                    pipe.set(self._keys[1], b"1", px=self._linger_ms)
-                pipe.exists(self._keys[1])
-                (seconds, micros), (version, raw), *_, seen = await pipe.execute()
+                if mark:  # counted from now for a linger, if no count is running
+                    pipe.set(self._keys[1], b"0", px=self._linger_ms(), nx=True)
+                pipe.get(self._keys[1])
+                (seconds, micros), (version, raw), *_, lately = await pipe.execute()
             now = seconds + micros / 1e6
             self._offset = now - asyncio.get_running_loop().time()
-            self._interactive_seen = bool(seen)
+            self._interactive = -1 if lately is None else _count(lately)
             model = self._load(raw)
             model.expire(now, self._stale)
             changed, result = change(model, now)
@@ -210,12 +219,17 @@ class RedisRateLimiter(RedisBacked):
         return model.wait(now, ahead + 1)
 
     def _left_to_interactive(self, model: QuotaModel) -> int:
-        """Units a bulk request leaves free while interactive ones were seen lately: once
-        the model predicts units back (steps, gradual), not while it tries the window one
-        unit at a time (a bulk request may be that trial)."""
-        if not self._interactive_seen or not model.limit or model.mode not in _PREDICTS:
+        """Units a bulk request leaves free: while interactive permits were counted lately,
+        that many and one more (the next), at most the interactive share of the limit."""
+        if self._interactive < 0 or not model.limit or not self._share:
             return 0
-        return max(1, math.ceil(self._share * model.limit)) if self._share else 0
+        return min(self._interactive + 1, max(1, math.floor(self._share * model.limit)))
+
+    def _linger_ms(self) -> int:
+        """How long interactive permits are counted: the window, unless told otherwise."""
+        seen = self._seen.window if self._seen is not None else 1.0
+        linger = self._linger if self._linger is not None else min(max(seen, 0.25), 60.0)
+        return max(1, int(linger * 1000))
 
     async def acquire(
         self, *, priority: Priority = "interactive", max_wait: float | None = None
@@ -292,6 +306,8 @@ class RedisRateLimiter(RedisBacked):
             await asyncio.sleep(self._poll if math.isinf(value) else min(value, 0.05))
         if waited:
             self._throttled += asyncio.get_running_loop().time() - started
+        if interactive:  # counted for bulk work to leave room for the next one
+            self._spawn(self._count_interactive(keys=self._keys[1:], args=[self._linger_ms()]))
         self._in_flight += 1
         return Permit(int(value), sent)
 
@@ -378,10 +394,24 @@ class RedisRateLimiter(RedisBacked):
         return Permit(-permit.seq, permit.sent_at)  # negative: settled by the fallback
 
 
+def _count(raw: bytes) -> int:
+    """The interactive count as stored (another release's value, or garbage: 0)."""
+    try:
+        return max(0, int(raw))
+    except ValueError:
+        return 0
+
+
 def _take(model: QuotaModel, now: float, *, leave: int = 0) -> tuple[bool, tuple[float, float]]:
-    """Grant a request if the model lets one go, and *leave* more units free besides:
-    (changed, (sent at or 0, seq or wait))."""
-    wait = model.wait(now, leave + 1)
+    """Grant a request if the model lets one go with *leave* units in hand counted as used
+    (what bulk work keeps for interactive requests): (changed, (sent at or 0, seq or wait)).
+    Counted, not asked for: while the model tries the window one unit at a time, the
+    trial that shows the window's units back may be this request."""
+    for _ in range(leave):
+        model.ledger.add(now, 1)
+    wait = model.wait(now)
+    for _ in range(leave):
+        model.ledger.remove(now)
     if wait > 0:
         return False, (0.0, wait)
     return True, (now, float(model.grant(now)))
