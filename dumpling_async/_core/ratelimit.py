@@ -10,6 +10,7 @@ first) and wake on each answer or when the model's predicted time comes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -18,7 +19,6 @@ from typing import Protocol, runtime_checkable
 import attrs
 from aiolimiter import AsyncLimiter
 
-from .._errors import MaxWaitExceededError
 from .._models import RateLimitState
 from .headers import parse_rate_limit_headers
 from .log import get_logger
@@ -120,9 +120,7 @@ class AdaptiveRateLimiter:
         self._ceiling = AsyncLimiter(max_rate, time_period) if max_rate else None
         self._throttled = 0.0
         self._throttle_waits = 0
-        # Coroutines on the slow path, by lane (the holder of the turn included).
-        self._waiting: dict[Priority, int] = {"interactive": 0, "bulk": 0}
-        self._turns: Turns | None = None
+        self._turns = Turns()  # the slow path's queue, interactive first
         self._changed: asyncio.Event | None = None
         self._log = get_logger()
 
@@ -158,12 +156,7 @@ class AdaptiveRateLimiter:
     def predicted_wait(self, priority: Priority = "interactive") -> float:
         """How long a request of *priority* asked now would wait for its permit, as the
         quota model predicts it (``math.inf``: not before answers arrive)."""
-        return self._model.wait(self._clock(), self._ahead(priority) + 1)
-
-    def _ahead(self, priority: Priority) -> int:
-        """The waiters a request of *priority* would go after."""
-        waiting = self._waiting["interactive"]
-        return waiting + self._waiting["bulk"] if priority == "bulk" else waiting
+        return self._model.wait(self._clock(), self._turns.ahead(priority) + 1)
 
     async def acquire(
         self, *, priority: Priority = "interactive", max_wait: float | None = None
@@ -175,44 +168,21 @@ class AdaptiveRateLimiter:
             # when there is room for them all too: going first then takes nothing of theirs,
             # and a queue that formed while the limit was learned drains instead of
             # holding every later request in line behind the lock.
-            ahead = self._ahead(priority)
+            ahead = self._turns.ahead(priority)
             if model.wait(now) <= 0 and (not ahead or model.spare() > ahead):
                 return Permit(model.grant(now), now)
-        if max_wait is not None:
-            predicted = self.predicted_wait(priority)
-            if predicted > max_wait and not math.isinf(predicted):
-                raise MaxWaitExceededError(max_wait, predicted)
-        if self._turns is None:
-            self._turns = Turns()
+        if self._changed is None:
             self._changed = asyncio.Event()
-        turns, holding = self._turns, False
-        self._waiting[priority] += 1
-        try:
-            async with asyncio.timeout(max_wait):
-                await turns.take(priority)
-                holding = True
-                while (permit := await self._wait_for_turn(priority)) is None:
-                    # An interactive request came while this one waited: it takes this
-                    # unit, and this one waits again at the head of its lane.
-                    turns.give()
-                    holding = False
-                    await turns.take(priority, front=True)
-                    holding = True
-                return permit
-        except TimeoutError:
-            wait = self.predicted_wait(priority)
-            assert max_wait is not None
-            raise MaxWaitExceededError(max_wait, None if math.isinf(wait) else wait) from None
-        finally:
-            self._waiting[priority] -= 1
-            if holding:
-                turns.give()
+        # An interactive request that comes while a bulk one waits takes the next unit.
+        attempt = functools.partial(self._wait_for_turn, priority)
+        predicted = functools.partial(self.predicted_wait, priority)
+        return await self._turns.run(priority, max_wait, attempt, predicted)
 
     async def _wait_for_turn(self, priority: Priority) -> Permit | None:
         """The permit, once the model lets one go; None when a bulk request must give
         way to an interactive one that is waiting."""
         model, changed, turns = self._model, self._changed, self._turns
-        assert changed is not None and turns is not None
+        assert changed is not None
         started = self._clock()
         waited = False
         while True:

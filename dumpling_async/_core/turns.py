@@ -11,12 +11,14 @@ takes the next unit. An idle interactive lane costs the bulk lane nothing.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
-from typing import Literal
+from collections.abc import Awaitable, Callable
+from typing import Literal, TypeVar
 
 import attrs
 
-from .._errors import ConfigurationError
+from .._errors import ConfigurationError, MaxWaitExceededError
 
 __all__ = [
     "BULK",
@@ -29,6 +31,7 @@ __all__ = [
     "check_wait",
 ]
 
+T = TypeVar("T")
 Priority = Literal["interactive", "bulk"]
 PRIORITIES: tuple[Priority, ...] = ("interactive", "bulk")  # the order lanes are served
 
@@ -49,11 +52,52 @@ BULK = Turn("bulk")
 class Turns:
     """Whose turn it is to wait for the quota: one holder, then the waiters by lane."""
 
-    __slots__ = ("_held", "_lanes")
+    __slots__ = ("_held", "_lanes", "queued")
 
     def __init__(self) -> None:
         self._held = False
         self._lanes: dict[Priority, deque[asyncio.Future[None]]] = {p: deque() for p in PRIORITIES}
+        self.queued: dict[Priority, int] = dict.fromkeys(PRIORITIES, 0)  # in run(), holder too
+
+    def ahead(self, priority: Priority) -> int:
+        """The callers in ``run`` that a new one of *priority* would go after."""
+        interactive = self.queued["interactive"]
+        return interactive + self.queued["bulk"] if priority == "bulk" else interactive
+
+    async def run(
+        self,
+        priority: Priority,
+        max_wait: float | None,
+        attempt: Callable[[], Awaitable[T | None]],
+        predicted: Callable[[], float],
+    ) -> T:
+        """*attempt*'s permit, asked in *priority*'s turn: None from it means it gave way
+        to an interactive caller, and it is asked again at the head of its lane. Within
+        *max_wait*: ``MaxWaitExceededError`` at once when *predicted* says longer, or
+        when the wait runs out."""
+        if max_wait is not None and max_wait < (wait := predicted()) < math.inf:
+            raise MaxWaitExceededError(max_wait, wait)
+        holding = False
+        self.queued[priority] += 1
+        try:
+            async with asyncio.timeout(max_wait) as scope:
+                await self.take(priority)
+                holding = True
+                while (permit := await attempt()) is None:
+                    self.give()
+                    holding = False
+                    await self.take(priority, front=True)
+                    holding = True
+                return permit
+        except TimeoutError:
+            if max_wait is None or not scope.expired():
+                raise
+            wait = predicted()
+            raise MaxWaitExceededError(max_wait, None if math.isinf(wait) else wait) from None
+        finally:
+            self.queued[priority] -= 1
+            if holding:
+                self.give()
 
     def waiting(self, priority: Priority) -> int:
         """Callers waiting for a turn in *priority*'s lane (not the holder)."""

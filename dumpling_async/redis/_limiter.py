@@ -33,7 +33,6 @@ from .._core.log import get_logger
 from .._core.quota import QuotaModel, ResponseInfo
 from .._core.ratelimit import AdaptiveRateLimiter, Permit
 from .._core.turns import Priority, Turns
-from .._errors import MaxWaitExceededError
 from .._models import RateLimitState
 from ._base import Connection, RedisBacked, key_namespace
 
@@ -130,8 +129,7 @@ class RedisRateLimiter(RedisBacked):
         self._owed: collections.deque[tuple[Permit, ResponseInfo | None]] = collections.deque(
             maxlen=_MOST_OWED
         )
-        self._turns: Turns | None = None
-        self._queued: dict[Priority, int] = {"interactive": 0, "bulk": 0}
+        self._turns = Turns()  # this process's pollers, interactive first
         self._background: set[asyncio.Task[Any]] = set()
         self._log = get_logger()
 
@@ -213,9 +211,9 @@ class RedisRateLimiter(RedisBacked):
         if model is None:
             return 0.0  # nothing known yet: the first request goes
         now = asyncio.get_running_loop().time() + self._offset
-        ahead = self._queued["interactive"]
+        ahead = self._turns.ahead(priority)
         if priority == "bulk":
-            ahead += self._queued["bulk"] + self._left_to_interactive(model)
+            ahead += self._left_to_interactive(model)
         return model.wait(now, ahead + 1)
 
     def _left_to_interactive(self, model: QuotaModel) -> int:
@@ -236,32 +234,10 @@ class RedisRateLimiter(RedisBacked):
     ) -> Permit:
         if self._away and self._fallback is not None and not await self._back_to_redis():
             return await self._local_acquire(self._fallback, priority, max_wait)
-        if max_wait is not None:
-            predicted = self.predicted_wait(priority)
-            if max_wait < predicted < math.inf:
-                raise MaxWaitExceededError(max_wait, predicted)
-        if self._turns is None:
-            self._turns = Turns()
-        turns, holding = self._turns, False
-        self._queued[priority] += 1
-        try:
-            async with asyncio.timeout(max_wait):
-                await turns.take(priority)  # one poller per process, interactive first
-                holding = True
-                while (permit := await self._poll_for(priority, max_wait)) is None:
-                    turns.give()  # an interactive request came: it polls first
-                    holding = False
-                    await turns.take(priority, front=True)
-                    holding = True
-                return permit
-        except TimeoutError:
-            wait = self.predicted_wait(priority)
-            assert max_wait is not None
-            raise MaxWaitExceededError(max_wait, None if math.isinf(wait) else wait) from None
-        finally:
-            self._queued[priority] -= 1
-            if holding:
-                turns.give()
+        # One poller per process, interactive first; a bulk one gives way to it.
+        attempt = functools.partial(self._poll_for, priority, max_wait)
+        predicted = functools.partial(self.predicted_wait, priority)
+        return await self._turns.run(priority, max_wait, attempt, predicted)
 
     def _take_as(self, priority: Priority) -> Callable[[QuotaModel, float], Any]:
         """The step that grants a request of *priority*: a bulk one only if it leaves
@@ -276,7 +252,6 @@ class RedisRateLimiter(RedisBacked):
     async def _poll_for(self, priority: Priority, max_wait: float | None) -> Permit | None:
         """Ask the shared model until it grants; None when a bulk request must give way
         to an interactive one of this process."""
-        assert self._turns is not None
         started = asyncio.get_running_loop().time()
         waited = False
         interactive = priority == "interactive"
