@@ -1,13 +1,17 @@
-"""Shared fixtures: a real fake server on 127.0.0.1 and clients pointed at it."""
+"""Shared fixtures: a real fake server on 127.0.0.1 and clients pointed at it, and a
+real redis-server."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
+from _redis import RedisProcess
 
 from dumpling_async import AsyncDumplingClient, RetryPolicy
 from dumpling_async.testing import FakeDumplingServer
@@ -88,3 +92,18 @@ def serve() -> Iterator[Callable[..., FakeDumplingServer]]:
     yield start
     for thread in threads:
         thread.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A real redis-server on a free loopback port, stopped after the test."""
+    server = RedisProcess(tmp_path)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def redis_client(redis_server: RedisProcess) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_server.url)
+    yield client
+    await client.aclose()

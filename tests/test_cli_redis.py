@@ -13,11 +13,12 @@ import re
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import redis
+from _redis import RedisProcess, free_port
 from test_cli import (
     CLI,
     KEY,
@@ -26,19 +27,10 @@ from test_cli import (
     run_cli,
     write_lines,
 )
-from test_redis import RedisProcess, _free_port
 
 from dumpling_async import InvalidHandleError, normalize_handle
 from dumpling_async.redis import key_namespace
 from dumpling_async.testing import FakeDumplingServer, RateLimitRule
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
-    """A real redis-server on a free loopback port, stopped after the test."""
-    server = RedisProcess(tmp_path)
-    yield server
-    server.stop()
 
 
 def run_workers(
@@ -235,7 +227,7 @@ def test_redis_configuration_errors_exit_2(
     assert "pip install 'dumpling-async[redis]'" in no_package.stderr
     assert "Traceback" not in no_package.stderr
 
-    closed = f"redis://user:hunter2@127.0.0.1:{_free_port()}/0"
+    closed = f"redis://user:hunter2@127.0.0.1:{free_port()}/0"
     unreachable = run_cli(*base, "--redis-url", closed)
     assert unreachable.returncode == 2 and "cannot reach Redis" in unreachable.stderr
     assert "hunter2" not in unreachable.stderr  # the URL's password is never shown

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_redis import RedisProcess
+from _redis import RedisProcess
 
 from benchmarks.invariants import chaos_run
 

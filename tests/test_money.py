@@ -13,10 +13,10 @@ from typing import Any
 import orjson
 import psutil
 import pytest
+from _redis import RedisProcess
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from conftest import FAST_RETRY, KEY
-from test_redis import RedisProcess
 
 from dumpling_async import (
     APITimeoutError,
@@ -28,13 +28,6 @@ from dumpling_async import (
 )
 from dumpling_async.redis import RedisCreditBudget
 from dumpling_async.testing import FakeDumplingServer, fake_profile
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
-    server = RedisProcess(tmp_path)
-    yield server
-    server.stop()
 
 
 async def _serve(handler: Any, path: str = "/api/v1/get-tiktok-profile") -> TestServer:

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import socket
-import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import pytest
 import redis.asyncio as aioredis
+from _redis import RedisProcess
 from conftest import KEY
 
 from dumpling_async import AsyncDumplingClient, BudgetExceededError, ResponseInfo
@@ -21,77 +17,6 @@ from dumpling_async.redis import RedisCreditBudget, RedisRateLimiter, key_namesp
 from dumpling_async.testing import FakeDumplingServer, RateLimitRule
 
 WORKER = str(Path(__file__).with_name("_redis_worker.py"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class RedisProcess:
-    """A redis-server on a free loopback port in a temporary directory."""
-
-    def __init__(self, tmp: Path, *, persist: bool = False) -> None:
-        self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._tmp = tmp
-        # Persistence (an append-only file, synced per write) makes a restart keep state.
-        self._persist = ["--appendonly", "yes", "--appendfsync", "always"] if persist else []
-        self.start()
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed: run `make test` (it installs it)")
-        self._proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self._tmp),
-                *self._persist,
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        self._proc.terminate()
-        self._proc.wait(timeout=10)
-
-    def restart(self) -> None:
-        """Stop and start again on the same port: an empty Redis unless it persists."""
-        self.stop()
-        self.start()
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
-    server = RedisProcess(tmp_path)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def redis_client(redis_server: RedisProcess) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
 
 
 async def _workers(

@@ -8,33 +8,18 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from _redis import RedisProcess
 from conftest import KEY
-from test_redis import RedisProcess
 
 from dumpling_async import AsyncDumplingClient, ProfileNotFoundError, SharedCache
 from dumpling_async.redis import RedisCache, key_namespace
 from dumpling_async.testing import FakeDumplingServer
 
 WORKER = str(Path(__file__).with_name("_cache_worker.py"))
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
-    server = RedisProcess(tmp_path)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def redis_client(redis_server: RedisProcess) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
 
 
 async def _start_workers(

@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import orjson
 import pytest
 import redis.asyncio as aioredis
+from _redis import RedisProcess
 from conftest import KEY
-from test_redis import RedisProcess
 
 from dumpling_async import (
     AdaptiveRateLimiter,
@@ -161,13 +159,6 @@ async def test_max_wait_bounds_a_custom_limiter_by_timing_out(
         with pytest.raises(MaxWaitExceededError) as refused:
             await client.get_tiktok_profile("alice")
     assert refused.value.retry_after is None and server.requests == 0
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
-    server = RedisProcess(tmp_path)
-    yield server
-    server.stop()
 
 
 async def _drain(limiter: RedisRateLimiter, units: int, limit: int) -> None:
