@@ -472,3 +472,18 @@ def test_the_lag_is_the_largest_seen_halving_with_time() -> None:
     answer(4 * half + 0.01, 0.0001)
     answer(4 * half + 0.02, 30.0)
     assert model.lag.value == pytest.approx(model.tuning.lag_most, abs=0.001)
+
+
+def test_the_wait_for_n_requests_is_the_pause_when_quota_is_in_hand() -> None:
+    """wait(now, n): with n units in hand, a pause is all there is to wait (not a
+    window), and the single-request answer is what it always was."""
+    model = _model(window=60.0)
+    first = model.grant(0.0)
+    model.answer(first, 0.01, _ok(100, 99))
+    for _ in range(2):
+        model.grant(0.02)
+    model.pause(0.03, 1.0)
+    assert model.wait(0.03) == pytest.approx(1.0)
+    assert model.wait(0.03, 2) == pytest.approx(1.0)
+    assert model.wait(0.03, 200) > 1.0  # more than is in hand: after units come back
+    assert model.wait(1.5, 2) == 0.0

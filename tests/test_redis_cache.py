@@ -16,7 +16,7 @@ from _redis import RedisProcess
 from conftest import KEY
 
 from dumpling_async import AsyncDumplingClient, ProfileNotFoundError, SharedCache
-from dumpling_async.redis import RedisCache, key_namespace
+from dumpling_async.redis import RedisCache, RedisCreditBudget, RedisRateLimiter, key_namespace
 from dumpling_async.testing import FakeDumplingServer
 
 WORKER = str(Path(__file__).with_name("_cache_worker.py"))
@@ -227,3 +227,25 @@ async def test_large_bodies_are_compressed_and_oversized_ones_not_cached(
     body = json.dumps(profile.raw).encode()
     assert stored[:1] == b"z" and len(stored) < len(body)
     assert sum(":cache:" in n for n in names) == 1 and sum(":handover:" in n for n in names) == 1
+
+
+async def test_clearing_the_cache_leaves_the_limiter_and_the_budget_alone(
+    redis_server: RedisProcess, redis_client: aioredis.Redis
+) -> None:
+    """clear() forgets cached answers only: the shared quota and budget of the same key
+    stay."""
+    async with (
+        FakeDumplingServer() as server,
+        RedisRateLimiter(redis_server.url, api_key=KEY) as limiter,
+        RedisCreditBudget(redis_server.url, api_key=KEY, max_credits=1_000) as budget,
+        _cache(redis_server) as cache,
+        AsyncDumplingClient(
+            KEY, base_url=server.url, cache=cache, rate_limiter=limiter, credit_budget=budget
+        ) as client,
+    ):
+        await client.get_tiktok_profile("alice")
+        before = {name.decode() async for name in redis_client.scan_iter()}
+        await cache.clear()
+        after = {name.decode() async for name in redis_client.scan_iter()}
+    assert any(":cache:" in name for name in before)
+    assert after == {name for name in before if ":cache:" not in name} and after

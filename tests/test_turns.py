@@ -217,3 +217,28 @@ async def test_a_burst_of_single_calls_is_not_refused_for_the_clients_own_slots(
         profiles = await asyncio.gather(*(client.get_tiktok_profile(f"cold{i}") for i in range(40)))
     assert len(profiles) == 40 and len(server.charged) == 41
     assert server.max_in_flight == 40  # past the 16 slots the client starts with
+
+
+async def test_a_caller_that_joined_a_lookup_refused_for_another_callers_bound_gets_it() -> None:
+    """Two calls for one handle share a lookup; when it is refused for the first one's
+    max_wait, the second, unbounded, asks again and gets the profile."""
+    rule = RateLimitRule(10, 1.0, "token_bucket")
+    async with (
+        FakeDumplingServer(rate_limit=rule) as server,
+        AsyncDumplingClient(KEY, base_url=server.url) as client,
+    ):
+        job = asyncio.ensure_future(client.gather_profiles(f"user{i}" for i in range(60)))
+        while client.rate_limit.state != "gradual" or client.rate_limit.throttle_waits < 10:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        for n in range(20):
+            bounded = asyncio.ensure_future(client.get_tiktok_profile(f"vip{n}", max_wait=0.01))
+            unbounded = asyncio.ensure_future(client.get_tiktok_profile(f"vip{n}"))
+            first, second = await asyncio.gather(bounded, unbounded, return_exceptions=True)
+            if isinstance(first, MaxWaitExceededError):
+                break
+        else:
+            pytest.fail("no call had to wait")
+        await job
+    assert not isinstance(second, BaseException), second
+    assert second.user is not None and second.user.unique_id == f"vip{n}"
+    assert server.charged[f"vip{n}"] == 1

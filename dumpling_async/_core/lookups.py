@@ -5,9 +5,10 @@ the pipeline. Single calls and bulk jobs both come through here."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
+from .._errors import MaxWaitExceededError
 from .cache import ProfileCache
 from .converter import parse_model
 from .endpoints import Call
@@ -34,9 +35,17 @@ class Lookups:
     def __repr__(self) -> str:
         return f"Lookups({self.flights!r}, cache={self.cache or self.shared!r})"
 
-    def get(self, call: Call) -> Awaitable[Any]:
-        """The call's value; concurrent calls for the same thing share one request."""
-        return self.flights.share(call.key, functools.partial(self.fetch, call))
+    async def get(self, call: Call) -> Any:
+        """The call's value; concurrent calls for the same thing share one request. A
+        caller that joined a lookup refused for another caller's ``max_wait`` asks again
+        with its own (once: then the refusal is its own too)."""
+        fetch = functools.partial(self.fetch, call)
+        try:
+            return await self.flights.share(call.key, fetch)
+        except MaxWaitExceededError as error:
+            if error.max_wait == call.turn.max_wait:
+                raise
+        return await self.flights.share(call.key, fetch)
 
     async def fetch(
         self, call: Call, stop: StopCheck | None = None, at_send: StopCheck | None = None

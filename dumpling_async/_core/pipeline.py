@@ -89,10 +89,11 @@ class Pipeline:
         self._request_source = request_source
         self._urls: dict[str, URL] = {}
         # The request slots: a count in use, and the attempts waiting for one, first in
-        # first served (asyncio.Semaphore costs two coroutines per attempt; and the
-        # number of slots changes as the client sizes it).
+        # first served, interactive ones first (asyncio.Semaphore costs two coroutines
+        # per attempt; and the number of slots changes as the client sizes it).
         self._busy = 0
         self._queued: deque[asyncio.Future[None]] = deque()
+        self._queued_first: deque[asyncio.Future[None]] = deque()  # interactive
         self._debug = logging.getLogger(LOGGER_NAME).isEnabledFor
         self._closed = False
         self.confirmed = 0  # credits charged for answers that arrived
@@ -261,12 +262,9 @@ class Pipeline:
         # The budget counts an uncertain charge as spent: it holds against any server.
         await self.budget.settle(cost, charged=charge is not Charge.NONE)
 
-    async def _wait_for_slot(self, *, front: bool = False) -> None:
+    async def _wait_for_slot(self, *, interactive: bool = False) -> None:
         waiter = asyncio.get_running_loop().create_future()
-        if front:
-            self._queued.appendleft(waiter)  # interactive: ahead of bulk work
-        else:
-            self._queued.append(waiter)
+        (self._queued_first if interactive else self._queued).append(waiter)
         try:
             await waiter
         except BaseException:
@@ -278,14 +276,25 @@ class Pipeline:
         self._busy -= 1
         self._hand_out()
 
+    def _slots(self, interactive: bool) -> int:
+        """The slots a call may use: interactive ones, unless the user set
+        max_concurrency (a hard cap), are bounded only by the connection pool, so that a
+        web handler waits neither behind a bulk job's requests in flight (each 0.3-5 s)
+        nor behind a burst of its own tier's cold misses."""
+        sizing = self.concurrency
+        return sizing.bound if interactive and sizing.automatic else sizing.limit
+
     def _hand_out(self) -> None:
-        """Give free slots to waiters, oldest first."""
-        queued, limit = self._queued, self.concurrency.limit
-        while queued and self._busy < limit:
-            waiter = queued.popleft()
-            if not waiter.done():  # one that gave up left its future behind
-                self._busy += 1
-                waiter.set_result(None)
+        """Give free slots to waiters, interactive ones first, each oldest first."""
+        for queued, limit in (
+            (self._queued_first, self._slots(True)),
+            (self._queued, self._slots(False)),
+        ):
+            while queued and self._busy < limit:
+                waiter = queued.popleft()
+                if not waiter.done():  # one that gave up left its future behind
+                    self._busy += 1
+                    waiter.set_result(None)
 
     def _answered(self, status: int, info: ResponseInfo, started: float) -> None:
         """Size the slots from an answer: its time, and a refusal with quota left."""
@@ -299,7 +308,7 @@ class Pipeline:
             full = self._busy + 1 >= sizing.limit  # this one still holds its slot
             if rate is None and info.remaining and full:
                 sizing.quota_left_at_the_cap()  # the slots, not the quota, hold us back
-        if self._queued:
+        if self._queued or self._queued_first:
             self._hand_out()  # the size may have grown
 
     def _check_wait(self, call: Call) -> None:
@@ -323,9 +332,11 @@ class Pipeline:
             permit = await self.limiter.acquire()
         else:
             try:
-                async with asyncio.timeout(turn.max_wait):
+                async with asyncio.timeout(turn.max_wait) as scope:
                     permit = await self.limiter.acquire()
             except TimeoutError:
+                if not scope.expired():
+                    raise  # the limiter's own
                 raise MaxWaitExceededError(turn.max_wait, None) from None
         waited = _waited(started)
         if self._hook is not None and waited > 0.001:
@@ -345,17 +356,12 @@ class Pipeline:
         tell the limiter (and the sizing) what came back."""
         if self._closed:
             raise ClientClosedError("this AsyncDumplingClient is closed; create a new one")
-        # Interactive calls take the next free slot before bulk work and, unless the user
-        # set max_concurrency (a hard cap), are bounded only by the connection pool: a web
-        # handler does not wait behind the requests a bulk job has in flight (each 0.3-5 s),
-        # nor behind a burst of its own tier's cold misses.
         interactive = call.turn.priority == "interactive"
-        sizing = self.concurrency
-        limit = sizing.bound if interactive and sizing.automatic else sizing.limit
-        if self._busy < limit and (interactive or not self._queued):
+        ahead = self._queued_first if interactive else self._queued or self._queued_first
+        if self._busy < self._slots(interactive) and not ahead:
             self._busy += 1  # no one waits for a slot when one is free
         else:
-            await self._wait_for_slot(front=interactive)
+            await self._wait_for_slot(interactive=interactive)
         try:
             permit = await self._acquire(call)
             reason = stop() if stop is not None else None

@@ -126,8 +126,8 @@ class QuotaModel:
         assert self.limit is not None
         free = self.limit - self.ledger.counted + self._back(now)
         keep = self._reserve()
-        if free - n + 1 > keep and now >= self.paused_until:
-            return 0.0
+        if free - n + 1 > keep:
+            return max(0.0, self.paused_until - now)
         # When the model expects enough back to go beyond the reserve; a probe may take
         # the reserve at its time. With nothing in hand while learning, a probe that
         # risks a 429 (one at a time: its answer says what a second one would).

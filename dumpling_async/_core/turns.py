@@ -138,7 +138,9 @@ class Turns:
 
 def check_wait(max_wait: float | None) -> float | None:
     """A ``max_wait`` as given, if it is one (> 0, ``math.inf``, or None)."""
-    if max_wait is not None and (isinstance(max_wait, bool) or not max_wait > 0):
+    if max_wait is not None and (
+        isinstance(max_wait, bool) or not isinstance(max_wait, int | float) or not max_wait > 0
+    ):
         raise ConfigurationError("max_wait must be > 0 seconds (math.inf: no bound) or None")
     return max_wait
 

@@ -53,7 +53,8 @@ return 0
 class RedisCache(RedisBacked):
     """A cache and single flight shared through Redis by every process on one API key.
 
-    Pass it as the client's ``cache=``. *redis* is a URL or a ``redis.asyncio.Redis``;
+    Pass it as the client's ``cache=``. *redis* is a URL or a ``redis.asyncio.Redis``
+    (one lent must not decode responses: values are bytes);
     *api_key* only names the keys (hashed). ``ttl``: how long a profile is reused
     (seconds). ``lease``: how long a worker that died mid-request holds up the others;
     its holder renews it every third of that. ``follow_for``: how long a lookup waits
@@ -157,8 +158,9 @@ class RedisCache(RedisBacked):
             await asyncio.shield(self._op(self._release(keys=[lease], args=[token])))
 
     async def clear(self) -> None:
-        """Forget every cached answer of this API key (leases and handovers too)."""
-        names = [name async for name in self._redis.scan_iter(match=f"{self._ns}:*")]
+        """Forget every cached answer of this API key (leases and handovers too; the
+        limiter's and the budget's keys are left alone)."""
+        names = [name for pattern in self._keys async for name in self._redis.scan_iter(pattern)]
         if names:
             await self._redis.delete(*names)
 
@@ -210,5 +212,5 @@ class RedisCache(RedisBacked):
                 value = inflate.decompress(data, _MOST_INFLATED)
             except zlib.error:
                 return None
-            return None if inflate.unconsumed_tail else value
+            return None if inflate.unconsumed_tail or not inflate.eof else value
         return None

@@ -97,7 +97,9 @@ class RedisRateLimiter(RedisBacked):
         interactive_linger: float | None = None,
         prefix: str = "dumpling",
     ) -> None:
-        if not 0 <= interactive_share < 1 or not (interactive_linger or 1) > 0:
+        if not 0 <= interactive_share < 1 or (
+            interactive_linger is not None and not interactive_linger > 0
+        ):
             raise ValueError("interactive_share must be in [0, 1), interactive_linger > 0")
         self._conn = Connection(redis)
         self._redis = self._conn.client
