@@ -216,7 +216,9 @@ async def test_a_burst_of_single_calls_is_not_refused_for_the_clients_own_slots(
         await client.get_tiktok_profile("first")  # the first answer: nothing is metered
         profiles = await asyncio.gather(*(client.get_tiktok_profile(f"cold{i}") for i in range(40)))
     assert len(profiles) == 40 and len(server.charged) == 41
-    assert server.max_in_flight == 40  # past the 16 slots the client starts with
+    # Past the 16 slots the client starts with (and the 20 an interactive call had before):
+    # 40 measured; a loaded loop may start the last ones after the first are answered.
+    assert server.max_in_flight > 24, server.max_in_flight
 
 
 async def test_a_caller_that_joined_a_lookup_refused_for_another_callers_bound_gets_it() -> None:
