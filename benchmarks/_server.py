@@ -66,6 +66,7 @@ class ServerStats:
     first_request_at: float | None = None  # time.monotonic() of the first request
     limit_changes: tuple[LimitChange, ...] = ()
     first_request_wall: float | None = None  # time.time() of it (the limits server only)
+    charged: dict[str, int] = field(default_factory=dict)  # charges by handle
 
     @property
     def rate_limited_share(self) -> float:
@@ -163,6 +164,7 @@ class _Child:
             first_request_at=records[0].at if records else None,
             limit_changes=tuple(self.changes),
             first_request_wall=getattr(server, "first_request_wall", None),
+            charged=dict(server.charged),
         )
 
     def reset(self) -> None:

@@ -25,7 +25,7 @@ from dumpling_async.testing import RateLimitRule
 
 from ._server import ServerProcess
 from ._webload_parts import Config, Section, _progress, ms, pct
-from ._webload_procs import KEY, MAX_WAIT, ChargingApi, _tier_env, redis_server, web_tier
+from ._webload_procs import KEY, MAX_WAIT, _tier_env, redis_server, web_tier
 
 __all__ = ["part_cache", "part_lanes", "zipf_handles"]
 
@@ -89,7 +89,7 @@ async def _load(base: str, handles: Sequence[str], concurrency: int) -> Counter[
 
 def _cache_run(cfg: Config, handles: Sequence[str], *, shared_cache: bool) -> CacheRun:
     with (
-        ChargingApi(latency=cfg.answer, seed=cfg.seed) as api,
+        ServerProcess(options={"latency": cfg.answer, "latency_seed": cfg.seed}) as api,
         redis_server() as redis_url,
         web_tier(
             _tier_env(api.url, redis_url, shared_cache=shared_cache), workers=cfg.workers
@@ -98,7 +98,8 @@ def _cache_run(cfg: Config, handles: Sequence[str], *, shared_cache: bool) -> Ca
         started = time.monotonic()
         statuses = asyncio.run(_load(url, handles, cfg.concurrency))
         elapsed = time.monotonic() - started
-        charged, api_requests = api.charged()
+        stats = api.stats()
+        charged, api_requests = Counter(stats.charged), stats.requests
     return CacheRun(
         requests=len(handles),
         distinct=len(set(handles)),

@@ -1,18 +1,15 @@
 """The processes ``benchmarks.webload`` starts, each a context manager that stops it again:
 a throwaway redis-server on a free loopback port (``redis_server``), the uvicorn web tier
-serving ``examples/fastapi_workers.py`` (``web_tier``, its environment from ``_tier_env``)
-and the fake API in a process of its own that reports its charges per handle
-(``ChargingApi``); with the helpers they share (``free_port``, ``wait_for_port``) and the
-constants the parts use (``HOST``, ``KEY``, ``MAX_WAIT``). Part 4's bulk process, the
-load it measures, stays with that part.
+serving ``examples/fastapi_workers.py`` (``web_tier``, its environment from ``_tier_env``);
+with the helpers they share (``free_port``, ``wait_for_port``) and the constants the parts
+use (``HOST``, ``KEY``, ``MAX_WAIT``). The fake API is ``benchmarks._server.ServerProcess``;
+part 4's bulk process, the load it measures, stays with that part.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import contextlib
-import multiprocessing
 import os
 import shutil
 import signal
@@ -22,20 +19,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
-from multiprocessing.connection import Connection
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
-
-from dumpling_async.testing import AnswerTime, FakeDumplingServer
+from typing import Any
 
 __all__ = [
     "HOST",
     "KEY",
     "MAX_WAIT",
-    "ChargingApi",
     "_tier_env",
     "free_port",
     "redis_server",
@@ -179,81 +170,3 @@ def _tier_env(api_url: str, redis_url: str, *, shared_cache: bool) -> dict[str, 
         "DUMPLING_REDIS_URL": redis_url,
         "DUMPLING_SHARED_CACHE": "1" if shared_cache else "0",
     }
-
-
-# -- the charging fake API -----------------------------------------------------------------
-
-
-def _charges_child(conn: Connection, latency: AnswerTime | float, seed: int) -> None:
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve_charges(conn, latency, seed))
-    conn.close()
-
-
-async def _serve_charges(conn: Connection, latency: AnswerTime | float, seed: int) -> None:
-    async with FakeDumplingServer(latency=latency, latency_seed=seed, host=HOST) as api:
-        conn.send(api.url)
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                command = await loop.run_in_executor(None, conn.recv)
-            except (EOFError, OSError):
-                return  # the parent went away
-            if command != "charged":
-                return
-            conn.send((dict(api.charged), api.requests))
-
-
-class ChargingApi:
-    """The fake API (no rate limit) in its own process, which says what it charged per
-    handle (``ServerProcess`` reports only the most charges of any one handle)."""
-
-    def __init__(self, *, latency: AnswerTime | float, seed: int) -> None:
-        self._latency = latency
-        self._seed = seed
-        self._conn: Connection | None = None
-        self._process: multiprocessing.process.BaseProcess | None = None
-        self.url = ""
-
-    def charged(self) -> tuple[Counter[str], int]:
-        """Charges by handle, and every request the server saw."""
-        assert self._conn is not None
-        self._conn.send("charged")
-        charged, requests = self._conn.recv()
-        return Counter(charged), int(requests)
-
-    def __enter__(self) -> Self:
-        ctx = multiprocessing.get_context("spawn")
-        parent, child = ctx.Pipe()
-        self._conn = parent
-        self._process = ctx.Process(
-            target=_charges_child, args=(child, self._latency, self._seed), daemon=True
-        )
-        self._process.start()
-        child.close()
-        try:
-            if not parent.poll(30.0):
-                raise RuntimeError("the fake API process did not start in time")
-            self.url = str(parent.recv())
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        conn, process = self._conn, self._process
-        self._conn = self._process = None
-        if conn is not None:
-            with contextlib.suppress(OSError, ValueError):
-                conn.send("stop")
-            conn.close()
-        if process is not None:
-            process.join(5.0)
-            if process.is_alive():
-                process.terminate()
-                process.join(5.0)

@@ -178,7 +178,7 @@ async def _window_known(redis_url: str, key: str, window: float) -> None:
 
 
 @pytest.mark.parametrize("web_tier", ["active", "idle"])
-async def test_across_processes_bulk_work_leaves_the_last_units_to_interactive_calls(
+async def test_through_redis_bulk_work_leaves_the_last_units_to_interactive_calls(
     redis_server: RedisProcess, web_tier: str
 ) -> None:
     """Two limiters on one key through Redis (two workers' view), the window known:

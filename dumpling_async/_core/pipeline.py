@@ -78,7 +78,7 @@ class Pipeline:
         self.transport = transport
         self.limiter = limiter
         self._departed = limiter.departed if isinstance(limiter, HearsDepartures) else None
-        self._turns = limiter if _takes_turns(limiter) else None
+        self._lanes = limiter if _takes_turns(limiter) else None  # serves lanes, bounds waits
         self.budget = budget
         self.retry = retry
         self.costs = costs
@@ -315,9 +315,9 @@ class Pipeline:
         """Refuse at once, before anything is reserved, a call that would wait longer
         for the quota than its ``max_wait``."""
         max_wait = call.turn.max_wait
-        if max_wait is None or self._turns is None:
+        if max_wait is None or self._lanes is None:
             return
-        predicted = self._turns.predicted_wait(call.turn.priority)
+        predicted = self._lanes.predicted_wait(call.turn.priority)
         if max_wait < predicted < float("inf"):
             raise MaxWaitExceededError(max_wait, predicted)
 
@@ -326,8 +326,8 @@ class Pipeline:
         the quota's wait, not on the client's own slots); the hooks hear of a wait."""
         turn = call.turn
         started = time.monotonic()
-        if self._turns is not None:
-            permit = await self._turns.acquire(priority=turn.priority, max_wait=turn.max_wait)
+        if self._lanes is not None:
+            permit = await self._lanes.acquire(priority=turn.priority, max_wait=turn.max_wait)
         elif turn.max_wait is None:
             permit = await self.limiter.acquire()
         else:

@@ -384,8 +384,7 @@ def _take(model: QuotaModel, now: float, *, leave: int = 0) -> tuple[bool, tuple
     (what bulk work keeps for interactive requests): (changed, (sent at or 0, seq or wait)).
     Counted, not asked for: while the model tries the window one unit at a time, the
     trial that shows the window's units back may be this request."""
-    for _ in range(leave):
-        model.ledger.add(now, 1)
+    model.ledger.add(now, leave)
     wait = model.wait(now)
     for _ in range(leave):
         model.ledger.remove(now)
