@@ -67,6 +67,7 @@ class ServerStats:
     limit_changes: tuple[LimitChange, ...] = ()
     first_request_wall: float | None = None  # time.time() of it (the limits server only)
     charged: dict[str, int] = field(default_factory=dict)  # charges by handle
+    arrived: dict[str, float] = field(default_factory=dict)  # a handle's first 200 read at
 
     @property
     def rate_limited_share(self) -> float:
@@ -134,6 +135,16 @@ class _Spec:
         )
 
 
+def _first_answered(records: list[Any]) -> dict[str, float]:
+    """When each handle's first request answered 200 was read (before its answer time)."""
+    arrived: dict[str, float] = {}
+    for record in records:
+        handle = getattr(record, "handle", None)  # (the limits server records none)
+        if record.status == 200 and handle is not None and record.arrived is not None:
+            arrived.setdefault(handle, record.arrived)
+    return arrived
+
+
 class _Child:
     def __init__(self, conn: Connection, server: _Served, spec: _Spec) -> None:
         self.conn = conn
@@ -165,6 +176,7 @@ class _Child:
             limit_changes=tuple(self.changes),
             first_request_wall=getattr(server, "first_request_wall", None),
             charged=dict(server.charged),
+            arrived=_first_answered(records),
         )
 
     def reset(self) -> None:

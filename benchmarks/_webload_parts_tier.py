@@ -266,6 +266,7 @@ def part_lanes(cfg: Config) -> Section:
         idle = asyncio.run(
             _interactive(url, idle_handles, cfg.interactive_spacing, time.monotonic() + 0.1)
         )
+        arrived = api.stats().arrived  # both runs' interactive requests, as the API read them
     _progress("4. lanes: idle tier done")
 
     elapsed = bulk.ended - bulk.started
@@ -304,6 +305,17 @@ def part_lanes(cfg: Config) -> Section:
         a, b = ms(pct(ok_loaded, q)), ms(pct(ok_idle, q))
         section.row(f"interactive {name} ms", a, b, _ratio(a, b))
     section.row("refill (window / limit) + mean answer, ms", ms(goal))
+    # Before the API read it: the web tier's hop and the quota's wait, no answer time.
+    held_loaded = [
+        arrived[h] - hit.sent for h, hit in zip(web, loaded, strict=True) if h in arrived
+    ]
+    held_idle = [
+        arrived[h] - hit.sent for h, hit in zip(idle_handles, idle, strict=True) if h in arrived
+    ]
+    for q, name in ((0.5, "p50"), (0.95, "p95"), (1.0, "max")):
+        a, b = ms(pct(held_loaded, q)), ms(pct(held_idle, q))
+        section.row(f"interactive wait before the API {name} ms", a, b, _ratio(a, b))
+    section.row("refill (window / limit), ms", ms(refill))
     section.row(f"bulk handles delivered (of {cfg.bulk})", bulk.ok)
     section.row("bulk elapsed s", elapsed)
     section.row("bulk handles / s", bulk.ok / elapsed if elapsed else math.nan)
@@ -322,6 +334,17 @@ def part_lanes(cfg: Config) -> Section:
             f"{len(held)} interactive requests took over {ms(slowest):.0f} ms or were refused, "
             f"sent at {when} s into the bulk run"
         )
+    waited = [
+        (hit.sent - bulk.started, arrived[h] - hit.sent)
+        for h, hit in zip(web, loaded, strict=True)
+        if h in arrived and arrived[h] - hit.sent > refill
+    ]
+    if waited:
+        when = ", ".join(f"{at:.1f} s ({ms(wait):.0f} ms)" for at, wait in waited)
+        section.notes.append(
+            f"{len(waited)} interactive requests waited over the refill before the API, sent at "
+            f"(waited): {when} into the bulk run"
+        )
     if bulk.errors:
         section.notes.append(f"bulk errors: {dict(bulk.errors)}")
     if loaded and loaded[-1].sent > bulk.ended:
@@ -336,9 +359,13 @@ def part_lanes(cfg: Config) -> Section:
             f"{ms(low + 0.95 * (high - low)):.0f} ms), so the latency target can only be met "
             "with --spread 0; the idle tier's latencies are that floor"
         )
-    p95 = pct(ok_loaded, 0.95)
+    held_p95 = pct(held_loaded, 0.95)
     section.targets.append(
-        (f"interactive p95 <= refill + mean answer ({ms(goal):.0f} ms)", p95 <= goal)
+        (
+            f"interactive p95 wait before the API <= refill ({ms(refill):.0f} ms): each "
+            "request's latency <= refill + its own answer time",
+            bool(held_loaded) and held_p95 <= refill,
+        )
     )
     section.targets.append(("bulk efficiency >= 0.90", efficiency >= 0.9))
     return section

@@ -693,7 +693,8 @@ async def test_headers_hook_rewrites_last(session: aiohttp.ClientSession) -> Non
 
 async def test_answer_time_is_waited_after_counting(session: aiohttp.ClientSession) -> None:
     """A request is counted when it arrives and answered after its 0.3 s answer time: of
-    two concurrent requests against limit 1, the 429 comes back while the 200 is waiting."""
+    two concurrent requests against limit 1, the 429 comes back while the 200 is waiting,
+    and the 200's record says when it was read as well as when it was answered."""
     answer = AnswerTime(mean=0.3, spread=0.0)
     async with _serve(rate_limit=RateLimitRule(1, 60.0), latency=answer) as server:
         started = time.monotonic()
@@ -708,6 +709,11 @@ async def test_answer_time_is_waited_after_counting(session: aiohttp.ClientSessi
     assert slow >= 0.3 and fast < slow
     assert [r.status for r in server.records] == [429, 200]  # answered in that order
     assert server.max_in_flight == 2
+    refusal, answer = server.records
+    assert refusal.arrived is not None and answer.arrived is not None
+    assert started <= answer.arrived < started + 0.2  # read at once, before its answer time
+    assert answer.at - answer.arrived >= 0.3
+    assert refusal.at - refusal.arrived < 0.2
 
 
 async def test_reset_as_unix_milliseconds(session: aiohttp.ClientSession) -> None:

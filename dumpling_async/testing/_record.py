@@ -19,7 +19,8 @@ class RequestRecord:
     ``endpoint`` is the name from the path; ``subject`` the handle, URL, videoUrl or query
     as sent (None when the body was not read or lacked it); ``handle`` the subject of the
     handle-based endpoints only; ``cursor`` the cursor/maxCursor/minTime sent, as a string;
-    ``credits`` what this request was charged.
+    ``credits`` what this request was charged; ``at`` when it was recorded (for an
+    answer, once its answer time had passed), ``arrived`` when it was read.
     """
 
     endpoint: str
@@ -32,6 +33,7 @@ class RequestRecord:
     fault: str | None
     at: float
     authorized: bool
+    arrived: float | None = None  # when it was read, before its answer time (monotonic)
 
 
 class Ledger:
@@ -89,6 +91,7 @@ class Ledger:
                 fault=fault,
                 at=time.monotonic(),
                 authorized=authorized,
+                arrived=seen.arrived,
             )
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import attrs
@@ -54,11 +55,13 @@ _DIGITS = re.compile(r"[0-9]{0,20}")
 
 @attrs.frozen
 class Seen:
-    """What a request asked, for its record."""
+    """What a request asked, for its record, and when it was read (before its answer
+    time)."""
 
     endpoint: str
     subject: str | None = None
     cursor: str | None = None
+    arrived: float = attrs.field(factory=time.monotonic)
 
 
 @attrs.frozen
