@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -18,11 +22,12 @@ from dumpling_async import (
     ConfigurationError,
     MaxWaitExceededError,
     RateLimitError,
-    ResponseInfo,
 )
 from dumpling_async._core.turns import Turns
-from dumpling_async.redis import RedisRateLimiter, key_namespace
+from dumpling_async.redis import key_namespace
 from dumpling_async.testing import FakeDumplingServer, RateLimitRule
+
+LANE_WORKER = str(Path(__file__).with_name("_lane_worker.py"))
 
 
 async def test_turns_serve_interactive_callers_first_each_lane_in_order() -> None:
@@ -161,13 +166,6 @@ async def test_max_wait_bounds_a_custom_limiter_by_timing_out(
     assert refused.value.retry_after is None and server.requests == 0
 
 
-async def _drain(limiter: RedisRateLimiter, units: int, limit: int) -> None:
-    """Use *units* of a *limit* quota through *limiter*, each answered as the server would."""
-    for used in range(1, units + 1):
-        permit = await limiter.acquire(priority="bulk")
-        await limiter.settle(permit, ResponseInfo(status=200, limit=limit, remaining=limit - used))
-
-
 async def _window_known(redis_url: str, key: str, window: float) -> None:
     """Put the shared model in STEPS with *window* known, as after it was learned."""
     name = f"{key_namespace(key)}:quota"
@@ -177,33 +175,81 @@ async def _window_known(redis_url: str, key: str, window: float) -> None:
         await redis.hset(name, mapping={"version": "known", "state": orjson.dumps(state)})
 
 
-@pytest.mark.parametrize("web_tier", ["active", "idle"])
-async def test_through_redis_bulk_work_leaves_the_last_units_to_interactive_calls(
-    redis_server: RedisProcess, web_tier: str
+class _LaneWorker:
+    """A worker process with its own RedisRateLimiter, driven a step at a time."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def start(cls, redis_url: str, key: str, share: float) -> _LaneWorker:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            LANE_WORKER,
+            redis_url,
+            key,
+            str(share),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        worker = cls(proc)
+        assert await worker._answer() == {"ready": True}
+        return worker
+
+    async def ask(self, **step: object) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(orjson.dumps(step) + b"\n")
+        await self.proc.stdin.drain()
+        return await self._answer()
+
+    async def _answer(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), 30)
+        assert line, "the worker process ended"
+        answer: dict[str, Any] = orjson.loads(line)
+        return answer
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            assert self.proc.stdin is not None
+            with contextlib.suppress(ConnectionError):
+                self.proc.stdin.write(orjson.dumps({"do": "quit"}) + b"\n")
+                await self.proc.stdin.drain()
+            await asyncio.wait_for(self.proc.wait(), 30)
+
+
+@pytest.mark.parametrize("case", ["active", "idle", "no share"])
+async def test_across_two_processes_bulk_work_leaves_the_last_unit_to_the_web_worker(
+    redis_server: RedisProcess, case: str
 ) -> None:
-    """Two limiters on one key through Redis (two workers' view), the window known:
-    while the web worker has asked lately, the bulk worker leaves it the last unit of the
-    window and the web worker gets it at once; with the web tier idle, bulk work takes
-    every unit."""
-    key = "shared-key"
-    async with (
-        RedisRateLimiter(redis_server.url, api_key=key) as bulk,
-        RedisRateLimiter(redis_server.url, api_key=key) as web,
-    ):
-        await _drain(bulk, 8, limit=10)
+    """A bulk worker process and a web worker process on one key through Redis, the
+    window known: once the web worker has asked, the bulk worker is refused the last unit
+    and the web worker gets it at once; with the web tier idle, or a bulk worker that
+    keeps no share, the bulk worker takes it."""
+    key = "lanes-key"
+    share = 0.0 if case == "no share" else 0.5
+    bulk = await _LaneWorker.start(redis_server.url, key, share)
+    web = await _LaneWorker.start(redis_server.url, key, 0.5)
+    try:
+        assert await bulk.ask(do="drain", units=8, limit=10) == {"drained": 8}
         await _window_known(redis_server.url, key, 1.0)
-        if web_tier == "active":
-            permit = await web.acquire(priority="interactive")  # the web worker asks
-            await web.settle(permit, ResponseInfo(status=200, limit=10, remaining=1))
-            with pytest.raises(MaxWaitExceededError) as refused:  # one left: kept for the web
-                await bulk.acquire(priority="bulk", max_wait=0.2)
-            assert refused.value.retry_after is not None and refused.value.retry_after > 0.5
-            started = time.monotonic()
-            await web.acquire(priority="interactive", max_wait=0.2)
-            assert time.monotonic() - started < 0.1
+        if case != "idle":
+            asked = await web.ask(do="acquire", priority="interactive", max_wait=0.2, **_LEFT_1)
+            assert asked["granted"], asked
+        taken = await bulk.ask(do="acquire", priority="bulk", max_wait=0.2, **_LEFT_0)
+        if case == "active":
+            assert not taken["granted"] and taken["retry_after"] > 0.5, taken
+            last = await web.ask(do="acquire", priority="interactive", max_wait=0.2, **_LEFT_0)
+            assert last["granted"] and last["took"] < 0.1, last
         else:
-            await bulk.acquire(priority="bulk", max_wait=0.2)  # units 9 and 10: nothing kept
-            await bulk.acquire(priority="bulk", max_wait=0.2)
+            assert taken["granted"], taken
+    finally:
+        await asyncio.gather(bulk.stop(), web.stop())
+    assert (bulk.proc.returncode, web.proc.returncode) == (0, 0)
+
+
+_LEFT_1 = {"limit": 10, "remaining": 1}
+_LEFT_0 = {"limit": 10, "remaining": 0}
 
 
 async def test_a_burst_of_single_calls_is_not_refused_for_the_clients_own_slots(
