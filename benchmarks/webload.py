@@ -20,6 +20,7 @@ loopback port for each part that needs one, so no two runs share a cache or a qu
 2. Cache hit latency, in-process: ``--hits`` 2,000 sequential ``get_tiktok_profile`` calls
    for a handle already cached, with a RedisCache and with the in-memory ProfileCache.
    The shared cache's added latency on a hit is the difference. Target: added p99 <= 1 ms.
+   A bare redis-py MGET of the same keys, same run, is the round trip alone: the floor.
 3. max_wait accuracy, in-process: a client runs ``gather_profiles`` of ``--probe-bulk`` 400
    handles against ``RateLimitRule(40, 2.0, "token_bucket")``; meanwhile ``--probes`` 30
    times, 0.3 s apart, ``get_tiktok_profile(handle, max_wait=0.01)``. When it raises
@@ -29,7 +30,8 @@ loopback port for each part that needs one, so no two runs share a cache or a qu
    part's server answers at once (answer time 0), so that record is the moment the
    request arrived; the wait the limiter imposed is the actual wait less the same call's
    time when nothing holds it (measured before the bulk job; both are printed). Targets:
-   raised in < 10 ms (max); |retry_after - imposed| / imposed <= 20 % (p95).
+   raised in < 10 ms (max); |retry_after - imposed| / imposed <= 20 % (p95). Beside the
+   probes, a 1 ms timer measures the event loop's own lateness, the floor of both.
 4. Interactive ahead of bulk, across processes: the fake API limits the key to
    ``RateLimitRule(--limit 40, --window 2.0, --algorithm fixed)``; one bulk process (its
    own client and RedisRateLimiter on the same key and Redis as the web tier) runs
@@ -38,9 +40,11 @@ loopback port for each part that needs one, so no two runs share a cache or a qu
    handle. The web tier answers 429 when the quota would hold a request past its
    MAX_WAIT (2 s); those are counted, and the latencies are of the 200s. The peer run
    sends the same interactive stream to the idle tier after the bulk job ended.
-   Targets: interactive p95 <= the unit refill time (window / limit, 50 ms) + the mean
-   answer time (with a spread of answer times, the answer time's own p95 is above that:
-   the idle tier's column shows that floor, ``--spread 0`` makes the target exact);
+   Each request's wait before the API is from its send until the API read it (the
+   record's ``arrived``): its latency less its own answer time. Targets: that wait's p95
+   <= the unit refill time (window / limit, 50 ms), so that each request's latency is
+   within the refill plus its answer time (the latencies are printed too; with a spread
+   of answer times their p95 is above refill + mean answer even on the idle tier);
    bulk efficiency >= 0.90, where
    efficiency = bulk handles delivered / (units offered - interactive units), units
    offered = limit + (limit / window) * (bulk elapsed - mean answer time) (the first
