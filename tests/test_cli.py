@@ -483,6 +483,39 @@ def test_malformed_input_exits_2(
     assert server.requests == 0
 
 
+def test_a_handle_list_read_in_chunks_is_read_as_line_by_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A file's entries counted before a run and read again in chunks are the entries
+    (positions, lines, texts) the line-by-line read gives, for lists of comments, blanks,
+    CRLF, a BOM and multi-byte characters cut at every chunk boundary; a malformed one
+    raises as the line-by-line read does."""
+    import io
+    import random
+
+    from dumpling_async.cli import _input
+
+    rng = random.Random(7)
+    pieces = ["user1", "  alice ", "# note", "", "   ", " b#c", "ünï", "日本", "\r", "@bob"]
+    chunked = 0
+    for _ in range(400):
+        text = "\n".join(rng.choice(pieces) for _ in range(rng.randint(0, 40)))
+        bom = _input._BOM if rng.random() < 0.2 else b""
+        data = bom + (text + rng.choice(["", "\n"])).encode()
+        monkeypatch.setattr(_input, "_CHUNK", rng.choice([3, 4, 5, 7, 64, 1 << 20]))
+        expected = list(_input.iter_entries(io.BytesIO(data), "in.txt", None))
+        count, read_in_chunks = _input.count_stream(io.BytesIO(data), "in.txt", None)
+        assert count == len(expected), data
+        if read_in_chunks:
+            chunked += 1
+            again = _input.iter_entries(io.BytesIO(data), "in.txt", None, checked=True)
+            assert list(again) == expected, data
+    assert chunked > 300  # the chunked read, not its fallback, is what was compared
+    for bad in (b"ok\n\xc3(\n", b"a\x00b\n", b"x" * 70_000, b"\xff\xfea\x00"):
+        with pytest.raises(_input.InputError):
+            _input.count_stream(io.BytesIO(bad), "in.txt", None)
+
+
 def test_usage_and_configuration_errors_exit_2(
     serve: Callable[..., FakeDumplingServer], tmp_path: Path
 ) -> None:

@@ -4,6 +4,7 @@ across runs and lists, ``--max-age``, and ``export``; over a real fake server.""
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from collections import Counter
@@ -176,3 +177,51 @@ async def test_results_are_committed_within_a_quarter_second(tmp_path: Path) -> 
         assert committed() == (1, 0)
     finally:
         out.close()
+
+
+def test_answers_read_ahead_are_the_answers_asked_one_by_one(tmp_path: Path) -> None:
+    """Over profiles, kept and retried errors, stale rows, handles a killed run left sent
+    and handles never seen, ``prefetch`` then ``get`` answers as ``get`` alone does, for
+    every retry and age setting, over more keys than one query reads."""
+    from dumpling_async._core.converter import structure_profile
+    from dumpling_async._errors import NotFoundError, UpstreamError
+    from dumpling_async._results import ProfileResult
+    from dumpling_async.cli._database import _AHEAD, DatabaseOutput
+    from dumpling_async.cli._input import InputEntry
+    from dumpling_async.cli._output import Retry
+    from dumpling_async.testing import fake_profile
+
+    path = tmp_path / "results.db"
+    names = handles(2 * _AHEAD + 50, "mixed")
+    out = DatabaseOutput(str(path), resume=True, retry=Retry(), max_age=None)
+    try:
+        for i, name in enumerate(names):
+            entry = InputEntry(index=i, line=i + 1, text=name)
+            if i % 7 == 0:
+                out.sent(name)  # in flight when the run "dies": no result
+                continue
+            if i % 5 == 0:
+                transient = UpstreamError("upstream failed", status=502)
+                error = NotFoundError("no such user", status=404) if i % 2 else transient
+                out.record(entry, ProfileResult(index=i, input=name, handle=name, error=error))
+                continue
+            profile = structure_profile(fake_profile(name))
+            out.record(entry, ProfileResult(index=i, input=name, handle=name, profile=profile))
+        out._flush()
+    finally:
+        out._db.close()  # as a kill leaves it: the sent rows stay
+        os.close(out._lock_fd)
+    with sqlite3.connect(path) as db:  # a third of the rows fetched two hours ago
+        db.execute("UPDATE results SET fetched_at = fetched_at - 7200 WHERE rowid % 3 = 0")
+    keys = [*names, *handles(40, "unseen"), names[3], names[3]]
+    for retry in (Retry(), Retry(errors=True), Retry(unanswered=True)):
+        for max_age in (None, 3600.0):
+            one = DatabaseOutput(str(path), resume=True, retry=retry, max_age=max_age)
+            try:
+                alone = [one.get(key) for key in keys]
+                one.prefetch(keys)
+                ahead = [one.get(key) for key in keys]
+            finally:
+                one.close()
+            assert ahead == alone, (retry, max_age)
+            assert {True, False, None} <= set(alone)

@@ -11,8 +11,8 @@ import os
 import stat
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import IO, Any, Literal, Protocol, cast
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
+from typing import IO, Any, Literal, NamedTuple, Protocol, cast, runtime_checkable
 
 import attrs
 from rich.console import Console
@@ -30,7 +30,7 @@ from .._errors import (
 from .._results import ProfileResult
 from ._bulk_report import RunStats, print_resume
 from ._database import DatabaseOutput
-from ._input import InputEntry, InputError, async_entries, entry_key, iter_entries
+from ._input import InputEntry, InputError, async_entries, count_stream, entry_key, iter_entries
 from ._journal import Journal, journal_path, read_journal
 from ._output import (
     OutputFile,
@@ -56,6 +56,8 @@ from ._support import (
 __all__ = ["BulkJob", "BulkRun", "execute_bulk"]
 
 _ABORT_ERRORS = (AuthenticationError, InsufficientCreditsError, BatchAbortedError)
+# Entries of a file taken at once, so that a database answers them in a few queries.
+_READ_AHEAD = 256
 
 
 @attrs.define(slots=True)
@@ -97,6 +99,13 @@ class Answered(Protocol):
     def get(self, key: str, /) -> bool | None: ...
 
 
+@runtime_checkable
+class ReadsAhead(Protocol):
+    """An ``Answered`` that answers many keys in one query (a database)."""
+
+    def prefetch(self, keys: Sequence[str], /) -> None: ...
+
+
 class BulkRun:
     """Feeds the input through ``iter_profiles`` and writes each result as it arrives."""
 
@@ -107,44 +116,53 @@ class BulkRun:
         out: Output,
         stats: RunStats,
         done: Answered,
+        *,
+        read_ahead: int = 1,
     ) -> None:
         self.client = client
         self.job = job
         self.out = out
         self.stats = stats
         self.done = done
+        self.read_ahead = read_ahead  # entries taken at once: > 1 only for a file's
         self.pending: dict[int, InputEntry] = {}  # submitted position -> entry
 
     async def _plan(self, source: AsyncIterator[object]) -> AsyncIterator[str]:
         """Entries still to look up: skips answered ones and repeats, stops on abort."""
         seen = SeenKeys()  # ~25 bytes a key, however many
         submitted = 0
-        stats = self.stats
+        stats, done = self.stats, self.done
+        ahead = done if self.read_ahead > 1 and isinstance(done, ReadsAhead) else None
+        batches = _batches(source, self.read_ahead)
         try:
-            async for item in source:
-                if stats.stop_reason is not None or stats.interrupted is not None:
-                    return
-                entry = cast(InputEntry, item)
-                key = entry_key(entry.text)
-                previous = self.done.get(key)
-                if previous is not None:
-                    if previous:
-                        stats.skipped_ok += 1
-                    else:
-                        stats.skipped_errors += 1
-                    continue
-                if not seen.add(key, submitted):
-                    stats.duplicates += 1
-                    continue
-                self.pending[submitted] = entry
-                submitted += 1
-                yield entry.text
+            async for batch in batches:
+                keys = [entry_key(cast(InputEntry, item).text) for item in batch]
+                if ahead is not None:
+                    ahead.prefetch(keys)
+                for item, key in zip(batch, keys, strict=True):
+                    if stats.stop_reason is not None or stats.interrupted is not None:
+                        return
+                    entry = cast(InputEntry, item)
+                    previous = done.get(key)
+                    if previous is not None:
+                        if previous:
+                            stats.skipped_ok += 1
+                        else:
+                            stats.skipped_errors += 1
+                        continue
+                    if not seen.add(key, submitted):
+                        stats.duplicates += 1
+                        continue
+                    self.pending[submitted] = entry
+                    submitted += 1
+                    yield entry.text
             stats.input_exhausted = True
         except InputError as exc:
             # Met mid-stream (a pipe; files are checked first): end the input here so the
             # lookups in flight, maybe already charged, are still written.
             stats.input_error = str(exc)
         finally:
+            await batches.aclose()
             await _aclose(source)
 
     async def run(self, source: AsyncIterator[object]) -> None:
@@ -185,17 +203,41 @@ class BulkRun:
             stats.stop_reason = f"stopped: {error}"
 
 
+async def _batches(source: AsyncIterator[object], size: int) -> AsyncGenerator[list[object]]:
+    """*source*'s items, *size* at a time (the last batch shorter; one cut short by an
+    input error is handed on before the error)."""
+    batch: list[object] = []
+    try:
+        async for item in source:
+            batch.append(item)
+            if len(batch) >= size:
+                yield batch
+                batch = []
+    except InputError:
+        if batch:
+            yield batch
+        raise
+    if batch:
+        yield batch
+
+
 async def _aclose(iterator: object) -> None:
     aclose = getattr(iterator, "aclose", None)
     if aclose is not None:
         await aclose()
 
 
-def _open_input(job: BulkJob) -> tuple[IO[bytes], int | None, bool]:
-    """(stream, total entries or None, read in a thread) for the job's input.
+class _Input(NamedTuple):
+    stream: IO[bytes]
+    total: int | None  # entries, when counted
+    threaded: bool  # read in a thread as it comes (a pipe, FIFO or terminal)
+    chunked: bool  # a handle list the count read in chunks: read so again
 
-    A regular file is counted (and checked) first in one streaming pass, so the progress
-    has a total; a pipe, FIFO or terminal is read in a thread as it comes.
+
+def _open_input(job: BulkJob) -> _Input:
+    """The job's input, opened. A regular file is counted (and checked) first in one
+    streaming pass, so the progress has a total; a pipe, FIFO or terminal is read in a
+    thread as it comes.
     """
     name = _input_name(job)
     if job.input == "-":
@@ -207,14 +249,18 @@ def _open_input(job: BulkJob) -> tuple[IO[bytes], int | None, bool]:
             raise InputError(f"cannot read {job.input}: {exc.strerror}") from None
     try:
         if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
-            return stream, None, True
+            return _Input(stream, None, threaded=True, chunked=False)
         start = stream.tell()
-        total = sum(1 for _ in _in_shard(iter_entries(stream, name, job.column), job))
+        chunked = False
+        if job.shard is None:
+            total, chunked = count_stream(stream, name, job.column)
+        else:
+            total = sum(1 for _ in _in_shard(iter_entries(stream, name, job.column), job))
         stream.seek(start)
     except BaseException:
         stream.close()
         raise
-    return stream, total, False
+    return _Input(stream, total, threaded=False, chunked=chunked)
 
 
 def _in_shard(entries: Iterator[InputEntry], job: BulkJob) -> Iterator[InputEntry]:
@@ -252,7 +298,7 @@ async def _run_bulk(conn: Connection, job: BulkJob, stats: RunStats, console: Co
         client = make_client(conn, base_url=server.url if server is not None else None, **options)
         stats.client = client
         async with client:
-            stream, total, threaded = _open_input(job)
+            stream, total, threaded, chunked = _open_input(job)
             try:
                 if total is not None and job.limit is not None:
                     total = min(total, job.limit)
@@ -285,9 +331,12 @@ async def _run_bulk(conn: Connection, job: BulkJob, stats: RunStats, console: Co
                         _open_journal(journal, out, job, resume, stats, existed)
                     if (resume.resumed or resume.unanswered) and job.progress != "off":
                         print_resume(console, out.name, resume, job.retry_errors)
-                    entries = _selected(iter_entries(stream, _input_name(job), job.column), job)
+                    read = iter_entries(stream, _input_name(job), job.column, checked=chunked)
+                    entries = _selected(read, job)
                     source = async_entries(entries, threaded=threaded)
-                    bulk = BulkRun(client, job, out, stats, done)
+                    # A file is read ahead (its entries are all there), a pipe as it comes.
+                    ahead = 1 if threaded else _READ_AHEAD
+                    bulk = BulkRun(client, job, out, stats, done, read_ahead=ahead)
                     stats.started = time.monotonic()
                     with stop_on_signals(stats, console, "finishing the lookups in flight"):
                         async with Reporter(job.progress, console, BulkView(stats)):

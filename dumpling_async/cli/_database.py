@@ -22,7 +22,7 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import IO, Any, Final
 
 import orjson
@@ -99,6 +99,12 @@ _UPSERT: Final = (
 )
 _OUTCOME: Final = "SELECT ok, error_type, fetched_at FROM results WHERE endpoint = ? AND key = ?"
 _EARLIER: Final = "SELECT 1 FROM sent WHERE endpoint = ? AND key = ? AND earlier"
+_OUTCOMES: Final = (
+    "SELECT key, ok, error_type, fetched_at FROM results WHERE endpoint = ? AND key IN ({})"
+)
+_EARLIERS: Final = "SELECT key FROM sent WHERE endpoint = ? AND earlier AND key IN ({})"
+_AHEAD: Final = 500  # keys per query read ahead (well under SQLite's 999 parameters)
+_ABSENT: Final = ()  # read ahead: no row
 
 
 class DatabaseOutput:
@@ -112,6 +118,8 @@ class DatabaseOutput:
         self._committed = time.monotonic()
         self._timer: asyncio.TimerHandle | None = None  # commits what is pending
         self._earlier = 0  # handles a dead run left recorded as sent
+        self._ahead: dict[str, tuple[Any, ...]] = {}  # read ahead (prefetch), by key
+        self._ahead_earlier: set[str] = set()  # of them, sent by a run that died
         self.unanswered_retried = 0  # of them, looked up again (--retry-unanswered)
         self._cutoff = time.time() - max_age if max_age is not None else None
         self._lock_fd = _lock(path)
@@ -158,13 +166,33 @@ class DatabaseOutput:
         return state
 
     # -- what the run asks ------------------------------------------------------------
+    def prefetch(self, keys: Sequence[str]) -> None:
+        """Read what is kept for *keys* in a query per ``_AHEAD`` of them, for the ``get``
+        of each that follows (a query per key is most of a resume's time)."""
+        db, ahead = self._db, dict.fromkeys(keys, _ABSENT)
+        earlier: set[str] = set()
+        with _errors(self.name):
+            for at in range(0, len(keys), _AHEAD):
+                chunk = keys[at : at + _AHEAD]
+                marks = ",".join("?" * len(chunk))
+                for key, *row in db.execute(_OUTCOMES.format(marks), (ENDPOINT, *chunk)):
+                    ahead[key] = tuple(row)
+                if self._earlier:
+                    found = db.execute(_EARLIERS.format(marks), (ENDPOINT, *chunk))
+                    earlier.update(k for (k,) in found)
+        self._ahead, self._ahead_earlier = ahead, earlier
+
     def get(self, key: str) -> bool | None:
         """Whether *key* is done (its ok flag), or None: look it up."""
         db = self._db
-        if self._earlier and db.execute(_EARLIER, (ENDPOINT, key)).fetchone():
-            return None if self._retry.unanswered else False  # maybe charged: kept
-        row = db.execute(_OUTCOME, (ENDPOINT, key)).fetchone()
-        if row is None:
+        row = self._ahead.pop(key, None)
+        if row is None:  # not read ahead: asked here
+            if self._earlier and db.execute(_EARLIER, (ENDPOINT, key)).fetchone():
+                return None if self._retry.unanswered else False  # maybe charged: kept
+            row = db.execute(_OUTCOME, (ENDPOINT, key)).fetchone()
+        elif key in self._ahead_earlier:
+            return None if self._retry.unanswered else False
+        if row is None or row is _ABSENT:
             return None  # never looked up
         ok, error_type, fetched_at = row
         if self._cutoff is not None and fetched_at < self._cutoff:
