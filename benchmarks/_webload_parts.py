@@ -173,7 +173,7 @@ def part_hits(cfg: Config) -> Section:
     for q, name in ((0.5, "p50"), (0.99, "p99")):
         shared, trip = ms(pct(redis_times, q)), ms(pct(bare, q))
         section.row(
-            f"bare redis-py MGET {name} ms (ratio: the hit over it)",
+            f"bare redis-py MGET {name} ms (ratio: the hit less it)",
             trip,
             "",
             f"+{shared - trip:.3f} ms",

@@ -359,11 +359,13 @@ def part_lanes(cfg: Config) -> Section:
             f"{ms(low + 0.95 * (high - low)):.0f} ms), so the latency target can only be met "
             "with --spread 0; the idle tier's latencies are that floor"
         )
-    held_p95 = pct(held_loaded, 0.95)
+    # A request the tier refused (429) or that never reached the API waited too long.
+    unreached = [math.inf for h, hit in zip(web, loaded, strict=True) if h not in arrived]
+    held_p95 = pct(held_loaded + unreached, 0.95)
     section.targets.append(
         (
-            f"interactive p95 wait before the API <= refill ({ms(refill):.0f} ms): each "
-            "request's latency <= refill + its own answer time",
+            f"interactive p95 wait before the API <= refill ({ms(refill):.0f} ms; refused "
+            "ones count as over): each request's latency about refill + its own answer time",
             bool(held_loaded) and held_p95 <= refill,
         )
     )

@@ -30,6 +30,8 @@ async def _step(limiter: RedisRateLimiter, step: dict[str, Any]) -> dict[str, An
             answer = ResponseInfo(status=200, limit=limit, remaining=limit - used)
             await limiter.settle(permit, answer)
         return {"drained": step["units"]}
+    if step["do"] != "acquire":
+        raise ValueError(f"unknown step {step['do']!r}")
     started = time.monotonic()
     try:
         permit = await limiter.acquire(priority=step["priority"], max_wait=step["max_wait"])

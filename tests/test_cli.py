@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -511,9 +511,50 @@ def test_a_handle_list_read_in_chunks_is_read_as_line_by_line(
             again = _input.iter_entries(io.BytesIO(data), "in.txt", None, checked=True)
             assert list(again) == expected, data
     assert chunked > 300  # the chunked read, not its fallback, is what was compared
-    for bad in (b"ok\n\xc3(\n", b"a\x00b\n", b"x" * 70_000, b"\xff\xfea\x00"):
-        with pytest.raises(_input.InputError):
+    # Lines that may be too long are read line by line: at the limit they pass, past it
+    # they fail, with the message (and line) the line-by-line read gives.
+    for line in (b"\xc3\xa9" * 20_000, b"x" * 65_535, b"x" * 65_537, b"\xe6\x97\xa5" * 22_000):
+        data = b"alice\n" + line + b"\nbob\n"
+        try:
+            expected: object = len(list(_input.iter_entries(io.BytesIO(data), "in.txt", None)))
+        except _input.InputError as exc:
+            expected = str(exc)
+        try:
+            got: object = _input.count_stream(io.BytesIO(data), "in.txt", None)[0]
+        except _input.InputError as exc:
+            got = str(exc)
+        assert got == expected, len(line)
+    for bad in (b"ok\n\xc3(\n", b"a\nb\x00\n", b"x" * 70_000, b"\xff\xfea\x00"):
+        with pytest.raises(_input.InputError) as line_by_line:
+            list(_input.iter_entries(io.BytesIO(bad), "in.txt", None))
+        with pytest.raises(_input.InputError, match=re.escape(str(line_by_line.value))):
             _input.count_stream(io.BytesIO(bad), "in.txt", None)
+    # A file that changed after it was counted in chunks is refused, not misread.
+    changed = _input.iter_entries(io.BytesIO(b"alice\nb\x00b\n"), "in.txt", None, checked=True)
+    with pytest.raises(_input.InputError, match="changed while it was read"):
+        list(changed)
+
+
+async def test_entries_read_ahead_before_an_input_error_are_handed_on_first() -> None:
+    """Batches of a read ahead: the entries read before an input error reach the run,
+    then the error does."""
+    from dumpling_async.cli._bulk_run import _batches
+    from dumpling_async.cli._input import InputError
+
+    async def source() -> AsyncIterator[object]:
+        for n in range(7):
+            yield n
+        raise InputError("in.txt:8: not valid UTF-8")
+
+    seen: list[list[object]] = []
+
+    async def read() -> None:
+        async for batch in _batches(source(), 3):
+            seen.append(batch)
+
+    with pytest.raises(InputError, match=re.escape("in.txt:8")):
+        await read()
+    assert seen == [[0, 1, 2], [3, 4, 5], [6]]
 
 
 def test_usage_and_configuration_errors_exit_2(

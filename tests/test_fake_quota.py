@@ -709,11 +709,10 @@ async def test_answer_time_is_waited_after_counting(session: aiohttp.ClientSessi
     assert slow >= 0.3 and fast < slow
     assert [r.status for r in server.records] == [429, 200]  # answered in that order
     assert server.max_in_flight == 2
-    refusal, answer = server.records
-    assert refusal.arrived is not None and answer.arrived is not None
+    answer = server.records[1]
+    assert answer.arrived is not None
     assert started <= answer.arrived < started + 0.2  # read at once, before its answer time
     assert answer.at - answer.arrived >= 0.3
-    assert refusal.at - refusal.arrived < 0.2
 
 
 async def test_reset_as_unix_milliseconds(session: aiohttp.ClientSession) -> None:

@@ -56,7 +56,7 @@ from ._support import (
 __all__ = ["BulkJob", "BulkRun", "execute_bulk"]
 
 _ABORT_ERRORS = (AuthenticationError, InsufficientCreditsError, BatchAbortedError)
-# Entries of a file taken at once, so that a database answers them in a few queries.
+# Entries of a file taken at once, so that a database answers them in one query.
 _READ_AHEAD = 256
 
 
@@ -158,8 +158,8 @@ class BulkRun:
                     yield entry.text
             stats.input_exhausted = True
         except InputError as exc:
-            # Met mid-stream (a pipe; files are checked first): end the input here so the
-            # lookups in flight, maybe already charged, are still written.
+            # Met mid-stream (a pipe, or a file that changed after it was checked): end the
+            # input here so the lookups in flight, maybe already charged, are still written.
             stats.input_error = str(exc)
         finally:
             await batches.aclose()
@@ -203,7 +203,7 @@ class BulkRun:
             stats.stop_reason = f"stopped: {error}"
 
 
-async def _batches(source: AsyncIterator[object], size: int) -> AsyncGenerator[list[object]]:
+async def _batches(source: AsyncIterator[object], size: int) -> AsyncGenerator[list[object], None]:
     """*source*'s items, *size* at a time (the last batch shorter; one cut short by an
     input error is handed on before the error)."""
     batch: list[object] = []
@@ -334,8 +334,10 @@ async def _run_bulk(conn: Connection, job: BulkJob, stats: RunStats, console: Co
                     read = iter_entries(stream, _input_name(job), job.column, checked=chunked)
                     entries = _selected(read, job)
                     source = async_entries(entries, threaded=threaded)
-                    # A file is read ahead (its entries are all there), a pipe as it comes.
-                    ahead = 1 if threaded else _READ_AHEAD
+                    # A file is read ahead for a database (its entries are all there, and
+                    # it answers them in one query), a pipe as it comes.
+                    reads_ahead = not threaded and isinstance(done, ReadsAhead)
+                    ahead = _READ_AHEAD if reads_ahead else 1
                     bulk = BulkRun(client, job, out, stats, done, read_ahead=ahead)
                     stats.started = time.monotonic()
                     with stop_on_signals(stats, console, "finishing the lookups in flight"):

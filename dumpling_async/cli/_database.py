@@ -103,8 +103,7 @@ _OUTCOMES: Final = (
     "SELECT key, ok, error_type, fetched_at FROM results WHERE endpoint = ? AND key IN ({})"
 )
 _EARLIERS: Final = "SELECT key FROM sent WHERE endpoint = ? AND earlier AND key IN ({})"
-_AHEAD: Final = 500  # keys per query read ahead (well under SQLite's 999 parameters)
-_ABSENT: Final = ()  # read ahead: no row
+_AHEAD: Final = 256  # keys per query read ahead (well under SQLite's 999 parameters)
 
 
 class DatabaseOutput:
@@ -118,7 +117,7 @@ class DatabaseOutput:
         self._committed = time.monotonic()
         self._timer: asyncio.TimerHandle | None = None  # commits what is pending
         self._earlier = 0  # handles a dead run left recorded as sent
-        self._ahead: dict[str, tuple[Any, ...]] = {}  # read ahead (prefetch), by key
+        self._ahead: dict[str, tuple[Any, ...] | None] = {}  # read ahead (prefetch), by key
         self._ahead_earlier: set[str] = set()  # of them, sent by a run that died
         self.unanswered_retried = 0  # of them, looked up again (--retry-unanswered)
         self._cutoff = time.time() - max_age if max_age is not None else None
@@ -169,7 +168,8 @@ class DatabaseOutput:
     def prefetch(self, keys: Sequence[str]) -> None:
         """Read what is kept for *keys* in a query per ``_AHEAD`` of them, for the ``get``
         of each that follows (a query per key is most of a resume's time)."""
-        db, ahead = self._db, dict.fromkeys(keys, _ABSENT)
+        db = self._db
+        ahead: dict[str, tuple[Any, ...] | None] = dict.fromkeys(keys)  # None: no row
         earlier: set[str] = set()
         with _errors(self.name):
             for at in range(0, len(keys), _AHEAD):
@@ -185,14 +185,15 @@ class DatabaseOutput:
     def get(self, key: str) -> bool | None:
         """Whether *key* is done (its ok flag), or None: look it up."""
         db = self._db
-        row = self._ahead.pop(key, None)
-        if row is None:  # not read ahead: asked here
-            if self._earlier and db.execute(_EARLIER, (ENDPOINT, key)).fetchone():
+        if key in self._ahead:  # read ahead (once: a repeat is asked afresh)
+            row = self._ahead.pop(key)
+            if key in self._ahead_earlier:
                 return None if self._retry.unanswered else False  # maybe charged: kept
+        else:
+            if self._earlier and db.execute(_EARLIER, (ENDPOINT, key)).fetchone():
+                return None if self._retry.unanswered else False
             row = db.execute(_OUTCOME, (ENDPOINT, key)).fetchone()
-        elif key in self._ahead_earlier:
-            return None if self._retry.unanswered else False
-        if row is None or row is _ABSENT:
+        if row is None:
             return None  # never looked up
         ok, error_type, fetched_at = row
         if self._cutoff is not None and fetched_at < self._cutoff:
