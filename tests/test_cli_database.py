@@ -225,3 +225,24 @@ def test_answers_read_ahead_are_the_answers_asked_one_by_one(tmp_path: Path) -> 
                 one.close()
             assert ahead == alone, (retry, max_age)
             assert {True, False, None} <= set(alone)
+
+
+def test_a_resume_reads_outcomes_from_an_index_added_to_older_databases(
+    tmp_path: Path,
+) -> None:
+    """The outcomes a resume reads come from an index alone (not the rows of a kilobyte
+    or two); a database made before that index gets it when opened to write."""
+    from dumpling_async.cli._database import _OUTCOMES, ENDPOINT, DatabaseOutput
+    from dumpling_async.cli._output import Retry
+
+    path = tmp_path / "results.db"
+    DatabaseOutput(str(path), resume=True, retry=Retry(), max_age=None).close()
+    query = "EXPLAIN QUERY PLAN " + _OUTCOMES.format("?, ?")
+    with sqlite3.connect(path) as db:
+        plan = " ".join(str(row) for row in db.execute(query, (ENDPOINT, "a", "b")))
+        assert "COVERING INDEX results_outcome" in plan, plan
+        db.execute("DROP INDEX results_outcome")  # as a database made before it
+    DatabaseOutput(str(path), resume=True, retry=Retry(), max_age=None).close()
+    with sqlite3.connect(path) as db:
+        names = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+    assert "results_outcome" in names

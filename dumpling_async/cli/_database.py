@@ -54,6 +54,14 @@ APPLICATION_ID: Final = 0x446D7041
 SCHEMA_VERSION: Final = 1
 ENDPOINT: Final = "profile"
 
+# What a resume asks of each key, answered from the index alone (the rows are a
+# kilobyte or two each): a resume of 1,000,000 rows took 5.0-7.9 s with it against
+# 7.0-8.9 s without (alternated, beside a test run). Added to a database made before it
+# when that is opened to write (once: about 3 s a million rows).
+_OUTCOME_INDEX: Final = (
+    "CREATE INDEX IF NOT EXISTS results_outcome ON results (endpoint, key, ok, error_type, "
+    "fetched_at)"
+)
 _SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS results (
         endpoint TEXT NOT NULL,
@@ -77,6 +85,7 @@ _SCHEMA: Final = (
         earlier INTEGER NOT NULL,   -- 1: sent by an earlier run, which died before its answer
         PRIMARY KEY (endpoint, key)
     ) WITHOUT ROWID""",
+    _OUTCOME_INDEX,
 )
 
 
@@ -373,6 +382,7 @@ def _connect(path: str) -> sqlite3.Connection:
             )
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
+        db.execute(_OUTCOME_INDEX)
     except sqlite3.DatabaseError as exc:
         raise OutputError(f"{path} is not a dumpling-async database ({exc})") from None
     return db
