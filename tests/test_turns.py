@@ -81,8 +81,7 @@ async def test_a_single_call_takes_the_next_unit_ahead_of_a_bulk_job(priority: s
         AsyncDumplingClient(KEY, base_url=server.url, max_concurrency=32) as client,
     ):
         job = asyncio.ensure_future(client.gather_profiles(f"user{i}" for i in range(150)))
-        while client.rate_limit.state != "gradual" or client.rate_limit.throttle_waits < 20:  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
+        await _paced(client, job, waits=20)
         overtaken = []
         for n in range(4):
             since = time.monotonic()
@@ -106,8 +105,7 @@ async def test_max_wait_raises_before_any_request_with_the_wait_then_imposed() -
         AsyncDumplingClient(KEY, base_url=server.url, max_credits=10_000, max_wait=0.01) as client,
     ):
         job = asyncio.ensure_future(client.gather_profiles(f"user{i}" for i in range(60)))
-        while client.rate_limit.state != "gradual" or client.rate_limit.throttle_waits < 10:  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
+        await _paced(client, job, waits=10)
         for n in range(20):  # a unit may be free just then: that call simply goes
             spent, started = client.credits_spent, time.monotonic()
             try:
@@ -165,6 +163,14 @@ async def test_max_wait_bounds_a_custom_limiter_by_timing_out(
         with pytest.raises(MaxWaitExceededError) as refused:
             await client.get_tiktok_profile("alice")
     assert refused.value.retry_after is None and server.requests == 0
+
+
+async def _paced(client: AsyncDumplingClient, job: asyncio.Future[Any], *, waits: int) -> None:
+    """Wait until the limiter paces the bulk job as a gradual server, *waits* throttles
+    in; a failure, not a hang, if the job ends first (the bucket was not recognised)."""
+    while client.rate_limit.state != "gradual" or client.rate_limit.throttle_waits < waits:
+        assert not job.done(), f"the bulk job ended before it was paced: {client.rate_limit}"
+        await asyncio.sleep(0.02)
 
 
 async def _window_known(redis_url: str, key: str, window: float) -> None:
@@ -282,8 +288,7 @@ async def test_a_caller_that_joined_a_lookup_refused_for_another_callers_bound_g
         AsyncDumplingClient(KEY, base_url=server.url) as client,
     ):
         job = asyncio.ensure_future(client.gather_profiles(f"user{i}" for i in range(60)))
-        while client.rate_limit.state != "gradual" or client.rate_limit.throttle_waits < 10:  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
+        await _paced(client, job, waits=10)
         for n in range(20):
             bounded = asyncio.ensure_future(client.get_tiktok_profile(f"vip{n}", max_wait=0.01))
             unbounded = asyncio.ensure_future(client.get_tiktok_profile(f"vip{n}"))
