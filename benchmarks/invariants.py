@@ -48,6 +48,8 @@ from dumpling_async import (
 )
 from dumpling_async.testing import FakeDumplingServer, FaultPlan
 
+from ._webload_procs import wait_for_port
+
 KEY = "chaos-key"
 # Faults whose 200s the fake server does not charge are left out: a real server charges
 # a 200 however its body ends, and the client counts it so (see the fake's docstring).
@@ -240,14 +242,7 @@ class _Redis:
 
     def _start(self) -> None:
         self._proc = subprocess.Popen(self._args, stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.01)
-        raise RuntimeError("redis-server did not start")
+        wait_for_port(self.port, timeout=10)
 
     def restart(self) -> None:
         self.stop()
