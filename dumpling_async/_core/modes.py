@@ -17,7 +17,8 @@ class Mode(enum.Enum):
     - ``CLOSED``: ``Limit: 0``: one probe at a time, ever further apart.
     - ``LEARNING``: the limit, not when used units come back: what the server confirmed
       goes at once, then one probe at a time, soon after the quota ran out (its 429's
-      Retry-After usually says the window) and ever further apart.
+      Retry-After usually says the window) and ever further apart; a group seen back in
+      part is looked at again once that can prove the server gradual.
     - ``CONFIRMING``: a window was inferred; what is confirmed goes, and one request on
       the window's prediction (the trial) until an answer shows a whole group back on
       time. A wrong window (a fixed window's phase read as its length) then costs one

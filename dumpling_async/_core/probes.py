@@ -1,7 +1,8 @@
 """The requests the quota model sends to learn what it does not know yet.
 
 - While learning, a *probe* goes without quota in hand: it may be refused, and its 429's
-  Retry-After usually says the window. One is out at a time, ever further apart.
+  Retry-After usually says the window. One is out at a time, ever further apart, but
+  one goes when a group seen back in part can show whether it still is.
 - While confirming, a *trial* goes on a window's prediction: the rest wait for its
   answer, which holds when it found a whole group back on time.
 - While a window is only bracketed, one unit of each burst tests its middle.
@@ -32,6 +33,13 @@ class Probes:
         """A probe went now: the next waits a growing gap."""
         self.at = now + self.gap
         self.gap *= growth
+
+    def look_again(self, at: float, now: float) -> None:
+        """A group seen back in part proves a gradual server if still in part at *at*:
+        the next probe goes no later (a gap grown past it would find the group whole back,
+        and prove nothing)."""
+        if now < at:
+            self.at = min(self.at, at)
 
     def ended(self, seq: int) -> bool:
         """Permit *seq* ended (answered, cancelled or forgotten); True if it was the

@@ -261,6 +261,9 @@ class QuotaModel:
     def _schedule_probe(self, now: float) -> None:
         if self.mode is Mode.LEARNING:
             self.probes.next(now, self.tuning.probe_growth)
+            if self.partial is not None:  # two jitters late: the jitter may grow by then
+                proof = (self.tuning.gradual_proof + 2) * self.jitter
+                self.probes.look_again(self.partial[1] + proof, now)
         elif self.mode is Mode.STEPS:
             lag = self.steps.test_lag
             base = self.drained if self.drained is not None else now
