@@ -20,17 +20,16 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-import sys
 import time
 from collections.abc import Iterator, Sequence
-from typing import IO, Any, Final
+from typing import Any, Final
 
 import orjson
 
 from .._core.converter import structure_profile
 from .._errors import InvalidResponseError
 from .._results import ProfileResult
-from ._files import OutputError, csv_line, dumps_record, lock_output
+from ._files import OutputError, csv_line, dumps_record
 from ._input import INVALID_PREFIX, InputEntry, entry_key
 from ._output import (
     CSV_COLUMNS,
@@ -46,18 +45,16 @@ from ._output import (
     csv_error_line,
     csv_profile_line,
 )
+from ._sqlite import connect, errors, has_table, lock, open_to_read, transaction, write_out
 
-__all__ = ["APPLICATION_ID", "DatabaseOutput", "export", "export_bytes", "rows"]
+__all__ = ["DatabaseOutput", "export", "export_bytes", "rows"]
 
-# PRAGMA application_id: marks a file as this tool's database ("DmpA").
-APPLICATION_ID: Final = 0x446D7041
-SCHEMA_VERSION: Final = 1
 ENDPOINT: Final = "profile"
 
 # What a resume asks of each key, answered from the index alone (the rows are a
 # kilobyte or two each): a resume of 1,000,000 rows took 5.0-7.9 s with it against
 # 7.0-8.9 s without (alternated, beside a test run). Added to a database made before it
-# when that is opened to write (once: about 3 s a million rows).
+# when that is opened to write (once: about 3 s a million rows), as is any table.
 _OUTCOME_INDEX: Final = (
     "CREATE INDEX IF NOT EXISTS results_outcome ON results (endpoint, key, ok, error_type, "
     "fetched_at)"
@@ -130,16 +127,16 @@ class DatabaseOutput:
         self._ahead_earlier: set[str] = set()  # of them, sent by a run that died
         self.unanswered_retried = 0  # of them, looked up again (--retry-unanswered)
         self._cutoff = time.time() - max_age if max_age is not None else None
-        self._lock_fd = _lock(path)
+        self._lock_fd = lock(path)
         try:
-            self._db = _connect(path)
-            with _errors(path), _transaction(self._db):
+            self._db = connect(path, _SCHEMA)
+            with errors(path), transaction(self._db):
                 if not resume:
                     self._db.execute("DELETE FROM results WHERE endpoint = ?", (ENDPOINT,))
                     self._db.execute("DELETE FROM sent WHERE endpoint = ?", (ENDPOINT,))
                 # Whatever is still recorded as sent was in flight when a run died.
                 self._db.execute("UPDATE sent SET earlier = 1 WHERE endpoint = ?", (ENDPOINT,))
-            with _errors(path):
+            with errors(path):
                 self.state = self._state(resume)
         except BaseException:
             os.close(self._lock_fd)
@@ -180,7 +177,7 @@ class DatabaseOutput:
         db = self._db
         ahead: dict[str, tuple[Any, ...] | None] = dict.fromkeys(keys)  # None: no row
         earlier: set[str] = set()
-        with _errors(self.name):
+        with errors(self.name):
             for at in range(0, len(keys), _AHEAD):
                 chunk = keys[at : at + _AHEAD]
                 marks = ",".join("?" * len(chunk))
@@ -215,7 +212,7 @@ class DatabaseOutput:
         """Record *key* as about to be sent: committed before it goes, with the results
         stored since the last commit."""
         db = self._db
-        with _errors(self.name):
+        with errors(self.name):
             if not db.in_transaction:
                 db.execute("BEGIN IMMEDIATE")
             db.execute(
@@ -272,7 +269,7 @@ class DatabaseOutput:
         """Run *statements* as one unit (a savepoint) in the open batch; commit the batch
         when it is full or old, else arm the timer that will."""
         db = self._db
-        with _errors(self.name):
+        with errors(self.name):
             if not db.in_transaction:
                 db.execute("BEGIN IMMEDIATE")
             db.execute("SAVEPOINT one")
@@ -298,7 +295,7 @@ class DatabaseOutput:
     def _flush(self) -> None:
         self._timer = None
         if self._db.in_transaction:
-            with contextlib.suppress(OutputError), _errors(self.name):
+            with contextlib.suppress(OutputError), errors(self.name):
                 self._commit()  # if it fails, the next write or close() says so
 
     def _commit(self) -> None:
@@ -311,7 +308,7 @@ class DatabaseOutput:
     def close(self) -> None:
         """Commit what is pending and close (a commit that fails is an OutputError)."""
         try:
-            with _errors(self.name):
+            with errors(self.name):
                 if self._db.in_transaction:
                     self._commit()
         finally:
@@ -320,83 +317,8 @@ class DatabaseOutput:
             os.close(self._lock_fd)
 
 
-@contextlib.contextmanager
-def _errors(path: str) -> Iterator[None]:
-    """A database error (a full disk, a lock held too long) as an OutputError."""
-    try:
-        yield
-    except sqlite3.Error as exc:
-        raise OutputError(f"cannot write {path}: {exc}") from None
-
-
-@contextlib.contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """One transaction (the connection autocommits otherwise: ``with db`` alone would
-    not group statements)."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-
-
 def _keep(error_type: str | None, retry: Retry) -> bool:
     return _disposition(_Line("", False, error_type), retry)
-
-
-def _lock(path: str) -> int:
-    """Hold *path* against a second run (its own descriptor: SQLite's locks are others)."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise OutputError(f"cannot open {path}: {exc.strerror}") from None
-    try:
-        lock_output(fd, path)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _connect(path: str) -> sqlite3.Connection:
-    """Open *path*, creating the schema in an empty file; refuse anything else."""
-    try:
-        db = sqlite3.connect(path, isolation_level=None)  # transactions: _transaction
-        application_id, version = _identity(db)
-        if application_id == 0 and _is_empty(db):
-            with _transaction(db):
-                db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                for statement in _SCHEMA:
-                    db.execute(statement)
-        elif application_id != APPLICATION_ID:
-            raise OutputError(
-                f"{path} is a database, but not a dumpling-async one; choose another file"
-            )
-        elif version != SCHEMA_VERSION:
-            raise OutputError(
-                f"{path} has schema version {version}; this dumpling-async reads version "
-                f"{SCHEMA_VERSION}: export it with the version that wrote it"
-            )
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")
-        db.execute(_OUTCOME_INDEX)
-    except sqlite3.DatabaseError as exc:
-        raise OutputError(f"{path} is not a dumpling-async database ({exc})") from None
-    return db
-
-
-def _identity(db: sqlite3.Connection) -> tuple[int, int]:
-    (application_id,) = db.execute("PRAGMA application_id").fetchone()
-    (version,) = db.execute("PRAGMA user_version").fetchone()
-    return application_id, version
-
-
-def _is_empty(db: sqlite3.Connection) -> bool:
-    (tables,) = db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    return int(tables) == 0
 
 
 # -- reading it back (export) ---------------------------------------------------------------
@@ -405,28 +327,10 @@ def _is_empty(db: sqlite3.Connection) -> bool:
 Row = tuple[str, str, int | None, int, str | None, int | None, str | None, int | None, bytes | None]
 
 
-def _open_to_read(path: str) -> sqlite3.Connection:
-    """*path*, read-only, if it is a database of ours (else an OutputError)."""
-    if not os.path.isfile(path):
-        raise OutputError(f"cannot read {path}: not a file")
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        raise OutputError(f"cannot read {path}: {exc}") from None
-    try:
-        if _identity(db) != (APPLICATION_ID, SCHEMA_VERSION):
-            raise OutputError(f"{path} is not a dumpling-async database of this version")
-    except sqlite3.DatabaseError as exc:
-        db.close()
-        raise OutputError(f"{path} is not a dumpling-async database ({exc})") from None
-    except BaseException:
-        db.close()
-        raise
-    return db
-
-
 def rows(db: sqlite3.Connection) -> Iterator[Row]:
     """Every stored outcome, then every unanswered handle that has none, in key order."""
+    if not has_table(db, "results"):
+        return  # only listings were written to it
     try:
         yield from db.execute(
             "SELECT handle, input, line, ok, error_type, error_status, error_message, charged, "
@@ -466,26 +370,6 @@ def export_bytes(row: Row, fmt: OutputFormat) -> bytes:
 
 def export(path: str, output: str | None, fmt: OutputFormat) -> int:
     """Write every row of the database at *path* to *output* (None: stdout); the count."""
-    count = 0
-    db = _open_to_read(path)  # before OUTPUT is touched
-    target: IO[bytes]
-    if output is None:
-        target = sys.stdout.buffer
-    else:
-        try:
-            target = open(output, "wb")  # noqa: SIM115 - closed below
-        except OSError as exc:
-            db.close()
-            raise OutputError(f"cannot open {output}: {exc.strerror}") from None
-    try:
-        if fmt == "csv":
-            target.write(csv_line(list(CSV_COLUMNS)))
-        for row in rows(db):
-            target.write(export_bytes(row, fmt))
-            count += 1
-        target.flush()
-    finally:
-        db.close()
-        if output is not None:
-            target.close()
-    return count
+    db = open_to_read(path)  # before OUTPUT is touched
+    header = csv_line(list(CSV_COLUMNS)) if fmt == "csv" else b""
+    return write_out(db, output, header, (export_bytes(row, fmt) for row in rows(db)))
