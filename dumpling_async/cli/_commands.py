@@ -31,7 +31,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from .._core.inputs import normalize_handle
-from .._errors import InvalidHandleError
+from .._errors import InvalidHandleError, InvalidInputError
 from .._models import TikTokProfile
 from .._version import __version__
 from ._bulk_report import final_code, print_report
@@ -40,7 +40,8 @@ from ._database import export as export_database
 from ._demo import add_demo_commands
 from ._files import DATABASE_SUFFIXES, OutputError, default_format, default_profiles_format
 from ._journal import Journal
-from ._listing_commands import add_listing_commands
+from ._listing_commands import LISTINGS, add_listing_commands
+from ._listing_database import export_listing, listings_in
 from ._log import configure_logging, log_options
 from ._progress import progress_mode
 from ._redis import INSTALL_HINT, require_redis
@@ -50,10 +51,10 @@ from ._support import (
     EXIT_SIGINT,
     CLIError,
     connection_options,
+    database_output_options,
     fail,
     output_options,
     parse_age,
-    profiles_output_options,
     quiet_option,
     resolve_connection,
     run_one,
@@ -96,7 +97,7 @@ def cli(
 @click.argument(
     "input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, allow_dash=True)
 )
-@profiles_output_options
+@database_output_options
 @click.option(
     "--column",
     default=None,
@@ -240,25 +241,51 @@ def profiles(
 @cli.command()
 @click.argument("database", type=click.Path(exists=True, dir_okay=False))
 @output_options
-def export(database: str, output: str | None, fmt: str | None) -> None:
-    """Write what a database OUTPUT of `profiles` holds (-o results.db) as JSONL or CSV,
+@click.option(
+    "--listing",
+    nargs=2,
+    type=(click.Choice([listing.command for listing in LISTINGS]), str),
+    default=None,
+    metavar="COMMAND SUBJECT",
+    help="Write the items of one listing (as `videos HANDLE -o results.db` stored them) "
+    "instead of the profiles, in the lines that command writes to a file.",
+)
+def export(
+    database: str, output: str | None, fmt: str | None, listing: tuple[str, str] | None
+) -> None:
+    """Write what a database OUTPUT holds (-o results.db) as JSONL or CSV: the profiles,
     one line per handle in the format `profiles` writes (index is null: a database keeps
-    a handle across runs and lists, not its place in one input).
+    a handle across runs and lists, not its place in one input), or one listing's items.
 
     \b
       dumpling-async export results.db -o profiles.jsonl
       dumpling-async export results.db -o profiles.csv
+      dumpling-async export results.db --listing videos charlidamelio -o videos.csv
     """
     target = None if output in (None, "-") else output
     if target is not None and target.lower().endswith(DATABASE_SUFFIXES):
         raise click.BadParameter("export writes JSONL or CSV, not a database", param_hint="-o")
     export_format = cast(Literal["jsonl", "csv"], fmt or default_format(target))
+    console = stderr_console()
     try:
-        count = export_database(database, target, export_format)
+        if listing is None:
+            count, what = export_database(database, target, export_format), "handles"
+            if count == 0 and (held := listings_in(database)):
+                console.print(f"{database} holds listings: {held}", markup=False)
+                console.print("export one with --listing COMMAND SUBJECT", markup=False)
+        else:
+            chosen = next(each for each in LISTINGS if each.command == listing[0])
+            try:
+                subject = chosen.normalize(listing[1])
+            except InvalidInputError as exc:
+                raise click.BadParameter(str(exc), param_hint="--listing") from None
+            named = (chosen.command, subject)
+            count = export_listing(database, named, chosen.shape, target, export_format)
+            what = "items"
     except OutputError as exc:
         raise CLIError(str(exc)) from None
     if target is not None:
-        stderr_console().print(f"{count} handles written to {target}", markup=False)
+        console.print(f"{count} {what} written to {target}", markup=False)
 
 
 def _profiles_format(

@@ -18,7 +18,7 @@ from .._errors import (
     InvalidInputError,
 )
 from .._models import TikTokTranscript
-from ._files import default_format, write_atomic
+from ._files import default_profiles_format, write_atomic
 from ._listing_items import COMMENT_SHAPE, USER_SHAPE, VIDEO_SHAPE, ListingFormat
 from ._listing_run import (
     Listing,
@@ -34,7 +34,7 @@ from ._support import (
     EXIT_FAILED,
     CLIError,
     connection_options,
-    output_options,
+    database_output_options,
     quiet_option,
     resolve_connection,
     run_one,
@@ -140,7 +140,7 @@ def _listing_command(listing: Listing) -> click.Command:
             listing=listing,
             subject=canonical,
             output=out_path,
-            fmt=cast(ListingFormat, fmt or default_format(out_path)),
+            fmt=_listing_format(fmt, out_path),
             limit=limit,
             args=PagerArgs(start_cursor, page_size, trim),
             max_credits=max_credits,
@@ -161,6 +161,14 @@ def _listing_command(listing: Listing) -> click.Command:
     )(_listing_options(listing)(command))
 
 
+def _listing_format(fmt: str | None, out_path: str | None) -> ListingFormat:
+    """The output format, checked against the output."""
+    chosen = cast(ListingFormat, fmt or default_profiles_format(out_path))
+    if chosen == "sqlite" and out_path is None:
+        raise click.BadParameter("a database output needs a file: -o results.db", param_hint="-o")
+    return chosen
+
+
 def _listing_options(listing: Listing) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The argument and options of the listing command *listing*, as one decorator."""
     sized = click.option(
@@ -175,7 +183,7 @@ def _listing_options(listing: Listing) -> Callable[[Callable[..., Any]], Callabl
     )
     options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         click.argument("subject", metavar=listing.metavar),
-        output_options,
+        database_output_options,
         click.option(
             "--limit",
             metavar="N",

@@ -19,17 +19,18 @@ import os
 import stat
 import sys
 from collections.abc import Iterator
-from typing import IO, Final
+from typing import IO, Any, Final, Protocol
 
 import attrs
 import orjson
 
 from ._files import OutputError, complete_lines, csv_line, lock_output, write_atomic
-from ._listing_items import ItemShape, ListingFormat
+from ._listing_items import ItemShape, LineFormat, ListingFormat, item_line
 
 __all__ = [
     "STATE_SUFFIX",
     "ListingOutput",
+    "ListingSink",
     "ListingState",
     "open_listing_output",
 ]
@@ -107,6 +108,33 @@ def _load_state(path: str) -> ListingState | None:
 # -- the output ----------------------------------------------------------------------------
 
 
+class ListingSink(Protocol):
+    """Where a listing run writes: a file of lines (``ListingOutput``) or a database
+    (``_listing_database.ListingDatabase``)."""
+
+    name: str
+    keys: set[str]  # ids of the items it holds
+    existing: int  # items it held when opened
+    torn: bool  # a torn last line was cut away
+    resumed: bool
+
+    @property
+    def state(self) -> ListingState | None:
+        """Which listing it holds and where it continues (None: not resumable)."""
+
+    @property
+    def state_path(self) -> str:
+        """Where that is kept, for a message."""
+
+    def add(self, item: Any, key: str | None) -> None:
+        """Write *item*, whose id is *key* (not yet among ``keys``)."""
+
+    def save(self, cursor: str | None, *, finished: bool) -> None:
+        """Record that every page before *cursor* is completely written."""
+
+    def close(self) -> None: ...
+
+
 @attrs.define(slots=True)
 class ListingOutput:
     """The open output: item lines, flushed as written; the ids it holds; its state."""
@@ -114,6 +142,8 @@ class ListingOutput:
     stream: IO[bytes] = attrs.field(repr=False)
     name: str
     owned: bool
+    shape: ItemShape
+    fmt: LineFormat
     state: ListingState | None = None  # None: not resumable (stdout, a pipe)
     keys: set[str] = attrs.field(factory=set)  # ids of the items OUTPUT holds
     existing: int = 0  # item lines OUTPUT held when opened
@@ -124,8 +154,8 @@ class ListingOutput:
     def state_path(self) -> str:
         return self.name + STATE_SUFFIX
 
-    def write(self, data: bytes) -> None:
-        self.stream.write(data)
+    def add(self, item: Any, key: str | None) -> None:
+        self.stream.write(item_line(self.shape, item, key, self.fmt))
         self.stream.flush()
 
     def save(self, cursor: str | None, *, finished: bool) -> None:
@@ -150,13 +180,13 @@ class ListingOutput:
                 self.stream.flush()
 
 
-def _header(fmt: ListingFormat, shape: ItemShape) -> bytes:
+def _header(fmt: LineFormat, shape: ItemShape) -> bytes:
     return csv_line(list(shape.columns)) if fmt == "csv" else b""
 
 
 def open_listing_output(
     path: str | None,
-    fmt: ListingFormat,
+    fmt: LineFormat,
     shape: ItemShape,
     *,
     wanted: ListingState,
@@ -173,7 +203,7 @@ def open_listing_output(
         stream = stdout if stdout is not None else sys.stdout.buffer
         stream.write(_header(fmt, shape))
         stream.flush()
-        return ListingOutput(stream, "<stdout>", owned=False)
+        return ListingOutput(stream, "<stdout>", owned=False, shape=shape, fmt=fmt)
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         existed = False
@@ -192,9 +222,9 @@ def open_listing_output(
             stream = open(path, "wb")  # noqa: SIM115 - owned by the returned ListingOutput
             stream.write(_header(fmt, shape))
             stream.flush()
-            return ListingOutput(stream, path, owned=True)
+            return ListingOutput(stream, path, owned=True, shape=shape, fmt=fmt)
         lock_output(fd, path)
-        out = ListingOutput(stream, path, owned=True)
+        out = ListingOutput(stream, path, owned=True, shape=shape, fmt=fmt)
         saved = _load_state(out.state_path) if existed and resume else None
         if saved is not None:
             _check_state(saved, wanted, path, fmt)
@@ -221,7 +251,7 @@ def open_listing_output(
     return out
 
 
-def _check_state(saved: ListingState, wanted: ListingState, path: str, fmt: ListingFormat) -> None:
+def _check_state(saved: ListingState, wanted: ListingState, path: str, fmt: LineFormat) -> None:
     if (saved.command, saved.subject) != (wanted.command, wanted.subject):
         raise OutputError(
             f"{path} holds {saved.describe()}, not {wanted.describe()} (see {path}"
@@ -239,12 +269,12 @@ def _lines(stream: IO[bytes], path: str) -> Iterator[tuple[int, int, bytes]]:
     return complete_lines(stream, path)
 
 
-def _has_items(stream: IO[bytes], path: str, fmt: ListingFormat, shape: ItemShape) -> bool:
+def _has_items(stream: IO[bytes], path: str, fmt: LineFormat, shape: ItemShape) -> bool:
     header = _header(fmt, shape)
     return any(raw.strip() and raw != header for _, _, raw in _lines(stream, path))
 
 
-def _scan(out: ListingOutput, fmt: ListingFormat, shape: ItemShape) -> None:
+def _scan(out: ListingOutput, fmt: LineFormat, shape: ItemShape) -> None:
     """Read the ids OUTPUT holds; cut a torn last line away."""
     path, stream = out.name, out.stream
     header = _header(fmt, shape)
@@ -278,7 +308,7 @@ def _scan(out: ListingOutput, fmt: ListingFormat, shape: ItemShape) -> None:
     stream.truncate(keep_end)
 
 
-def _parse_line(body: bytes, fmt: ListingFormat, shape: ItemShape) -> str | bool | None:
+def _parse_line(body: bytes, fmt: LineFormat, shape: ItemShape) -> str | bool | None:
     """The id of the item on a line, None when it has none, False when it is no item."""
     if fmt == "jsonl":
         try:

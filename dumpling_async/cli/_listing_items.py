@@ -18,11 +18,13 @@ __all__ = [
     "USER_SHAPE",
     "VIDEO_SHAPE",
     "ItemShape",
+    "LineFormat",
     "ListingFormat",
     "item_line",
 ]
 
-ListingFormat = Literal["jsonl", "csv"]
+LineFormat = Literal["jsonl", "csv"]  # a file of lines
+ListingFormat = Literal["jsonl", "csv", "sqlite"]  # or a database (``_listing_database``)
 
 
 def _id_text(value: object) -> str | None:
@@ -34,8 +36,9 @@ def _id_text(value: object) -> str | None:
 
 @attrs.frozen
 class ItemShape:
-    """One kind of listed item: its id in the vendor's JSON, and its CSV columns."""
+    """One kind of listed item: its model, its id in the vendor's JSON, its CSV columns."""
 
+    model: type[Any]
     columns: tuple[str, ...]  # the first is the id
     raw_id: Callable[[dict[str, Any]], object]
     cells: Callable[[Any], list[object]]  # the columns after the id, from the model
@@ -82,6 +85,7 @@ def _user_id(raw: dict[str, Any]) -> object:
 
 
 VIDEO_SHAPE: Final = ItemShape(
+    ProfileVideo,
     (
         "aweme_id",
         "url",
@@ -96,11 +100,13 @@ VIDEO_SHAPE: Final = ItemShape(
     _video_cells,
 )
 COMMENT_SHAPE: Final = ItemShape(
+    VideoComment,
     ("cid", "user", "text", "create_time", "digg_count", "reply_comment_total"),
     lambda raw: raw.get("cid"),
     _comment_cells,
 )
 USER_SHAPE: Final = ItemShape(
+    TikTokUserSummary,
     (
         "id",
         "unique_id",
@@ -116,7 +122,7 @@ USER_SHAPE: Final = ItemShape(
 )
 
 
-def item_line(shape: ItemShape, item: Any, key: str | None, fmt: ListingFormat) -> bytes:
+def item_line(shape: ItemShape, item: Any, key: str | None, fmt: LineFormat) -> bytes:
     """The output line (with its newline) for *item*, whose id is *key*."""
     if fmt == "jsonl":
         return dumps_record(item.raw) + b"\n"

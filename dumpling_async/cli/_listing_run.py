@@ -30,8 +30,9 @@ from .._errors import (
     NotFoundError,
 )
 from ._files import OutputError
-from ._listing_files import ListingOutput, ListingState, open_listing_output
-from ._listing_items import ItemShape, ListingFormat, item_line
+from ._listing_database import ListingDatabase
+from ._listing_files import ListingSink, ListingState, open_listing_output
+from ._listing_items import ItemShape, ListingFormat
 from ._progress import ListingView, ProgressMode, Reporter
 from ._signals import stop_on_signals
 from ._support import (
@@ -137,10 +138,10 @@ class ListingStats:
 
 
 async def _copy(
-    pager: Pager[Any], job: ListingJob, out: ListingOutput, stats: ListingStats, room: int | None
+    pager: Pager[Any], job: ListingJob, out: ListingSink, stats: ListingStats, room: int | None
 ) -> None:
     """Write the pager's items not in OUTPUT yet; advance the state after each page."""
-    shape, fmt = job.listing.shape, job.fmt
+    shape = job.listing.shape
     page = pager.page_cursor  # the cursor of the page being written
     try:
         async for item in pager:
@@ -149,7 +150,7 @@ async def _copy(
             if key is not None and key in out.keys:
                 stats.repeats += 1
             else:
-                out.write(item_line(shape, item, key, fmt))
+                out.add(item, key)
                 if key is not None:
                     out.keys.add(key)
                 stats.written += 1
@@ -186,9 +187,14 @@ async def _listing(
     except InvalidInputError as exc:
         raise CLIError(f"invalid --start-cursor: {exc}") from None
     wanted = ListingState(job.listing.command, job.subject, job.fmt, job.args.start_cursor)
-    out = open_listing_output(
-        job.output, job.fmt, job.listing.shape, wanted=wanted, resume=job.resume
-    )
+    out: ListingSink
+    if job.fmt == "sqlite":
+        assert job.output is not None  # the command refuses a database on stdout
+        out = ListingDatabase(job.output, wanted, resume=job.resume)
+    else:
+        out = open_listing_output(
+            job.output, job.fmt, job.listing.shape, wanted=wanted, resume=job.resume
+        )
     try:
         stats.output, stats.existing = out.name, out.existing
         stats.resumable = out.state is not None
@@ -244,7 +250,7 @@ def execute_listing(conn: Connection, job: ListingJob, console: Console) -> List
 # -- summary -------------------------------------------------------------------------------
 
 
-def _print_resume(console: Console, out: ListingOutput, state: ListingState) -> None:
+def _print_resume(console: Console, out: ListingSink, state: ListingState) -> None:
     if state.finished:
         where = "the listing is complete"
     else:

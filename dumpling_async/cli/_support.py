@@ -49,11 +49,11 @@ __all__ = [
     "CLIError",
     "Connection",
     "connection_options",
+    "database_output_options",
     "fail",
     "make_client",
     "output_options",
     "parse_age",
-    "profiles_output_options",
     "quiet_option",
     "resolve_api_key",
     "resolve_connection",
@@ -311,11 +311,11 @@ def _output_options(formats: tuple[str, ...], default: str) -> Callable[..., Any
     return decorate
 
 
-# ``-o/--output`` and ``--format``, as the listing commands take them, and ``profiles``.
+# ``-o/--output`` and ``--format``: to a file (``export``), or to a file or a database.
 output_options: Final = _output_options(
     ("jsonl", "csv"), "csv for an OUTPUT ending in .csv, else jsonl"
 )
-profiles_output_options: Final = _output_options(
+database_output_options: Final = _output_options(
     ("jsonl", "csv", "sqlite"),
     "sqlite for an OUTPUT ending in .db, .sqlite or .sqlite3, csv for .csv, else jsonl",
 )
