@@ -179,6 +179,54 @@ async def test_results_are_committed_within_a_quarter_second(tmp_path: Path) -> 
         out.close()
 
 
+async def test_a_result_waiting_to_be_written_answers_a_repeat_and_a_send_commits_alone(
+    tmp_path: Path,
+) -> None:
+    """A send's record is committed without the results waiting in memory; a repeat of a
+    key whose result waits is answered as the database will hold it (a failed refresh
+    keeps the older profile)."""
+    from dumpling_async._core.converter import structure_profile
+    from dumpling_async._errors import ServerError
+    from dumpling_async._results import ProfileResult
+    from dumpling_async.cli._database import DatabaseOutput
+    from dumpling_async.cli._input import InputEntry
+    from dumpling_async.cli._output import Retry
+    from dumpling_async.testing import fake_profile
+
+    path = tmp_path / "results.db"
+
+    def entry(name: str) -> InputEntry:
+        return InputEntry(index=0, line=1, text=name)
+
+    def found(name: str) -> ProfileResult:
+        profile = structure_profile(fake_profile(name))
+        return ProfileResult(index=0, input=name, handle=name, profile=profile)
+
+    def committed() -> tuple[int, int]:
+        with sqlite3.connect(path) as other:  # another connection sees only commits
+            (rows,) = other.execute("SELECT count(*) FROM results").fetchone()
+            (sent,) = other.execute("SELECT count(*) FROM sent").fetchone()
+        return rows, sent
+
+    older = DatabaseOutput(str(path), resume=True, retry=Retry(), max_age=None)
+    older.record(entry("kept"), found("kept"))
+    older.close()
+    out = DatabaseOutput(str(path), resume=True, retry=Retry(), max_age=None)
+    try:
+        for name in ("fresh", "kept"):
+            out.sent(name)
+        out.record(entry("fresh"), found("fresh"))
+        failed = ServerError("upstream failed", status=500)
+        out.record(entry("kept"), ProfileResult(index=1, input="kept", handle="kept", error=failed))
+        out.sent("next")
+        assert committed() == (1, 3)  # the records alone: both results still wait
+        assert out.get("fresh") is True  # written first, then read
+        assert out.get("kept") is True  # the older profile, not the failed refresh
+        assert committed() == (2, 1)
+    finally:
+        out.close()
+
+
 def test_answers_read_ahead_are_the_answers_asked_one_by_one(tmp_path: Path) -> None:
     """Over profiles, kept and retried errors, stale rows, handles a killed run left sent
     and handles never seen, ``prefetch`` then ``get`` answers as ``get`` alone does, for
