@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from test_cli import handles, read_jsonl, run_cli, write_lines
 
 from dumpling_async.testing import FakeDumplingServer
@@ -180,19 +181,23 @@ async def test_results_are_committed_within_a_quarter_second(tmp_path: Path) -> 
 
 
 async def test_a_result_waiting_to_be_written_answers_a_repeat_and_a_send_commits_alone(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A send's record is committed without the results waiting in memory; a repeat of a
     key whose result waits is answered as the database will hold it (a failed refresh
-    keeps the older profile)."""
+    keeps the older profile), read one by one or ahead; a write that fails keeps its
+    results for the next one."""
     from dumpling_async._core.converter import structure_profile
     from dumpling_async._errors import ServerError
     from dumpling_async._results import ProfileResult
+    from dumpling_async.cli import _database
     from dumpling_async.cli._database import DatabaseOutput
+    from dumpling_async.cli._files import OutputError
     from dumpling_async.cli._input import InputEntry
     from dumpling_async.cli._output import Retry
     from dumpling_async.testing import fake_profile
 
+    monkeypatch.setattr(_database, "_BATCH_SECONDS", 60.0)  # only a full batch or a read
     path = tmp_path / "results.db"
 
     def entry(name: str) -> InputEntry:
@@ -223,6 +228,18 @@ async def test_a_result_waiting_to_be_written_answers_a_repeat_and_a_send_commit
         assert out.get("fresh") is True  # written first, then read
         assert out.get("kept") is True  # the older profile, not the failed refresh
         assert committed() == (2, 1)
+        out.record(entry("next"), found("next"))
+        out.prefetch(["next", "unseen"])  # read ahead: written first too
+        assert out.get("next") is True and out.get("unseen") is None
+        out.sent("last")
+        out.record(entry("last"), found("last"))
+        with sqlite3.connect(path) as other:  # another writer holds the file
+            other.execute("BEGIN IMMEDIATE")
+            out._db.execute("PRAGMA busy_timeout = 0")
+            with pytest.raises(OutputError):
+                out.get("last")  # must write first, and cannot
+        assert committed() == (3, 1) and out.get("last") is True  # the retry wrote it
+        assert committed() == (4, 0)
     finally:
         out.close()
 

@@ -25,7 +25,7 @@ from .inputs import check_limit
 from .pipeline import Pipeline
 from .turns import BULK
 
-__all__ = ["Page", "Pager", "open_pager", "parse_page"]
+__all__ = ["Page", "Pager", "open_pager", "parse_page", "structure_item"]
 
 T = TypeVar("T")
 # Pages in a row that bring nothing new before the listing is called finished anyway: a
@@ -61,7 +61,7 @@ def _cursor_text(value: object) -> str | None:
     return None
 
 
-def _structure_item(item_type: type[T], item: object) -> T | None:
+def structure_item(item_type: type[T], item: object) -> T | None:
     try:
         return structure(item, item_type)
     except InvalidResponseError:
@@ -87,7 +87,7 @@ def parse_page(endpoint: Endpoint, body: bytes) -> Page[Any]:
         raw_items = []
     if not isinstance(raw_items, list):
         raise InvalidResponseError(f"{spec.items_key!r} is not a list", status=200)
-    typed = (_structure_item(endpoint.model, item) for item in raw_items)
+    typed = (structure_item(endpoint.model, item) for item in raw_items)
     items = tuple(item for item in typed if item is not None)
     next_cursor = _cursor_text(data.get(spec.cursor_key))
     return Page(items, next_cursor, _has_more(data), len(raw_items) - len(items))

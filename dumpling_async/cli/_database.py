@@ -195,6 +195,8 @@ class DatabaseOutput:
         db = self._db
         if key in self._held:  # a repeat of a key answered by this run, not written yet
             self._write()
+            self._ahead.pop(key, None)  # read before its answer: ask afresh
+            self._ahead_earlier.discard(key)
         if key in self._ahead:  # read ahead (once: a repeat is asked afresh)
             row = self._ahead.pop(key)
             if key in self._ahead_earlier:
@@ -295,10 +297,14 @@ class DatabaseOutput:
         self._written = time.monotonic()
         if not waiting:
             return
-        with errors(self.name), transaction(self._db):
-            for unit in waiting:
-                for sql, parameters in unit:
-                    self._db.execute(sql, parameters)
+        try:
+            with errors(self.name), transaction(self._db):
+                for unit in waiting:
+                    for sql, parameters in unit:
+                        self._db.execute(sql, parameters)
+        except BaseException:
+            self._waiting[:0] = waiting  # kept for the next write, or close(), to retry
+            raise
         self._held.clear()
 
     def close(self) -> None:

@@ -95,7 +95,9 @@ fixed set of columns (the first is the item's id). An existing OUTPUT is resumed
 state file OUTPUT.cursor.json says where the listing continues, items OUTPUT already
 holds are not written again, and a finished listing is not fetched again. --limit counts
 the items in OUTPUT, those of earlier runs included. Each page costs one request's
-credits.
+credits. An OUTPUT ending in .db, .sqlite or .sqlite3 (or --format sqlite) is a database
+instead: a page's items commit with the cursor after them, many listings and the
+profiles share one file, and `dumpling-async export --listing` writes one out.
 
 Exit status: 0 done (listing complete or --limit reached), 1 a page failed (rerun to
 resume) or not found, 2 usage or input error, 3 invalid key or out of credits.

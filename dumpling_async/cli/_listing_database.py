@@ -21,7 +21,7 @@ from typing import Any, Final
 
 import orjson
 
-from .._core.converter import structure
+from .._core.paging import structure_item
 from ._files import OutputError, csv_line, dumps_record
 from ._listing_files import ListingState
 from ._listing_items import ItemShape, LineFormat, item_line
@@ -182,7 +182,10 @@ def _line(shape: ItemShape, key: str | None, raw: bytes, fmt: LineFormat) -> byt
     """The line the listing command writes to a file for this item."""
     if fmt == "jsonl":
         return raw + b"\n"
-    return item_line(shape, structure(orjson.loads(raw), shape.model), key, fmt)
+    item = structure_item(shape.model, orjson.loads(raw))  # as the pager made it
+    if item is None:
+        raise OutputError("the database holds an item that is not a JSON object")
+    return item_line(shape, item, key, fmt)
 
 
 def export_listing(

@@ -76,6 +76,9 @@ def connect(path: str, schema: Sequence[str]) -> sqlite3.Connection:
     empty file becomes one of ours, anything else is refused."""
     try:
         db = sqlite3.connect(path, isolation_level=None)  # transactions: transaction()
+    except sqlite3.Error as exc:
+        raise OutputError(f"cannot open {path}: {exc}") from None
+    try:
         application_id, version = _identity(db)
         if application_id == 0 and _is_empty(db):
             with transaction(db):
@@ -96,7 +99,11 @@ def connect(path: str, schema: Sequence[str]) -> sqlite3.Connection:
             for statement in schema:
                 db.execute(statement)
     except sqlite3.DatabaseError as exc:
+        db.close()
         raise OutputError(f"{path} is not a dumpling-async database ({exc})") from None
+    except BaseException:
+        db.close()
+        raise
     return db
 
 
