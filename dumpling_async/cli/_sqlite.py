@@ -71,6 +71,19 @@ def lock(path: str) -> int:
     return fd
 
 
+@contextlib.contextmanager
+def _refusing(db: sqlite3.Connection, path: str) -> Iterator[None]:
+    """Close *db* when what follows fails: a file SQLite cannot read is not ours."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise OutputError(f"{path} is not a dumpling-async database ({exc})") from None
+    except BaseException:
+        db.close()
+        raise
+
+
 def connect(path: str, schema: Sequence[str]) -> sqlite3.Connection:
     """Open *path* to write, with *schema*'s tables (``IF NOT EXISTS``) made in it; an
     empty file becomes one of ours, anything else is refused."""
@@ -78,7 +91,7 @@ def connect(path: str, schema: Sequence[str]) -> sqlite3.Connection:
         db = sqlite3.connect(path, isolation_level=None)  # transactions: transaction()
     except sqlite3.Error as exc:
         raise OutputError(f"cannot open {path}: {exc}") from None
-    try:
+    with _refusing(db, path):
         application_id, version = _identity(db)
         if application_id == 0 and _is_empty(db):
             with transaction(db):
@@ -98,12 +111,6 @@ def connect(path: str, schema: Sequence[str]) -> sqlite3.Connection:
         with transaction(db):
             for statement in schema:
                 db.execute(statement)
-    except sqlite3.DatabaseError as exc:
-        db.close()
-        raise OutputError(f"{path} is not a dumpling-async database ({exc})") from None
-    except BaseException:
-        db.close()
-        raise
     return db
 
 
@@ -115,15 +122,9 @@ def open_to_read(path: str) -> sqlite3.Connection:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     except sqlite3.Error as exc:
         raise OutputError(f"cannot read {path}: {exc}") from None
-    try:
+    with _refusing(db, path):
         if _identity(db) != (APPLICATION_ID, SCHEMA_VERSION):
             raise OutputError(f"{path} is not a dumpling-async database of this version")
-    except sqlite3.DatabaseError as exc:
-        db.close()
-        raise OutputError(f"{path} is not a dumpling-async database ({exc})") from None
-    except BaseException:
-        db.close()
-        raise
     return db
 
 
