@@ -20,7 +20,9 @@ T = TypeVar("T")
 
 
 class BulkResult(Generic[T]):
-    """The outcome of one input position: exactly one of a value and ``error``."""
+    """The outcome of one input position: exactly one of a value and ``error``.
+    ``first_index`` is set on a repeat of an earlier input: the position that looked its
+    key up."""
 
     __slots__ = ()
     # The names of the subclass's two fields: the normalised input and the value.
@@ -30,6 +32,9 @@ class BulkResult(Generic[T]):
     index: int
     input: object
     error: DumplingError | None
+    # A repeat of an earlier input: the position that looked its key up (None for that
+    # one, and for an input that is not a valid key): skip it without a set of your own.
+    first_index: int | None
 
     @property
     def ok(self) -> bool:
@@ -51,10 +56,15 @@ class BulkResult(Generic[T]):
         raise self.error
 
     @classmethod
-    def of(cls, index: int, given: object, key: str, outcome: Any) -> Any:
-        """The result of position *index*: *outcome* is a value or a DumplingError."""
+    def of(
+        cls, index: int, given: object, key: str, outcome: Any, first_index: int | None = None
+    ) -> Any:
+        """The result of position *index*: *outcome* is a value or a DumplingError; a
+        repeat names the position that looked its key up."""
         field = "error" if isinstance(outcome, DumplingError) else cls._value_field
-        return cls(**{"index": index, "input": given, cls._key_field: key, field: outcome})
+        fields: dict[str, Any] = {"index": index, "input": given, "first_index": first_index}
+        fields[cls._key_field], fields[field] = key, outcome
+        return cls(**fields)
 
 
 @attrs.frozen(kw_only=True)
@@ -69,6 +79,7 @@ class ProfileResult(BulkResult[TikTokProfile]):
     handle: str
     profile: TikTokProfile | None = None
     error: DumplingError | None = None
+    first_index: int | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -83,6 +94,7 @@ class VideoResult(BulkResult[TikTokVideo]):
     url: str
     video: TikTokVideo | None = None
     error: DumplingError | None = None
+    first_index: int | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -97,3 +109,4 @@ class TranscriptResult(BulkResult[TikTokTranscript]):
     url: str
     transcript: TikTokTranscript | None = None
     error: DumplingError | None = None
+    first_index: int | None = None

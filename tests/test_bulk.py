@@ -52,6 +52,7 @@ async def test_gather_keeps_input_order_and_dedupes(
     assert isinstance(results[3].error, InvalidHandleError)
     assert isinstance(results[4].error, ProfileNotFoundError)
     assert isinstance(results[6].error, InvalidHandleError)
+    assert [r.first_index for r in results] == [None, 0, None, None, None, 2, None]
     assert server.charged == {"alice": 1, "bob": 1}
     assert len(server.records) == 3  # alice, bob, unknown_zed
     with pytest.raises(ProfileNotFoundError):
@@ -236,6 +237,7 @@ async def test_duplicates_beyond_memory_are_not_paid_twice(
     results = [r async for r in client.iter_profiles(handles, concurrency=1)]
     last = next(r for r in results if r.index == 4)
     assert isinstance(last.error, DuplicateHandleError) and last.error.first_index == 0
+    assert last.first_index == 0
     assert server.charged["a1"] == 1
 
 
@@ -280,6 +282,26 @@ async def test_repeats_of_an_in_flight_handle_do_not_read_ahead(
             break
     assert pulled <= 10
     assert len(server.records) == 1
+
+
+async def test_every_repeat_names_its_first_position(
+    client: AsyncDumplingClient, server: FakeDumplingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A repeat in flight, one answered from the recent outcomes and one evicted from them
+    all carry the position that looked their handle up; nothing else does."""
+    monkeypatch.setattr("dumpling_async._core.bulk._RECENT_OUTCOMES", 2)
+    server.latency = 0.02
+    # One lookup at a time: 1 waits for 0's lookup, 4 is answered from b2's kept outcome,
+    # and by 7 a2's was evicted (only the last two are kept: c2 and d2).
+    handles = ["a2", "@A2", "A2", "b2", "b2", "c2", "d2", "a2", "bad handle!", "bad handle!"]
+    results = [r async for r in client.iter_profiles(handles, concurrency=1)]
+    by_index = {r.index: r for r in results}
+    assert [by_index[i].first_index for i in range(len(handles))] == [
+        None, 0, 0, None, 3, None, None, 0, None, None
+    ]  # fmt: skip
+    assert by_index[1].profile is by_index[0].profile and by_index[4].ok
+    assert isinstance(by_index[7].error, DuplicateHandleError)
+    assert sorted(server.charged.items()) == [("a2", 1), ("b2", 1), ("c2", 1), ("d2", 1)]
 
 
 class _BrokenLimiter(AdaptiveRateLimiter):

@@ -187,7 +187,8 @@ class _Run(Generic[R]):
             self.waiting[key].append((position, given))
             self.parked += 1
         elif (first := self.seen.get(key)) is not None:
-            self.ready.append(result(position, given, key, self.repeat_outcome(key, first)))
+            outcome = self.repeat_outcome(key, first)
+            self.ready.append(result(position, given, key, outcome, first))
         elif self.abort is not None:
             reason = self.stop_reason()
             assert reason is not None
@@ -303,8 +304,10 @@ class _Run(Generic[R]):
         positions = self.waiting.pop(key)
         self.parked -= len(positions) - 1
         result = self.kind.result.of
+        first = positions[0][0]  # the position that looked it up; the rest repeat it
         for position, given in positions:
-            self.ready.append(result(position, given, key, outcome))
+            repeat_of = None if position == first else first
+            self.ready.append(result(position, given, key, outcome, repeat_of))
         self.wake.set()
 
     # -- the run ----------------------------------------------------------------------
