@@ -122,6 +122,29 @@ def test_jsonl_output_matches_server_records(
     assert "duplicates" in result.stderr and "429s seen" in result.stderr
 
 
+def test_repeats_far_apart_get_no_second_row_or_charge(
+    serve: Callable[..., FakeDumplingServer], tmp_path: Path
+) -> None:
+    """Repeats long after their first (past the outcomes the bulk engine keeps), beside
+    each other, and of a line that is not a handle, each give no second row or charge."""
+    server = serve()
+    names = handles(700, "far")
+    repeats = [names[0].upper(), f"@{names[1]}", names[699], "not a handle!"]
+    lines = ["not a handle!", *names, *repeats, names[2]]
+    source = write_lines(tmp_path / "in.txt", lines)
+    for out in (tmp_path / "out.jsonl", tmp_path / "out.csv", tmp_path / "out.db"):
+        server.charged.clear()
+        result = run_cli("profiles", str(source), "-o", str(out), "--base-url", server.url)
+        assert result.returncode == 1, result.stderr  # the line that is not a handle
+        assert server.charged == dict.fromkeys(names, 1)
+        assert re.search(r"duplicates\s+5\b", result.stderr), result.stderr
+        if out.suffix == ".jsonl":
+            rows = Counter(
+                r["input"] if r["handle"] is None else r["handle"] for r in read_jsonl(out)
+            )
+            assert len(rows) == 701 and max(rows.values()) == 1
+
+
 def test_csv_input_and_output(serve: Callable[..., FakeDumplingServer], tmp_path: Path) -> None:
     """A CSV input column is read and CSV output rows match the server's profiles."""
     server = serve()

@@ -180,13 +180,13 @@ async def test_results_are_committed_within_a_quarter_second(tmp_path: Path) -> 
         out.close()
 
 
-async def test_a_result_waiting_to_be_written_answers_a_repeat_and_a_send_commits_alone(
+async def test_a_repeat_of_this_runs_answer_is_left_to_the_bulk_engine(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A send's record is committed without the results waiting in memory; a repeat of a
-    key whose result waits is answered as the database will hold it (a failed refresh
-    keeps the older profile), read one by one or ahead; a write that fails keeps its
-    results for the next one."""
+    """A send's record is committed without the results waiting in memory; a key this run
+    answered, written or waiting, is not answered from the database (``iter_profiles``
+    reports the repeat) and forces no write, while an earlier run's row still answers; a
+    write that fails keeps its results for the next one."""
     from dumpling_async._core.converter import structure_profile
     from dumpling_async._errors import ServerError
     from dumpling_async._results import ProfileResult
@@ -197,7 +197,8 @@ async def test_a_result_waiting_to_be_written_answers_a_repeat_and_a_send_commit
     from dumpling_async.cli._output import Retry
     from dumpling_async.testing import fake_profile
 
-    monkeypatch.setattr(_database, "_BATCH_SECONDS", 60.0)  # only a full batch or a read
+    monkeypatch.setattr(_database, "_BATCH_SECONDS", 60.0)  # only a full batch writes
+    monkeypatch.setattr(_database, "_BATCH", 3)
     path = tmp_path / "results.db"
 
     def entry(name: str) -> InputEntry:
@@ -215,33 +216,39 @@ async def test_a_result_waiting_to_be_written_answers_a_repeat_and_a_send_commit
 
     older = DatabaseOutput(str(path), resume=True, retry=Retry(), max_age=None)
     older.record(entry("kept"), found("kept"))
+    older.record(entry("other"), found("other"))
     older.close()
     out = DatabaseOutput(str(path), resume=True, retry=Retry(), max_age=None)
     try:
+        assert out.get("other") is True  # an earlier run's row
         for name in ("fresh", "kept"):
             out.sent(name)
         out.record(entry("fresh"), found("fresh"))
         failed = ServerError("upstream failed", status=500)
         out.record(entry("kept"), ProfileResult(index=1, input="kept", handle="kept", error=failed))
         out.sent("next")
-        assert committed() == (1, 3)  # the records alone: both results still wait
-        assert out.get("fresh") is True  # written first, then read
+        assert committed() == (2, 3)  # the records alone: both results still wait
+        assert out.get("fresh") is None and out.get("kept") is None  # waiting: this run's
+        out.prefetch(["fresh", "kept", "unseen"])
+        assert out.get("fresh") is None and out.get("kept") is None
+        assert out.get("unseen") is None
+        assert committed() == (2, 3)  # no write forced
+        out.record(entry("next"), found("next"))  # the third: the batch is written
+        assert committed() == (4, 0)
+        assert out.get("fresh") is None and out.get("next") is None  # rows this run added
         assert out.get("kept") is True  # the older profile, not the failed refresh
-        assert committed() == (2, 1)
-        out.record(entry("next"), found("next"))
-        out.prefetch(["next", "unseen"])  # read ahead: written first too
-        assert out.get("next") is True and out.get("unseen") is None
         out.sent("last")
         out.record(entry("last"), found("last"))
+        out.record(entry("more"), found("more"))
         with sqlite3.connect(path) as other:  # another writer holds the file
             other.execute("BEGIN IMMEDIATE")
             out._db.execute("PRAGMA busy_timeout = 0")
             with pytest.raises(OutputError):
-                out.get("last")  # must write first, and cannot
-        assert committed() == (3, 1) and out.get("last") is True  # the retry wrote it
-        assert committed() == (4, 0)
+                out.record(entry("most"), found("most"))  # a full batch, not written
+        assert committed() == (4, 1)
     finally:
-        out.close()
+        out.close()  # the batch kept is written
+    assert committed() == (7, 0)
 
 
 def test_answers_read_ahead_are_the_answers_asked_one_by_one(tmp_path: Path) -> None:

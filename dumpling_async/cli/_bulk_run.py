@@ -30,7 +30,15 @@ from .._errors import (
 from .._results import ProfileResult
 from ._bulk_report import RunStats, print_resume
 from ._database import DatabaseOutput
-from ._input import InputEntry, InputError, async_entries, count_stream, entry_key, iter_entries
+from ._input import (
+    INVALID_PREFIX,
+    InputEntry,
+    InputError,
+    async_entries,
+    count_stream,
+    entry_key,
+    iter_entries,
+)
 from ._journal import Journal, journal_path, read_journal
 from ._output import (
     OutputFile,
@@ -128,8 +136,10 @@ class BulkRun:
         self.pending: dict[int, InputEntry] = {}  # submitted position -> entry
 
     async def _plan(self, source: AsyncIterator[object]) -> AsyncIterator[str]:
-        """Entries still to look up: skips answered ones and repeats, stops on abort."""
-        seen = SeenKeys()  # ~25 bytes a key, however many
+        """Entries still to look up: skips answered ones, stops on abort. Repeats go on:
+        ``iter_profiles`` de-duplicates them (``first_index``) keeping ~25 bytes a key,
+        so only entries that are not handles, which it does not, are remembered here."""
+        invalid = SeenKeys()
         submitted = 0
         stats, done = self.stats, self.done
         ahead = done if self.read_ahead > 1 and isinstance(done, ReadsAhead) else None
@@ -150,7 +160,7 @@ class BulkRun:
                         else:
                             stats.skipped_errors += 1
                         continue
-                    if not seen.add(key, submitted):
+                    if key.startswith(INVALID_PREFIX) and not invalid.add(key, submitted):
                         stats.duplicates += 1
                         continue
                     self.pending[submitted] = entry
@@ -176,6 +186,9 @@ class BulkRun:
         try:
             async for result in results:
                 entry = self.pending.pop(result.index)
+                if result.first_index is not None:
+                    stats.duplicates += 1  # its first position has the row
+                    continue
                 self.out.record(entry, result)
                 stats.written += 1
                 self._count(result)

@@ -104,10 +104,12 @@ _UPSERT: Final = (
     "fetched_at = excluded.fetched_at, raw = excluded.raw "
     "WHERE excluded.ok OR NOT results.ok"
 )
-_OUTCOME: Final = "SELECT ok, error_type, fetched_at FROM results WHERE endpoint = ? AND key = ?"
+_OUTCOME: Final = (
+    "SELECT ok, error_type, fetched_at, rowid FROM results WHERE endpoint = ? AND key = ?"
+)
 _EARLIER: Final = "SELECT 1 FROM sent WHERE endpoint = ? AND key = ? AND earlier"
 _OUTCOMES: Final = (
-    "SELECT key, ok, error_type, fetched_at FROM results WHERE endpoint = ? AND key IN ({})"
+    "SELECT key, ok, error_type, fetched_at, rowid FROM results WHERE endpoint = ? AND key IN ({})"
 )
 _EARLIERS: Final = "SELECT key FROM sent WHERE endpoint = ? AND earlier AND key IN ({})"
 _AHEAD: Final = 256  # keys per query read ahead (well under SQLite's 999 parameters)
@@ -140,6 +142,11 @@ class DatabaseOutput:
                 self._db.execute("UPDATE sent SET earlier = 1 WHERE endpoint = ?", (ENDPOINT,))
             with errors(path):
                 self.state = self._state(resume)
+                # Rows past this one are this run's (a rowid table without AUTOINCREMENT
+                # numbers new rows past the largest; none is deleted while it runs).
+                (self._last_earlier,) = self._db.execute(
+                    "SELECT coalesce(max(rowid), 0) FROM results"
+                ).fetchone()
         except BaseException:
             os.close(self._lock_fd)
             raise
@@ -191,12 +198,12 @@ class DatabaseOutput:
         self._ahead, self._ahead_earlier = ahead, earlier
 
     def get(self, key: str) -> bool | None:
-        """Whether *key* is done (its ok flag), or None: look it up."""
+        """Whether *key* is done (its ok flag), or None: look it up. A key this run
+        answered is None too: ``iter_profiles`` knows it, and reports it as a repeat
+        (``first_index``) without a request."""
         db = self._db
-        if key in self._held:  # a repeat of a key answered by this run, not written yet
-            self._write()
-            self._ahead.pop(key, None)  # read before its answer: ask afresh
-            self._ahead_earlier.discard(key)
+        if key in self._held:  # answered by this run, not written yet
+            return None
         if key in self._ahead:  # read ahead (once: a repeat is asked afresh)
             row = self._ahead.pop(key)
             if key in self._ahead_earlier:
@@ -207,7 +214,9 @@ class DatabaseOutput:
             row = db.execute(_OUTCOME, (ENDPOINT, key)).fetchone()
         if row is None:
             return None  # never looked up
-        ok, error_type, fetched_at = row
+        ok, error_type, fetched_at, rowid = row
+        if rowid > self._last_earlier:
+            return None  # added by this run
         if self._cutoff is not None and fetched_at < self._cutoff:
             return None  # older than --max-age
         if ok or error_type == "InvalidHandleError":
