@@ -26,6 +26,9 @@ SQLite database (fresh processes, the unlimited fake server over sockets), then 
 the database (nothing left to do) and refreshes it with ``--max-age 1h`` (nothing stale):
 peak RSS, elapsed time, requests sent, and throughput against ``iter_profiles`` over the
 same handles in the same run (target: SQLite >= 0.85 x ``iter_profiles``).
+Past 200,000 handles (or with ``--transport memory``) every step runs in memory: the
+command line's client gets the canned transport, and the requests column counts what
+reached it.
 ``--resume-rows R`` also builds a database of R rows (through the output's own writes,
 no requests) and times a resume and a refresh of it (targets for 1,000,000 rows: <= 5 s,
 <= 100 MB; no request).
@@ -75,10 +78,12 @@ class _CannedTransport:
 
         self._body = json.dumps(fake_profile("user0")).encode()
         self._headers = CIMultiDictProxy(CIMultiDict({"Content-Type": "application/json"}))
+        self.requests = 0
 
     async def post(self, url: Any, body: bytes, progress: Any) -> Any:
         from dumpling_async._core.transport import Response
 
+        self.requests += 1
         progress.leave()
         progress.status = 200
         return Response(200, self._headers, self._body, None)
@@ -117,10 +122,23 @@ async def _child_job(url: str, count: int) -> dict[str, object]:
     }
 
 
-def _cli_child(args: list[str]) -> int:
-    """Run the command line in this process and report its peak RSS and time."""
+def _cli_child(transport: str, args: list[str]) -> int:
+    """Run the command line in this process and report its peak RSS, time and requests
+    (in memory: its client's transport swapped, as ``_child_job`` does)."""
     import runpy
 
+    canned = _CannedTransport()
+    if transport == "memory":
+        from dumpling_async.cli import _bulk_run
+
+        make_client = _bulk_run.make_client
+
+        def swapped(*given: Any, **options: Any) -> Any:
+            client = make_client(*given, **options)
+            client._pipeline.transport = canned  # a benchmark's private swap
+            return client
+
+        _bulk_run.make_client = swapped  # type: ignore[assignment]
     sys.argv = ["dumpling-async", *args]
     started = time.perf_counter()
     code: object = 0
@@ -129,7 +147,8 @@ def _cli_child(args: list[str]) -> int:
     except SystemExit as exc:
         code = exc.code
     elapsed = time.perf_counter() - started
-    print(json.dumps({"code": code, "maxrss_kib": _maxrss_kib(), "elapsed": elapsed}))
+    report = {"code": code, "maxrss_kib": _maxrss_kib(), "elapsed": elapsed}
+    print(json.dumps({**report, "requests": canned.requests}))
     return 0
 
 
@@ -272,18 +291,21 @@ class CliRow:
 
 
 def _run_cli(what: str, args: list[str], server: Any) -> CliRow:
+    """One command line step in a fresh process: over sockets to *server*, or (None) in
+    memory."""
     import os
 
-    before = server.stats().requests
+    before = server.stats().requests if server is not None else 0
     env = {k: v for k, v in os.environ.items() if not k.startswith("DUMPLING")}
     env["DUMPLINGAI_API_KEY"] = API_KEY
-    command = [sys.executable, "-m", "benchmarks.memory", "--cli-child", *args]
+    transport = "socket" if server is not None else "memory"
+    command = [sys.executable, "-m", "benchmarks.memory", "--cli-child", transport, *args]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, check=False)
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"command line failed:\n{done.stderr}")
     data = json.loads(lines[-1])
-    requests = server.stats().requests - before
+    requests = server.stats().requests - before if server is not None else data["requests"]
     return CliRow(what, data["code"], data["maxrss_kib"] / 1024, data["elapsed"], requests)
 
 
@@ -309,19 +331,25 @@ def _build_database(path: Path, rows: int) -> float:
     return time.perf_counter() - started
 
 
-def run_cli_benchmark(count: int, resume_rows: int | None) -> None:
+def run_cli_benchmark(count: int, resume_rows: int | None, transport: str) -> None:
+    import contextlib
     import tempfile
 
     from ._server import ServerProcess
 
     rows: list[CliRow] = []
-    with tempfile.TemporaryDirectory() as tmp, ServerProcess(None) as server:
+    if transport == "auto":
+        transport = "memory" if count > SOCKET_MOST else "socket"
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        server = stack.enter_context(ServerProcess(None)) if transport == "socket" else None
+        url = server.url if server is not None else "http://127.0.0.1:9"  # never reached
         folder = Path(tmp)
         source = folder / "handles.txt"
         source.write_text("".join(f"user{i}\n" for i in range(count)))
-        base = ["profiles", str(source), "--base-url", server.url, "-q", "-o"]
+        base = ["profiles", str(source), "--base-url", url, "-q", "-o"]
         started = time.perf_counter()
-        alone = run_child(count, "socket")
+        alone = run_child(count, transport)
         print(f"iter_profiles over {count:,}: {alone.elapsed:.1f}s", file=sys.stderr)
         for name in ("out.jsonl", "out.db"):
             rows.append(_run_cli(f"to {name}", [*base, str(folder / name)], server))
@@ -334,7 +362,7 @@ def run_cli_benchmark(count: int, resume_rows: int | None) -> None:
             print(f"built {resume_rows:,} rows in {built:.0f}s", file=sys.stderr)
             big_source = folder / "big.txt"
             big_source.write_text("".join(f"user{i}\n" for i in range(resume_rows)))
-            args = ["profiles", str(big_source), "--base-url", server.url, "-q", "-o", str(big)]
+            args = ["profiles", str(big_source), "--base-url", url, "-q", "-o", str(big)]
             rows.append(_run_cli(f"resume {resume_rows:,} rows", args, server))
             refresh = [*args, "--max-age", "1h"]
             rows.append(_run_cli(f"--max-age 1h, {resume_rows:,} rows", refresh, server))
@@ -343,7 +371,8 @@ def run_cli_benchmark(count: int, resume_rows: int | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"the command line over {count:,} unique handles", box=box.SIMPLE)
+    title = f"the command line over {count:,} unique handles ({transport})"
+    table = Table(title=title, box=box.SIMPLE)
     for column in ("step", "exit", "peak RSS MB", "elapsed s", "handles/s", "requests"):
         table.add_column(column, justify="right")
     table.add_row("iter_profiles alone", "-", f"{alone.peak_mb:.1f}", f"{alone.elapsed:.1f}",
@@ -398,9 +427,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         count, url = args.child
         return child_main(url, int(count))
     if args.cli_child is not None:
-        return _cli_child(args.cli_child)
+        return _cli_child(args.cli_child[0], args.cli_child[1:])
     if args.cli is not None:
-        run_cli_benchmark(args.cli, args.resume_rows)
+        run_cli_benchmark(args.cli, args.resume_rows, args.transport)
         if not (args.sizes or args.handles or args.quick):
             return 0
     sizes = sorted(
