@@ -13,18 +13,15 @@ written when a run was killed); an unterminated last line is a torn write and is
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import os
-import stat
-import sys
-from collections.abc import Iterator
 from typing import IO, Any, Final, Protocol
 
 import attrs
 import orjson
 
-from ._files import OutputError, complete_lines, csv_line, lock_output, write_atomic
+from ._files import OutputError, complete_lines, csv_line, write_atomic
+from ._lines import LineFile, Scan, open_lines
 from ._listing_items import ItemShape, LineFormat, ListingFormat, item_line
 
 __all__ = [
@@ -112,11 +109,13 @@ class ListingSink(Protocol):
     """Where a listing run writes: a file of lines (``ListingOutput``) or a database
     (``_listing_database.ListingDatabase``)."""
 
-    name: str
     keys: set[str]  # ids of the items it holds
     existing: int  # items it held when opened
     torn: bool  # a torn last line was cut away
     resumed: bool
+
+    @property
+    def name(self) -> str: ...
 
     @property
     def state(self) -> ListingState | None:
@@ -139,9 +138,7 @@ class ListingSink(Protocol):
 class ListingOutput:
     """The open output: item lines, flushed as written; the ids it holds; its state."""
 
-    stream: IO[bytes] = attrs.field(repr=False)
-    name: str
-    owned: bool
+    lines: LineFile = attrs.field(repr=False)
     shape: ItemShape
     fmt: LineFormat
     state: ListingState | None = None  # None: not resumable (stdout, a pipe)
@@ -151,12 +148,15 @@ class ListingOutput:
     resumed: bool = False
 
     @property
+    def name(self) -> str:
+        return self.lines.name
+
+    @property
     def state_path(self) -> str:
         return self.name + STATE_SUFFIX
 
     def add(self, item: Any, key: str | None) -> None:
-        self.stream.write(item_line(self.shape, item, key, self.fmt))
-        self.stream.flush()
+        self.lines.write(item_line(self.shape, item, key, self.fmt))
 
     def save(self, cursor: str | None, *, finished: bool) -> None:
         """Record that every page before *cursor* is completely in OUTPUT."""
@@ -165,23 +165,49 @@ class ListingOutput:
             return
         # On disk before the state that counts on it: a crash never leaves the state
         # ahead of OUTPUT (behind is harmless: those items are skipped by id).
-        os.fsync(self.stream.fileno())
+        os.fsync(self.lines.stream.fileno())
         state.cursor, state.finished = cursor, finished
-        write_atomic(self.state_path, state.to_bytes(), mode=self._mode())
-
-    def _mode(self) -> int:
-        return stat.S_IMODE(os.fstat(self.stream.fileno()).st_mode)
+        write_atomic(self.state_path, state.to_bytes(), mode=self.lines.mode())
 
     def close(self) -> None:
-        if self.owned:
-            self.stream.close()
-        else:
-            with contextlib.suppress(OSError):
-                self.stream.flush()
+        self.lines.close()
 
 
-def _header(fmt: LineFormat, shape: ItemShape) -> bytes:
-    return csv_line(list(shape.columns)) if fmt == "csv" else b""
+@attrs.frozen
+class _Codec:
+    """A listing's item lines, in *fmt* (``_lines.Codec``): a line's record is the
+    item's id, or "" when it has none."""
+
+    fmt: LineFormat
+    shape: ItemShape
+
+    @property
+    def header(self) -> bytes:
+        return csv_line(list(self.shape.columns)) if self.fmt == "csv" else b""
+
+    def parse(self, body: bytes) -> str | None:
+        if self.fmt == "jsonl":
+            try:
+                data = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                return None
+            return (self.shape.key(data) or "") if isinstance(data, dict) else None
+        try:
+            rows = list(csv.reader([body.decode("utf-8")]))
+        except (UnicodeDecodeError, csv.Error):
+            return None
+        if len(rows) != 1 or len(rows[0]) != len(self.shape.columns):
+            return None
+        return rows[0][0]
+
+    def ours(self, torn: bytes, number: int) -> bool:
+        return True  # never asked: every unterminated line is torn (see _scan)
+
+    def foreign(self, path: str, number: int) -> str:
+        return (
+            f"{path}:{number}: not a line of a dumpling-async {self.fmt.upper()} listing; "
+            "pass --overwrite to replace the file"
+        )
 
 
 def open_listing_output(
@@ -199,54 +225,28 @@ def open_listing_output(
     against a concurrent run; with *resume* and a state file for the same listing, the
     returned output's ``state``, ``keys`` and ``existing`` say where to continue.
     """
-    if path is None or path == "-":
-        stream = stdout if stdout is not None else sys.stdout.buffer
-        stream.write(_header(fmt, shape))
-        stream.flush()
-        return ListingOutput(stream, "<stdout>", owned=False, shape=shape, fmt=fmt)
+    codec = _Codec(fmt, shape)
+    lines = open_lines(path, codec.header, stdout=stdout)
+    out = ListingOutput(lines, shape=shape, fmt=fmt)
+    if not lines.resumable:
+        return out
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-        existed = False
-    except FileExistsError:
-        existed = True
-        try:
-            fd = os.open(path, os.O_RDWR)
-        except OSError as exc:
-            raise OutputError(f"cannot open {path}: {exc.strerror}") from None
-    except OSError as exc:
-        raise OutputError(f"cannot open {path}: {exc.strerror}") from None
-    stream = open(fd, "r+b")  # noqa: SIM115 - owned by the returned ListingOutput
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):  # /dev/null, a FIFO: plain writing
-            stream.close()
-            stream = open(path, "wb")  # noqa: SIM115 - owned by the returned ListingOutput
-            stream.write(_header(fmt, shape))
-            stream.flush()
-            return ListingOutput(stream, path, owned=True, shape=shape, fmt=fmt)
-        lock_output(fd, path)
-        out = ListingOutput(stream, path, owned=True, shape=shape, fmt=fmt)
-        saved = _load_state(out.state_path) if existed and resume else None
+        saved = _load_state(out.state_path) if lines.existed and resume else None
         if saved is not None:
-            _check_state(saved, wanted, path, fmt)
-            _scan(out, fmt, shape)
+            _check_state(saved, wanted, lines.name, fmt)
+            _scan(out, codec)
             out.state, out.resumed = saved, True
-            if os.fstat(fd).st_size == 0:  # emptied, or a torn CSV header cut away
-                stream.write(_header(fmt, shape))
-                stream.flush()
         else:
-            if existed and resume and _has_items(stream, path, fmt, shape):
+            if lines.existed and resume and _has_items(lines, codec):
                 raise OutputError(
-                    f"{path} holds data but no {out.state_path} saying which listing it "
-                    "is; pass --overwrite to replace it or choose another file"
+                    f"{lines.name} holds data but no {out.state_path} saying which listing "
+                    "it is; pass --overwrite to replace it or choose another file"
                 )
-            stream.truncate(0)
-            stream.write(_header(fmt, shape))
-            stream.flush()
+            lines.start(afresh=True)
             out.state = wanted
-            write_atomic(out.state_path, wanted.to_bytes(), mode=out._mode())
-        stream.seek(0, os.SEEK_END)
+            write_atomic(out.state_path, wanted.to_bytes(), mode=lines.mode())
     except BaseException:
-        stream.close()
+        lines.close()
         raise
     return out
 
@@ -264,62 +264,20 @@ def _check_state(saved: ListingState, wanted: ListingState, path: str, fmt: Line
         )
 
 
-def _lines(stream: IO[bytes], path: str) -> Iterator[tuple[int, int, bytes]]:
-    stream.seek(0)
-    return complete_lines(stream, path)
+def _has_items(lines: LineFile, codec: _Codec) -> bool:
+    lines.stream.seek(0)
+    found = complete_lines(lines.stream, lines.name)
+    return any(raw.strip() and raw != codec.header for _, _, raw in found)
 
 
-def _has_items(stream: IO[bytes], path: str, fmt: LineFormat, shape: ItemShape) -> bool:
-    header = _header(fmt, shape)
-    return any(raw.strip() and raw != header for _, _, raw in _lines(stream, path))
-
-
-def _scan(out: ListingOutput, fmt: LineFormat, shape: ItemShape) -> None:
-    """Read the ids OUTPUT holds; cut a torn last line away."""
-    path, stream = out.name, out.stream
-    header = _header(fmt, shape)
-    keep_end = 0
-    for number, end, raw in _lines(stream, path):
-        if not raw.endswith(b"\n"):
-            # Only a killed run leaves a line unterminated (lines are written whole), and
-            # the state was not saved after it, so its page is fetched again.
-            out.torn = True
-            break
-        keep_end = end
-        body = raw.rstrip(b"\r\n")
-        if number == 1 and header:
-            if raw != header:
-                raise OutputError(
-                    f"{path} does not start with the CSV header of this listing; pass "
-                    "--overwrite to replace it or choose another file"
-                )
-            continue
-        if not body.strip():
-            continue
-        key = _parse_line(body, fmt, shape)
-        if key is False:
-            raise OutputError(
-                f"{path}:{number}: not a line of a dumpling-async {fmt.upper()} listing; "
-                "pass --overwrite to replace the file"
-            )
+def _scan(out: ListingOutput, codec: _Codec) -> None:
+    """Read the ids OUTPUT holds; cut a torn last line away. Only a killed run leaves a
+    line unterminated (lines are written whole), and the state was not saved after it,
+    so its page is fetched again: the line is cut, even when it parses."""
+    scan = Scan(out.lines, codec, keep_unterminated=False)
+    for _, key in scan:
         out.existing += 1
-        if isinstance(key, str):
+        if key:
             out.keys.add(key)
-    stream.truncate(keep_end)
-
-
-def _parse_line(body: bytes, fmt: LineFormat, shape: ItemShape) -> str | bool | None:
-    """The id of the item on a line, None when it has none, False when it is no item."""
-    if fmt == "jsonl":
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return False
-        return shape.key(data) if isinstance(data, dict) else False
-    try:
-        rows = list(csv.reader([body.decode("utf-8")]))
-    except (UnicodeDecodeError, csv.Error):
-        return False
-    if len(rows) != 1 or len(rows[0]) != len(shape.columns):
-        return False
-    return rows[0][0] or None
+    out.torn = scan.torn
+    scan.repair()

@@ -12,12 +12,8 @@ charged, not bought again unless asked.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import os
-import stat
-import sys
-from collections.abc import Callable
 from typing import IO, Any, Final, Literal
 
 import attrs
@@ -28,17 +24,9 @@ from .._core.seen import SeenKeys
 from .._errors import APIConnectionError, DumplingError, InvalidHandleError, InvalidResponseError
 from .._models import TikTokProfile
 from .._results import ProfileResult
-from ._files import (
-    OutputError,
-    complete_lines,
-    csv_cell,
-    csv_line,
-    dumps_record,
-    lock_output,
-    replace_atomic,
-    uncell,
-)
+from ._files import complete_lines, csv_cell, csv_line, dumps_record, replace_atomic, uncell
 from ._input import INVALID_PREFIX, InputEntry, entry_key
+from ._lines import LineFile, Scan, open_lines
 
 __all__ = [
     "CSV_COLUMNS",
@@ -263,38 +251,48 @@ def _disposition(line: _Line, retry: Retry) -> bool:
 class OutputFile:
     """The open output: one record per line, flushed as written."""
 
-    def __init__(
-        self,
-        stream: IO[bytes],
-        name: str,
-        *,
-        owned: bool,
-        resumable: bool = False,
-        fmt: OutputFormat = "jsonl",
-    ) -> None:
-        self._stream = stream
-        self.name = name
+    def __init__(self, lines: LineFile, fmt: OutputFormat) -> None:
+        self._lines = lines
+        self.name = lines.name
         self.fmt = fmt
-        self._owned = owned
-        self.resumable = resumable  # a regular file, locked: a rerun resumes it
+        self.resumable = lines.resumable  # a regular file, locked: a rerun resumes it
 
     def write(self, data: bytes) -> None:
-        self._stream.write(data)
-        self._stream.flush()
+        self._lines.write(data)
 
     def record(self, entry: InputEntry, result: ProfileResult) -> None:
-        self.write(record_bytes(entry, result, self.fmt))
+        self._lines.write(record_bytes(entry, result, self.fmt))
 
     def close(self) -> None:
-        if self._owned:
-            self._stream.close()
-        else:
-            with contextlib.suppress(OSError):
-                self._stream.flush()
+        self._lines.close()
 
 
-def _header(fmt: OutputFormat) -> bytes:
-    return csv_line(list(CSV_COLUMNS)) if fmt == "csv" else b""
+@attrs.frozen
+class _Codec:
+    """A ``profiles`` output's lines, in *fmt* (``_lines.Codec``)."""
+
+    fmt: OutputFormat
+
+    @property
+    def header(self) -> bytes:
+        return csv_line(list(CSV_COLUMNS)) if self.fmt == "csv" else b""
+
+    def parse(self, body: bytes) -> _Line | None:
+        return _parse_jsonl(body) if self.fmt == "jsonl" else _parse_csv(body)
+
+    def ours(self, torn: bytes, number: int) -> bool:
+        header = self.header
+        if header:  # CSV: after our header any row is ours; as line 1, a header prefix
+            return number > 1 or header.startswith(torn)
+        start = b'{"handle":'
+        return torn.startswith(start) or start.startswith(torn)
+
+    def foreign(self, path: str, number: int) -> str:
+        other = "CSV" if self.fmt == "jsonl" else "JSONL"
+        return (
+            f"{path}:{number}: not a dumpling-async {self.fmt.upper()} output line (is it "
+            f"{other}? use --format); pass --overwrite to replace the file"
+        )
 
 
 def open_output(
@@ -311,84 +309,26 @@ def open_output(
     a concurrent run; with *resume* its answered entries are returned in ``done``.
     """
     state = ResumeState()
-    if path is None or path == "-":
-        stream = stdout if stdout is not None else sys.stdout.buffer
-        stream.write(_header(fmt))
-        stream.flush()
-        return OutputFile(stream, "<stdout>", owned=False, fmt=fmt), state
+    codec = _Codec(fmt)
+    lines = open_lines(path, codec.header, stdout=stdout)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise OutputError(f"cannot open {path}: {exc.strerror}") from None
-    stream = open(fd, "r+b")  # noqa: SIM115 - owned by the returned OutputFile
-    try:
-        regular = stat.S_ISREG(os.fstat(fd).st_mode)
-        if not regular:  # /dev/null, a FIFO: plain writing
-            stream.close()
-            return _plain_output(path, fmt), state
-        lock_output(fd, path)
-        if not resume:
-            stream.truncate(0)
-        elif os.fstat(fd).st_size > 0:
-            stream = _resume(stream, path, fmt, retry, state)
-        stream.seek(0, os.SEEK_END)
-        if stream.tell() == 0:
-            stream.write(_header(fmt))
-            stream.flush()
+        if lines.resumable:
+            if resume and os.fstat(lines.stream.fileno()).st_size > 0:
+                _resume(lines, codec, retry, state)
+            else:
+                lines.start(afresh=not resume)
     except BaseException:
-        stream.close()
+        lines.close()
         raise
-    return OutputFile(stream, path, owned=True, resumable=True, fmt=fmt), state
+    return OutputFile(lines, fmt), state
 
 
-def _plain_output(path: str, fmt: OutputFormat) -> OutputFile:
-    try:
-        stream = open(path, "wb")  # noqa: SIM115 - owned by the returned OutputFile
-    except OSError as exc:
-        raise OutputError(f"cannot open {path}: {exc.strerror}") from None
-    stream.write(_header(fmt))
-    stream.flush()
-    return OutputFile(stream, path, owned=True, fmt=fmt)
-
-
-def _resume(
-    stream: IO[bytes], path: str, fmt: OutputFormat, retry: Retry, state: ResumeState
-) -> IO[bytes]:
-    """Scan *stream*; cut a torn tail, or rewrite without dropped lines. Returns the stream
-    to append to (a new one after a rewrite)."""
+def _resume(lines: LineFile, codec: _Codec, retry: Retry, state: ResumeState) -> None:
+    """Scan *lines*; cut a torn tail, or rewrite without dropped lines (*lines* then
+    holds the copy)."""
     state.resumed = True
-    parse: Callable[[bytes], _Line | None] = _parse_jsonl if fmt == "jsonl" else _parse_csv
-    other = "CSV" if fmt == "jsonl" else "JSONL"
-    header = _header(fmt)
-    keep_end = 0  # offset just past the last line to keep as is
-    needs_newline = False
-    stream.seek(0)
-    for number, end, raw in complete_lines(stream, path):
-        complete = raw.endswith(b"\n")
-        body = raw.rstrip(b"\r\n")
-        if number == 1 and header:
-            if raw == header:
-                keep_end = end
-                continue
-            if complete:
-                raise OutputError(
-                    f"{path} is not a dumpling-async CSV output (unexpected header); "
-                    "pass --overwrite to replace it or choose another file"
-                )
-        if not body.strip() and complete:
-            keep_end = end
-            continue
-        line = parse(body)
-        if line is None:
-            if not complete and _ours(body, number, header):
-                state.torn = True  # a run killed mid-write: cut it away
-                break
-            raise OutputError(
-                f"{path}:{number}: not a dumpling-async {fmt.upper()} output line (is it "
-                f"{other}? use --format); pass --overwrite to replace the file"
-            )
-        if not complete:
-            needs_newline = True  # complete record, newline lost: keep it
+    scan = Scan(lines, codec, keep_unterminated=True)
+    for number, line in scan:
         state.lines.add(line.key, number)
         if _disposition(line, retry):
             state.done[line.key] = state.done.get(line.key, False) or line.ok
@@ -400,37 +340,17 @@ def _resume(
                 state.kept_errors += 1
         else:
             state.dropped += 1
-        keep_end = end
+    state.torn = scan.torn
     if state.dropped:
-        return _rewrite(stream, path, fmt, retry, parse, keep_end)
-    stream.truncate(keep_end)
-    if needs_newline:
-        stream.seek(0, os.SEEK_END)
-        stream.write(b"\n")
-        stream.flush()
-    return stream
+        _rewrite(lines, codec, retry, scan.keep_end)
+    else:
+        scan.repair()
 
 
-def _ours(torn: bytes, number: int, header: bytes) -> bool:
-    """Whether an unterminated last line can be the start of a line this CLI wrote (so
-    cutting it loses nothing); a foreign file is never truncated."""
-    if header:  # CSV: after our header any row is ours; as line 1, a header prefix
-        return number > 1 or header.startswith(torn)
-    start = b'{"handle":'
-    return torn.startswith(start) or start.startswith(torn)
-
-
-def _rewrite(
-    stream: IO[bytes],
-    path: str,
-    fmt: OutputFormat,
-    retry: Retry,
-    parse: Callable[[bytes], _Line | None],
-    keep_end: int,
-) -> IO[bytes]:
-    """Replace *path* by a copy of its kept lines; returns the copy, locked and open for
-    appending (the old stream is closed)."""
-    header = _header(fmt)
+def _rewrite(lines: LineFile, codec: _Codec, retry: Retry, keep_end: int) -> None:
+    """Replace the file by a copy of its kept lines; *lines* then holds the copy, locked
+    and open for appending (the old stream is closed)."""
+    stream, path, header = lines.stream, lines.name, codec.header
 
     def copy(out: IO[bytes]) -> None:
         stream.seek(0)
@@ -441,13 +361,12 @@ def _rewrite(
             if (number == 1 and header) or not body.strip():
                 out.write(raw)
                 continue
-            line = parse(body)
+            line = codec.parse(body)
             if line is not None and _disposition(line, retry):
                 out.write(body + b"\n")  # also restores a kept tail's lost newline
 
     # replace_atomic's fsync is this output's only one: the copy must be on disk before
     # it replaces OUT.
-    mode = stat.S_IMODE(os.fstat(stream.fileno()).st_mode)
-    out = replace_atomic(path, copy, mode=mode, lock=True)
+    lines.stream = replace_atomic(path, copy, mode=lines.mode(), lock=True)
     stream.close()
-    return out
+    lines.start()
