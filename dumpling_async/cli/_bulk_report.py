@@ -5,7 +5,6 @@ resume note, the closing summary and the demo's closing story.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from typing import TYPE_CHECKING, Final
 
@@ -16,17 +15,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .._client import AsyncDumplingClient
 from .._core.budget import CreditBudget
 from ._output import ResumeState
-from ._support import (
-    EXIT_ABORTED,
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_SIGINT,
-    EXIT_SIGTERM,
-    SIMULATED_LIMIT,
-)
+from ._run_stats import Stats
+from ._support import SIMULATED_LIMIT
 
 if TYPE_CHECKING:  # imported when needed: aiohttp.web is slow to import
     from ..testing import FakeDumplingServer
@@ -34,7 +26,6 @@ if TYPE_CHECKING:  # imported when needed: aiohttp.web is slow to import
 
 __all__ = [
     "RunStats",
-    "final_code",
     "print_demo_story",
     "print_report",
     "print_resume",
@@ -44,11 +35,10 @@ __all__ = [
 
 
 @attrs.define(slots=True)
-class RunStats:
-    """What a bulk run did; read by the progress display, the summary and the exit code."""
+class RunStats(Stats):
+    """What a bulk run did (``written``: results)."""
 
     total: int | None = None  # input entries, when known in advance
-    written: int = 0  # results written this run
     lookups: int = 0  # results that went to the API (not invalid handles)
     skipped_ok: int = 0  # entries already answered ok in OUT
     skipped_errors: int = 0  # entries that ended in an error in OUT, not retried
@@ -58,24 +48,15 @@ class RunStats:
     stop_reason: str | None = None
     aborted: bool = False
     input_exhausted: bool = False
-    interrupted: str | None = None
     input_error: str | None = None  # malformed input met while streaming
-    started: float = attrs.field(factory=time.monotonic)
-    finished: float | None = None
-    client: AsyncDumplingClient | None = None
     server: FakeDumplingServer | None = None
     resume: ResumeState | None = None
-    output: str = "<stdout>"
     shard: Shard | None = None
     shared_budget: CreditBudget | None = None  # the budget all --redis-url workers share
 
     @property
     def done(self) -> int:
         return self.written + self.skipped_ok + self.skipped_errors + self.duplicates
-
-    @property
-    def elapsed(self) -> float:
-        return (self.finished or time.monotonic()) - self.started
 
     @property
     def not_attempted(self) -> int | None:
@@ -86,21 +67,12 @@ class RunStats:
     def failed(self) -> int:
         return sum(n for outcome, n in self.outcomes.items() if outcome != "ok")
 
-    def exit_code(self) -> int:
-        if self.aborted:
-            return EXIT_ABORTED
+    def ending(self) -> tuple[bool, bool]:
         unfinished = self.not_attempted
-        if self.failed() or self.skipped_errors or unfinished is None or unfinished > 0:
-            return EXIT_FAILED
-        return EXIT_OK
-
-
-def final_code(stats: RunStats) -> int:
-    if stats.interrupted == "SIGTERM":
-        return EXIT_SIGTERM
-    if stats.interrupted is not None:
-        return EXIT_SIGINT
-    return stats.exit_code()
+        unfinished_or_failed = bool(
+            self.failed() or self.skipped_errors or unfinished is None or unfinished > 0
+        )
+        return self.aborted, unfinished_or_failed
 
 
 def print_resume(console: Console, name: str, state: ResumeState, retry_errors: bool) -> None:

@@ -34,7 +34,7 @@ from .._core.inputs import normalize_handle
 from .._errors import InvalidHandleError, InvalidInputError
 from .._models import TikTokProfile
 from .._version import __version__
-from ._bulk_report import final_code, print_report
+from ._bulk_report import print_report
 from ._bulk_run import BulkJob, execute_bulk
 from ._database import export as export_database
 from ._demo import add_demo_commands
@@ -235,7 +235,7 @@ def profiles(
     )
     stats = execute_bulk(conn, job, console)
     print_report(console, stats, quiet=quiet)
-    ctx.exit(final_code(stats))
+    ctx.exit(stats.exit_code())
 
 
 @cli.command()

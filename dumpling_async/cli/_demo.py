@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 import click
 
 from .._results import ProfileResult
-from ._bulk_report import final_code, print_demo_story, print_summary
+from ._bulk_report import print_demo_story, print_summary
 from ._bulk_run import BulkJob, execute_bulk
 from ._log import configure_logging, log_options
 from ._progress import progress_mode
@@ -215,7 +215,7 @@ def demo(
         print_summary(console, stats)
         print_demo_story(console, stats, top)
     if stats.interrupted is not None:
-        sys.exit(final_code(stats))
+        sys.exit(stats.exit_code())
     expected = {"ok", "ProfileNotFoundError", "InvalidHandleError"}
     unexpected = set(stats.outcomes) - expected
     sys.exit(EXIT_FAILED if unexpected or stats.aborted else EXIT_OK)

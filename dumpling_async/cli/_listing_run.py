@@ -34,13 +34,10 @@ from ._listing_database import ListingDatabase
 from ._listing_files import ListingSink, ListingState, open_listing_output
 from ._listing_items import ItemShape, ListingFormat
 from ._progress import ListingView, ProgressMode, Reporter
+from ._run_stats import Stats
 from ._signals import stop_on_signals
 from ._support import (
-    EXIT_ABORTED,
-    EXIT_FAILED,
     EXIT_OK,
-    EXIT_SIGINT,
-    EXIT_SIGTERM,
     CLIError,
     Connection,
     make_client,
@@ -95,10 +92,9 @@ class ListingJob:
 
 
 @attrs.define(slots=True)
-class ListingStats:
-    """What a listing run did; read by the progress display, the summary and exit code."""
+class ListingStats(Stats):
+    """What a listing run did (``written``: items)."""
 
-    written: int = 0  # items written this run
     existing: int = 0  # items OUTPUT held before
     repeats: int = 0  # items skipped: already in OUTPUT, or sent twice by the API
     pages: int = 0  # pages fetched (and paid for) this run
@@ -107,31 +103,16 @@ class ListingStats:
     limited: bool = False  # stopped because OUTPUT holds --limit items
     note: str | None = None  # why nothing was fetched
     error: DumplingError | None = None
-    interrupted: str | None = None
     resumable: bool = False  # a state file records the cursor
-    output: str = "<stdout>"
-    client: AsyncDumplingClient | None = None
-    started: float = attrs.field(factory=time.monotonic)
-    ended: float | None = None
 
-    @property
-    def elapsed(self) -> float:
-        return (self.ended or time.monotonic()) - self.started
-
-    @property
-    def credits(self) -> int:
-        return self.client.credits_spent if self.client is not None else 0
+    def ending(self) -> tuple[bool, bool]:
+        aborted = isinstance(self.error, AuthenticationError | InsufficientCreditsError)
+        return aborted, self.error is not None
 
     def exit_code(self) -> int:
         if self.complete:  # a signal that came as the last page arrived stopped nothing
             return EXIT_OK
-        if self.interrupted == "SIGTERM":
-            return EXIT_SIGTERM
-        if self.interrupted is not None:
-            return EXIT_SIGINT
-        if isinstance(self.error, AuthenticationError | InsufficientCreditsError):
-            return EXIT_ABORTED
-        return EXIT_FAILED if self.error is not None else EXIT_OK
+        return super().exit_code()
 
 
 # -- the run -------------------------------------------------------------------------------
@@ -226,7 +207,7 @@ async def _listing(
             async with Reporter(job.progress, console, view):
                 await _copy(pager, job, out, stats, room)
     finally:
-        stats.ended = stats.ended or time.monotonic()
+        stats.finished = stats.finished or time.monotonic()
         out.close()
 
 
@@ -243,7 +224,7 @@ def execute_listing(conn: Connection, job: ListingJob, console: Console) -> List
     """Run the job; interruptions go into the stats, I/O failures become a CLIError."""
     stats = ListingStats()
     run_job(_run(conn, job, stats, console), stats)
-    stats.ended = stats.ended or time.monotonic()
+    stats.finished = stats.finished or time.monotonic()
     return stats
 
 
