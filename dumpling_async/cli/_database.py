@@ -147,6 +147,9 @@ class DatabaseOutput:
                 (self._last_earlier,) = self._db.execute(
                     "SELECT coalesce(max(rowid), 0) FROM results"
                 ).fetchone()
+            # Nothing held at the start (a new database, or --overwrite): every key is
+            # looked up, and a repeat is the bulk engine's, so nothing need be asked.
+            self._empty = self._last_earlier == 0 and self._earlier == 0
         except BaseException:
             os.close(self._lock_fd)
             raise
@@ -183,6 +186,8 @@ class DatabaseOutput:
     def prefetch(self, keys: Sequence[str]) -> None:
         """Read what is kept for *keys* in a query per ``_AHEAD`` of them, for the ``get``
         of each that follows (a query per key is most of a resume's time)."""
+        if self._empty:
+            return
         db = self._db
         ahead: dict[str, tuple[Any, ...] | None] = dict.fromkeys(keys)  # None: no row
         earlier: set[str] = set()
@@ -202,7 +207,7 @@ class DatabaseOutput:
         answered is None too: ``iter_profiles`` knows it, and reports it as a repeat
         (``first_index``) without a request."""
         db = self._db
-        if key in self._held:  # answered by this run, not written yet
+        if self._empty or key in self._held:  # held nothing; or answered, not written
             return None
         if key in self._ahead:  # read ahead (once: a repeat is asked afresh)
             row = self._ahead.pop(key)
