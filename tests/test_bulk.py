@@ -304,6 +304,25 @@ async def test_every_repeat_names_its_first_position(
     assert sorted(server.charged.items()) == [("a2", 1), ("b2", 1), ("c2", 1), ("d2", 1)]
 
 
+async def test_repeats_after_a_batch_stopped_name_their_first_position(
+    client: AsyncDumplingClient, server: FakeDumplingServer
+) -> None:
+    """Once the batch has stopped, a repeat of a handle never attempted still names its
+    first position (and shares its BatchAbortedError), so a caller can skip it."""
+
+    def before_send(handle: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    handles = ["aa", "bb", "bb", "cc", "@CC"]
+    results = [
+        r async for r in client.iter_profiles(handles, concurrency=1, before_send=before_send)
+    ]
+    by_index = {r.index: r for r in results}
+    assert [by_index[i].first_index for i in range(len(handles))] == [None, None, 1, None, 3]
+    assert all(isinstance(r.error, BatchAbortedError) for r in results)
+    assert by_index[2].error is by_index[1].error and not server.charged
+
+
 class _BrokenLimiter(AdaptiveRateLimiter):
     async def acquire(self) -> Permit:
         raise RuntimeError("plug-in bug")

@@ -145,6 +145,21 @@ def test_repeats_far_apart_get_no_second_row_or_charge(
             assert len(rows) == 701 and max(rows.values()) == 1
 
 
+def test_an_output_through_a_dangling_symlink_is_created_at_its_target(
+    serve: Callable[..., FakeDumplingServer], tmp_path: Path
+) -> None:
+    """``-o link`` whose target does not exist yet writes the target, as opening a path
+    for writing does (the shared opening once refused it)."""
+    server = serve()
+    source = write_lines(tmp_path / "in.txt", ["alpha_1", "beta_2"])
+    (tmp_path / "link.jsonl").symlink_to(tmp_path / "real.jsonl")
+    result = run_cli(
+        "profiles", str(source), "-o", str(tmp_path / "link.jsonl"), "--base-url", server.url
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(r["handle"] for r in read_jsonl(tmp_path / "real.jsonl")) == ["alpha_1", "beta_2"]
+
+
 def test_csv_input_and_output(serve: Callable[..., FakeDumplingServer], tmp_path: Path) -> None:
     """A CSV input column is read and CSV output rows match the server's profiles."""
     server = serve()

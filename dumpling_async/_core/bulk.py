@@ -192,7 +192,10 @@ class _Run(Generic[R]):
         elif self.abort is not None:
             reason = self.stop_reason()
             assert reason is not None
-            self.ready.append(result(position, given, key, self.stamp(reason, key)))
+            outcome = self.stamp(reason, key)
+            self.seen.add(key, position)  # its repeats name this position, as any repeat
+            self.keep(key, outcome)
+            self.ready.append(result(position, given, key, outcome))
         else:
             self.seen.add(key, position)
             self.waiting[key] = [(position, given)]
@@ -294,13 +297,18 @@ class _Run(Generic[R]):
         unexpected.__cause__ = exc
         return self.stamp(unexpected, call.subject)
 
+    def keep(self, key: str, outcome: Outcome) -> None:
+        """Keep *key*'s outcome for its repeats (the last ``_RECENT_OUTCOMES`` only,
+        unless every one is kept)."""
+        self.kept[key] = outcome
+        if not self.keep_all and len(self.kept) > _RECENT_OUTCOMES:
+            self.kept.popitem(last=False)
+
     def finish(self, call: Call, outcome: Outcome) -> None:
         """Turn a finished lookup into the results of the positions waiting for it."""
         self.pending -= 1
         key = call.subject
-        self.kept[key] = outcome
-        if not self.keep_all and len(self.kept) > _RECENT_OUTCOMES:
-            self.kept.popitem(last=False)
+        self.keep(key, outcome)
         positions = self.waiting.pop(key)
         self.parked -= len(positions) - 1
         result = self.kind.result.of

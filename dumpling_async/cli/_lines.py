@@ -69,14 +69,10 @@ def open_lines(path: str | None, header: bytes, *, stdout: IO[bytes] | None = No
         out.write(header)
         return out
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-        existed = False
-    except FileExistsError:
-        existed = True
         try:
-            fd = os.open(path, os.O_RDWR)
-        except OSError as exc:
-            raise OutputError(f"cannot open {path}: {exc.strerror}") from None
+            fd, existed = os.open(path, os.O_RDWR), True
+        except FileNotFoundError:  # made here (through a symlink too, to its target)
+            fd, existed = os.open(path, os.O_RDWR | os.O_CREAT, 0o644), False
     except OSError as exc:
         raise OutputError(f"cannot open {path}: {exc.strerror}") from None
     stream = open(fd, "r+b")  # noqa: SIM115 - owned by the returned LineFile
