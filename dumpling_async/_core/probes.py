@@ -62,9 +62,9 @@ class Probes:
         held = max(self.gap, overdue) if seq == self.risky else overdue
         return (now if sent is None else sent) + held
 
-    def holds(self, *, group: int, remaining: int, window: float) -> bool:
+    def holds(self, *, group: int, remaining: int) -> bool:
         """The trial's answer: it went when the window said a whole *group* was back (a
-        gradual server returns one at a time) and found it back, on the window it tested
-        (a 429 is judged by the caller)."""
+        gradual server returns one at a time) and found it back (a 429 is judged by the
+        caller, and so is whether the window still is the one it tested)."""
         expect = self.trial_expect
-        return expect >= group and remaining + 1 >= expect and window >= self.trial_window
+        return expect >= group and remaining + 1 >= expect

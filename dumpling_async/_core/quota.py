@@ -177,6 +177,8 @@ class QuotaModel:
             back = max(back, ledger.count_upto(horizon))
         elif self.mode is Mode.CONFIRMING and not self._out(self.probes.trial, now):
             # One unit on the window's prediction, the trial; the rest wait for its answer.
+            # It goes once the window says a whole group is back: only then can its answer
+            # hold (a trial on one unit due proves nothing and costs a round trip).
             due = ledger.count_upto(horizon)
             trial = max(ledger.counted - (self.limit or 0) + 1, 0)  # what makes one unit free
             back = max(back, min(due, trial))
@@ -206,10 +208,9 @@ class QuotaModel:
             if min(said, cap.most) >= units:
                 at = cap.at
         trial = self.mode is Mode.CONFIRMING and not self._out(self.probes.trial, now)
+        trial = trial and units <= ledger.counted - (self.limit or 0) + 1
         stamp = ledger.nth_stamp(units)
-        if stamp is not None and (
-            self.mode is Mode.STEPS or (trial and units <= ledger.counted - (self.limit or 0) + 1)
-        ):
+        if stamp is not None and (self.mode is Mode.STEPS or trial):
             at = min(at, stamp + self.window + self.jitter)
         elif self.mode is Mode.GRADUAL:
             rate = self._pace()
@@ -218,6 +219,12 @@ class QuotaModel:
                 if self.synced < now:
                     at = min(at, self.synced + units / rate + 1e-6)
         return at
+
+    def _trial_group(self, units: int) -> int:
+        """Units the window must say are back before a trial takes the *units*-th: a
+        group more (a trial's answer holds only when it finds a whole group back)."""
+        group = min(self.tuning.partial_group, self.limit or 1)
+        return min(units + group - 1, self.ledger.counted)
 
     def _pace(self) -> float | None:
         rate = self.refill.value
@@ -355,7 +362,9 @@ class QuotaModel:
         self._learn(sent, found)
         if trial and not refused and self.mode is Mode.CONFIRMING:
             group = min(self.tuning.partial_group, limit)
-            if self.probes.holds(group=group, remaining=remaining, window=self.window):
+            if self.probes.holds(group=group, remaining=remaining) and not self._untried(
+                self.window
+            ):
                 self._advance(Mode.STEPS)  # the window held (a 429 taught it: try again)
         if fresh and self.word.reset_trusted and info.reset is not None:
             self._note_reset(sent, now, info, remaining)
@@ -398,16 +407,22 @@ class QuotaModel:
         before = steps.value
         steps.back_within(sent - newest + jitter)
         self._window_changed(before)
-        if self.probes.trial and steps.value < self.probes.trial_window:
+        if self.probes.trial and self._untried(steps.value):
             self.probes.trial = 0  # a shorter window since it went: a new trial tries it
         if self.mode is Mode.LEARNING and steps.known:
             self._advance(Mode.CONFIRMING)
 
     def _window_changed(self, before: float) -> None:
-        """A window shorter than the one sent on is tried by one burst first (a fixed
-        window's phase can pass for a short window: it then costs one 429, not a burst)."""
-        if self.mode is Mode.STEPS and self.steps.value < before - _EPSILON:
+        """A window shorter than the one sent on, and than the one a trial confirmed by
+        more than ``reconfirm``, is tried by one burst first (a fixed window's phase can
+        pass for a short window: it then costs one 429, not a burst)."""
+        shorter = self.steps.value < before - _EPSILON
+        if self.mode is Mode.STEPS and shorter and self._untried(self.steps.value):
             self._advance(Mode.CONFIRMING)
+
+    def _untried(self, window: float) -> bool:
+        """*window* is shorter than the last trial tried, by more than ``reconfirm``."""
+        return window * self.tuning.reconfirm < self.probes.trial_window - _EPSILON
 
     def _note_reset(self, sent: float, now: float, info: ResponseInfo, remaining: int) -> None:
         """A reset header: with nothing left, when the next unit is back; with some
@@ -467,7 +482,7 @@ class QuotaModel:
             else:
                 # The unit back then is the oldest the server counts: one from the oldest
                 # the ledger holds to *held*. Only *held* bounds the window from below.
-                steps.exactly(back - jitter - oldest, jitter)
+                steps.exactly(back - jitter - oldest, jitter, least=back - held - 2 * jitter)
             word.keep(Cap(upto=oldest, at=back, most=1, from_reset=False))
             if self.mode is Mode.LEARNING:
                 self._advance(Mode.CONFIRMING)

@@ -51,6 +51,10 @@ class Tuning:
     # A trial sent later than this share of the window after the unit it counted on was
     # due tests nothing (a unit long overdue would be back anyway).
     trial_slack: float = 0.1
+    # A window shorter than the one a trial confirmed is tried by a trial again, unless
+    # within this factor of it: each trial holds the rest for an answer's time, and the
+    # answers of a steady run trim a window by a percent or two at a time.
+    reconfirm: float = 1.04
     # A group seen back in part, and still in part this many jitters later, is coming back
     # gradually: a step server would have returned it whole by then.
     gradual_proof: float = 4.0
