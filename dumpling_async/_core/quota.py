@@ -28,8 +28,6 @@ from .window import RefillRate, StepWindow, seen_in_part
 __all__ = ["MAX_LIMIT", "Cap", "Mode", "QuotaModel", "ResponseInfo", "Tuning"]
 
 MAX_LIMIT = 1_000_000  # no real plan is larger; a bigger header is capped to this
-
-
 DEFAULT_TUNING = Tuning()
 _NEVER = -1e18  # a time before any (finite, so that the state is plain JSON)
 _STEPPED = (Mode.CONFIRMING, Mode.STEPS)
@@ -73,8 +71,8 @@ class QuotaModel:
         self.synced = _NEVER  # send time of the freshest answer reconciled
         self.drained: float | None = None  # when the quota was last used up (send time)
         self.word = Word()  # what the server said of when units come back
-        self.probes = Probes(gap=self.steps.guess)
-        self.fastest = -_NEVER  # the fastest answer: the delay to the server is less
+        self.probes = Probes(gap=self.steps.guess, reconfirm=tuning.reconfirm)
+        self.fastest = -_NEVER  # the fastest lookup answered: the delay to the server is less
         self.lag = Lag()  # how late our own sends leave (a busy loop)
         self.partial: tuple[float, float] | None = None  # (group stamp, first seen back in part)
 
@@ -177,8 +175,6 @@ class QuotaModel:
             back = max(back, ledger.count_upto(horizon))
         elif self.mode is Mode.CONFIRMING and not self._out(self.probes.trial, now):
             # One unit on the window's prediction, the trial; the rest wait for its answer.
-            # It goes once the window says a whole group is back: only then can its answer
-            # hold (a trial on one unit due proves nothing and costs a round trip).
             due = ledger.count_upto(horizon)
             trial = max(ledger.counted - (self.limit or 0) + 1, 0)  # what makes one unit free
             back = max(back, min(due, trial))
@@ -208,9 +204,10 @@ class QuotaModel:
             if min(said, cap.most) >= units:
                 at = cap.at
         trial = self.mode is Mode.CONFIRMING and not self._out(self.probes.trial, now)
-        trial = trial and units <= ledger.counted - (self.limit or 0) + 1
         stamp = ledger.nth_stamp(units)
-        if stamp is not None and (self.mode is Mode.STEPS or trial):
+        if stamp is not None and (
+            self.mode is Mode.STEPS or (trial and units <= ledger.counted - (self.limit or 0) + 1)
+        ):
             at = min(at, stamp + self.window + self.jitter)
         elif self.mode is Mode.GRADUAL:
             rate = self._pace()
@@ -219,12 +216,6 @@ class QuotaModel:
                 if self.synced < now:
                     at = min(at, self.synced + units / rate + 1e-6)
         return at
-
-    def _trial_group(self, units: int) -> int:
-        """Units the window must say are back before a trial takes the *units*-th: a
-        group more (a trial's answer holds only when it finds a whole group back)."""
-        group = min(self.tuning.partial_group, self.limit or 1)
-        return min(units + group - 1, self.ledger.counted)
 
     def _pace(self) -> float | None:
         rate = self.refill.value
@@ -303,7 +294,8 @@ class QuotaModel:
             sent = now  # forgotten as stale: it was counted by now at the latest
         if info is None:
             return  # it may have been counted: its unit stays until an answer shows it back
-        self.fastest = min(self.fastest, max(now - sent, 0.0))
+        if info.status != 429:  # a refusal comes back at once, before any lookup's work
+            self.fastest = min(self.fastest, max(now - sent, 0.0))
         if info.sent_late:
             self.lag.observe(info.sent_late, now, self.tuning)
         if info.window is not None:
@@ -362,9 +354,7 @@ class QuotaModel:
         self._learn(sent, found)
         if trial and not refused and self.mode is Mode.CONFIRMING:
             group = min(self.tuning.partial_group, limit)
-            if self.probes.holds(group=group, remaining=remaining) and not self._untried(
-                self.window
-            ):
+            if self.probes.holds(group=group, remaining=remaining, window=self.window):
                 self._advance(Mode.STEPS)  # the window held (a 429 taught it: try again)
         if fresh and self.word.reset_trusted and info.reset is not None:
             self._note_reset(sent, now, info, remaining)
@@ -407,22 +397,17 @@ class QuotaModel:
         before = steps.value
         steps.back_within(sent - newest + jitter)
         self._window_changed(before)
-        if self.probes.trial and self._untried(steps.value):
+        if self.probes.trial and self.probes.untried(steps.value):
             self.probes.trial = 0  # a shorter window since it went: a new trial tries it
         if self.mode is Mode.LEARNING and steps.known:
             self._advance(Mode.CONFIRMING)
 
     def _window_changed(self, before: float) -> None:
-        """A window shorter than the one sent on, and than the one a trial confirmed by
-        more than ``reconfirm``, is tried by one burst first (a fixed window's phase can
-        pass for a short window: it then costs one 429, not a burst)."""
+        """A window shorter than the one sent on and than the last trial's is tried by one
+        burst first (a fixed window's phase can pass for a short window: one 429, not a burst)."""
         shorter = self.steps.value < before - _EPSILON
-        if self.mode is Mode.STEPS and shorter and self._untried(self.steps.value):
+        if shorter and self.mode is Mode.STEPS and self.probes.untried(self.steps.value):
             self._advance(Mode.CONFIRMING)
-
-    def _untried(self, window: float) -> bool:
-        """*window* is shorter than the last trial tried, by more than ``reconfirm``."""
-        return window * self.tuning.reconfirm < self.probes.trial_window - _EPSILON
 
     def _note_reset(self, sent: float, now: float, info: ResponseInfo, remaining: int) -> None:
         """A reset header: with nothing left, when the next unit is back; with some

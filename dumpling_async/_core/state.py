@@ -140,6 +140,7 @@ def load(data: object, *, upstream_pause: float, max_pause: float) -> QuotaModel
         trial=state.trial,
         trial_window=state.trial_window,
         trial_expect=state.trial_expect,
+        reconfirm=model.tuning.reconfirm,
     )
     model.fastest = state.fastest
     if len(state.lag) == 4:
