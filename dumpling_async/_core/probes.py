@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import attrs
 
+from .window import StepWindow
+
 __all__ = ["Probes"]
 
 
@@ -28,7 +30,7 @@ class Probes:
     trial: int = 0  # a send on a window's prediction
     trial_window: float = 0.0  # the window it tested (1e18: it went too late to test one)
     trial_expect: int = 0  # units the window said were back when it went
-    reconfirm: float = 1.0  # shorter than the last trial's by this factor or less: tried
+    reconfirm: float = attrs.field(kw_only=True)  # ``Tuning.reconfirm``
 
     def next(self, now: float, growth: float) -> None:
         """A probe went now: the next waits a growing gap."""
@@ -63,14 +65,16 @@ class Probes:
         held = max(self.gap, overdue) if seq == self.risky else overdue
         return (now if sent is None else sent) + held
 
-    def holds(self, *, group: int, remaining: int, window: float) -> bool:
+    def holds(self, *, group: int, remaining: int, steps: StepWindow) -> bool:
         """The trial's answer: it went when the window said a whole *group* was back (a
         gradual server returns one at a time) and found it back, on a window it tried
         (a 429 is judged by the caller)."""
         expect = self.trial_expect
-        return expect >= group and remaining + 1 >= expect and not self.untried(window)
+        return expect >= group and remaining + 1 >= expect and not self.untried(steps)
 
-    def untried(self, window: float) -> bool:
-        """*window* is shorter than the last trial's by more than ``reconfirm``: the
-        steady trims a run's answers make need no trial of their own."""
-        return window * self.reconfirm < self.trial_window - 1e-9
+    def untried(self, steps: StepWindow) -> bool:
+        """The window is shorter than the last trial's by more than ``reconfirm`` (the
+        steady trims a run's answers make need no trial of their own), or that trial's
+        window was wrong: a unit was seen still counted for longer."""
+        tried = self.trial_window
+        return steps.value * self.reconfirm < tried - 1e-9 or steps.lo >= tried

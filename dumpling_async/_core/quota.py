@@ -161,7 +161,7 @@ class QuotaModel:
         a fixed window, where a test across an edge reads as a short window."""
         if self.mode is not Mode.STEPS or self.steps.test_lag is None or not self.limit:
             return 0
-        # A test is tried by a burst first (CONFIRMING): worth it only when answers come
+        # A test may be tried by a burst first (CONFIRMING): worth it only when answers come
         # back well within a window.
         fast = self.fastest * self.tuning.test_latency < self.steps.value
         return 1 if fast and self.limit > 1 else 0
@@ -354,7 +354,7 @@ class QuotaModel:
         self._learn(sent, found)
         if trial and not refused and self.mode is Mode.CONFIRMING:
             group = min(self.tuning.partial_group, limit)
-            if self.probes.holds(group=group, remaining=remaining, window=self.window):
+            if self.probes.holds(group=group, remaining=remaining, steps=self.steps):
                 self._advance(Mode.STEPS)  # the window held (a 429 taught it: try again)
         if fresh and self.word.reset_trusted and info.reset is not None:
             self._note_reset(sent, now, info, remaining)
@@ -397,16 +397,16 @@ class QuotaModel:
         before = steps.value
         steps.back_within(sent - newest + jitter)
         self._window_changed(before)
-        if self.probes.trial and self.probes.untried(steps.value):
+        if self.probes.trial and self.probes.untried(steps):
             self.probes.trial = 0  # a shorter window since it went: a new trial tries it
         if self.mode is Mode.LEARNING and steps.known:
             self._advance(Mode.CONFIRMING)
 
     def _window_changed(self, before: float) -> None:
-        """A window shorter than the one sent on and than the last trial's is tried by one
-        burst first (a fixed window's phase can pass for a short window: one 429, not a burst)."""
+        """A window shorter than the one sent on, and untried (``Probes.untried``), is tried
+        by one burst first (a fixed window's phase can pass for a short window: one 429)."""
         shorter = self.steps.value < before - _EPSILON
-        if shorter and self.mode is Mode.STEPS and self.probes.untried(self.steps.value):
+        if shorter and self.mode is Mode.STEPS and self.probes.untried(self.steps):
             self._advance(Mode.CONFIRMING)
 
     def _note_reset(self, sent: float, now: float, info: ResponseInfo, remaining: int) -> None:

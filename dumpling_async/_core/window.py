@@ -71,11 +71,11 @@ class StepWindow:
     def exactly(self, lag: float, slack: float, *, least: float | None = None) -> None:
         """The server said when a unit is back: *lag* after it was counted, within
         *slack*. A fixed window says shorter lags for units counted later in it: keep
-        the longest. With *least*, the unit is one of several, and only *least* bounds
-        the window from below (the oldest may have been back long ago, unseen yet)."""
+        the longest. With *least*, the unit is one of several and only *least* bounds the
+        window from below (the oldest may have been back long ago, unseen yet)."""
         if self.hi is not None and lag + slack < self.lo:
             return
-        self.lo = max(self.lo, lag - slack if least is None else min(least, lag - slack))
+        self.lo = max(self.lo, lag - slack if least is None else least)
         self.hi = max(lag + slack, self.lo + slack)
 
 
