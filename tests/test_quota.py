@@ -15,7 +15,9 @@ import pytest
 from _quota_sim import Network, simulate
 
 from dumpling_async._core import state as shared_state
+from dumpling_async._core.probes import Probes
 from dumpling_async._core.quota import MAX_LIMIT, Mode, QuotaModel, ResponseInfo
+from dumpling_async._core.window import StepWindow
 from dumpling_async.testing import ALGORITHMS, AnswerTime, RateLimitRule
 
 # (reset header, Retry-After): what the server says besides Limit and Remaining.
@@ -195,6 +197,37 @@ def test_a_step_server_is_learned_confirmed_then_used() -> None:
     assert trial and model.wait(at) > 0  # the rest wait for the trial's answer
     model.answer(trial, at + 0.01, _ok(5, 3))
     assert model.mode is Mode.STEPS
+
+
+def test_a_refusal_answered_at_once_leaves_a_trial_its_hold() -> None:
+    """A 429 comes back before any lookup's work: a trial still holds the rest for
+    lookups' answer times (0.3 s here), not for the 429's 1 ms."""
+    model = _model()
+    seq = model.grant(0.0)
+    model.answer(seq, 0.3, _ok(5, 4))
+    burst = [model.grant(0.3) for _ in range(4)]
+    for n, seq in enumerate(burst):
+        model.answer(seq, 0.6, _ok(5, 3 - n))
+    probe = model.grant(0.65)
+    model.answer(probe, 0.651, ResponseInfo(status=429, limit=5, remaining=0, retry_after=0.35))
+    assert model.mode is Mode.CONFIRMING and model.window == pytest.approx(1.0, abs=0.03)
+    assert model.wait(1.04) == 0
+    model.grant(1.04)  # the unit the 429 said is back
+    at = 1.35  # the burst's units are due: one goes on the window's prediction
+    assert model.wait(at) == 0
+    trial = model.grant(at)
+    assert model.probes.trial == trial
+    assert model.wait(at + 0.1) > 0  # its answer is not overdue after 0.1 s: the rest wait
+
+
+def test_a_trim_within_reconfirm_of_the_trials_window_needs_no_new_trial() -> None:
+    """A window 2 % under the one a trial confirmed counts as tried; 10 % under, or one
+    the trial's window was shown too short for, does not."""
+    probes = Probes(reconfirm=1.04, trial_window=1.0)
+    assert not probes.untried(StepWindow(0.25, lo=0.5, hi=0.98))
+    assert probes.untried(StepWindow(0.25, lo=0.5, hi=0.9))
+    assert probes.untried(StepWindow(0.25, lo=1.0, hi=None))  # still counted past it
+    assert Probes(reconfirm=1.04).untried(StepWindow(0.25, lo=0.5, hi=0.98))  # none yet
 
 
 def test_a_gradual_server_is_recognised_and_paced() -> None:
