@@ -26,6 +26,8 @@ class Mode(enum.Enum):
     - ``STEPS``: units come back a window after they were counted (a sliding log; a
       fixed window returns them no later): every unit the window says is back goes at
       once; while the window is only bracketed, one unit of each burst tests its middle.
+      A window shorter than the last trial's by more than ``Tuning.reconfirm`` goes back
+      to ``CONFIRMING``; the smaller trims of a steady run's answers do not.
     - ``GRADUAL``: units come back at a steady rate (token bucket, GCRA, a sliding
       window counter): requests are paced at the rate measured from the answers.
 
