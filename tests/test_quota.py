@@ -178,14 +178,20 @@ def test_the_first_answer_decides_whether_there_is_a_quota() -> None:
         assert model.mode is mode
 
 
+def _use_up_five(model: QuotaModel, *, answer: float) -> None:
+    """A first request, then a burst of four on what its answer said is left, each
+    answered *answer* seconds after it went: a quota of 5 used up."""
+    seq = model.grant(0.0)
+    model.answer(seq, answer, _ok(5, 4))
+    burst = [model.grant(answer) for _ in range(4)]
+    for n, seq in enumerate(burst):
+        model.answer(seq, 2 * answer, _ok(5, 3 - n))
+
+
 def test_a_step_server_is_learned_confirmed_then_used() -> None:
     """A 429 with an exact Retry-After says the window; one trial on it, then steps."""
     model = _model()
-    seq = model.grant(0.0)
-    model.answer(seq, 0.01, _ok(5, 4))
-    burst = [model.grant(0.01) for _ in range(4)]
-    for n, seq in enumerate(burst):
-        model.answer(seq, 0.02, _ok(5, 3 - n))
+    _use_up_five(model, answer=0.01)
     assert model.wait(0.02) > 0  # nothing in hand: a probe after a while
     probe = model.grant(0.05)
     model.answer(probe, 0.06, ResponseInfo(status=429, limit=5, remaining=0, retry_after=0.95))
@@ -203,11 +209,7 @@ def test_a_refusal_answered_at_once_leaves_a_trial_its_hold() -> None:
     """A 429 comes back before any lookup's work: a trial still holds the rest for
     lookups' answer times (0.3 s here), not for the 429's 1 ms."""
     model = _model()
-    seq = model.grant(0.0)
-    model.answer(seq, 0.3, _ok(5, 4))
-    burst = [model.grant(0.3) for _ in range(4)]
-    for n, seq in enumerate(burst):
-        model.answer(seq, 0.6, _ok(5, 3 - n))
+    _use_up_five(model, answer=0.3)
     probe = model.grant(0.65)
     model.answer(probe, 0.651, ResponseInfo(status=429, limit=5, remaining=0, retry_after=0.35))
     assert model.mode is Mode.CONFIRMING and model.window == pytest.approx(1.0, abs=0.03)
