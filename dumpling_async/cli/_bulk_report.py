@@ -18,7 +18,7 @@ from rich.text import Text
 from .._core.budget import CreditBudget
 from ._output import ResumeState
 from ._run_stats import Stats
-from ._support import SIMULATED_LIMIT
+from ._simulated import SIMULATED_LIMIT
 
 if TYPE_CHECKING:  # imported when needed: aiohttp.web is slow to import
     from ..testing import FakeDumplingServer

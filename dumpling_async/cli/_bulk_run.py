@@ -52,13 +52,13 @@ from ._progress import BulkView, ProgressMode, Reporter
 from ._redis import shared_limits
 from ._shard import Shard
 from ._signals import stop_on_signals
+from ._simulated import simulated_server
 from ._support import (
     CLIError,
     Connection,
     make_client,
     resolve_api_key,
     run_job,
-    simulated_server,
 )
 
 __all__ = ["BulkJob", "BulkRun", "execute_bulk"]

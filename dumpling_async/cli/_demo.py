@@ -20,16 +20,15 @@ from ._bulk_run import BulkJob, execute_bulk
 from ._log import configure_logging, log_options
 from ._progress import progress_mode
 from ._signals import signal_handlers
+from ._simulated import SIMULATED_LIMIT, simulated_rule
 from ._support import (
     EXIT_FAILED,
     EXIT_OK,
     SIMULATED_KEY,
-    SIMULATED_LIMIT,
     CLIError,
     Connection,
     quiet_option,
     run_loop,
-    simulated_rule,
     stderr_console,
 )
 

@@ -36,13 +36,13 @@ from ._listing_items import ItemShape, ListingFormat
 from ._progress import ListingView, ProgressMode, Reporter
 from ._run_stats import Stats
 from ._signals import stop_on_signals
+from ._simulated import simulated_server
 from ._support import (
     EXIT_OK,
     CLIError,
     Connection,
     make_client,
     run_job,
-    simulated_server,
 )
 
 __all__ = [

@@ -11,8 +11,8 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
 import attrs
 import click
@@ -32,9 +32,10 @@ from .._errors import (
 )
 from ._files import OutputError
 from ._signals import Interruptible
+from ._simulated import simulated_server
 
 if TYPE_CHECKING:  # imported when needed: aiohttp.web is slow to import
-    from ..testing import FakeDumplingServer, RateLimitRule
+    pass
 
 __all__ = [
     "COST_NAMES",
@@ -45,7 +46,6 @@ __all__ = [
     "EXIT_SIGTERM",
     "EXIT_USAGE",
     "SIMULATED_KEY",
-    "SIMULATED_LIMIT",
     "CLIError",
     "Connection",
     "connection_options",
@@ -60,8 +60,6 @@ __all__ = [
     "run_job",
     "run_loop",
     "run_one",
-    "simulated_rule",
-    "simulated_server",
     "stderr_console",
     "warn",
 ]
@@ -78,7 +76,6 @@ T = TypeVar("T")
 COST_NAMES: Final = tuple(attrs.fields_dict(CreditCosts))
 _COSTS_META: Final = "dumpling_async.credit_costs"
 _PROXY_META: Final = "dumpling_async.proxy"
-SIMULATED_LIMIT: Final[tuple[int, float, Literal["sliding"]]] = (50, 1.0, "sliding")
 
 
 class CLIError(Exception):
@@ -266,28 +263,6 @@ def make_client(
         return AsyncDumplingClient(conn.api_key, base_url=base_url or conn.base_url, **options)
     except ConfigurationError as exc:
         raise _config_error(exc) from None
-
-
-def simulated_rule() -> RateLimitRule:
-    from ..testing import RateLimitRule
-
-    limit, window, algorithm = SIMULATED_LIMIT
-    return RateLimitRule(limit, window, algorithm)
-
-
-@contextlib.asynccontextmanager
-async def simulated_server(enabled: bool) -> AsyncIterator[FakeDumplingServer | None]:
-    if not enabled:
-        yield None
-        return
-    from ..testing import FakeDumplingServer
-
-    server = FakeDumplingServer(rate_limit=simulated_rule())
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.close()
 
 
 def _output_options(formats: tuple[str, ...], default: str) -> Callable[..., Any]:
