@@ -13,8 +13,8 @@ configuration or input error, 3 aborted by an account-level error (401 invalid k
 The bulk run behind ``profiles`` and ``demo`` is in ``_bulk_run`` (its input in ``_input``,
 its output in ``_output``, ``_shard`` for ``--shard`` and ``_redis`` for ``--redis-url``),
 its live progress in ``_progress`` and its summary in ``_bulk_report``; logging is in
-``_log``, the shared options, the connection and the in-process fake server in
-``_support``.
+``_log``, the shared options and the connection in ``_support``, the fake server of
+``--simulate`` (on its own thread) in ``_simulated``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Shared pieces of the ``dumpling-async`` commands: exit statuses, stderr messages, the
 click options several commands take (connection: key, base URL, ``--simulate``; output;
-``--quiet``; logging's are in ``_log``), the in-process fake server, and running one API
+``--quiet``; logging's are in ``_log``), and running one API
 call (``run_one``) or a whole bulk or listing run (``run_job``) with the exit statuses and
 messages every command shares.
 """
