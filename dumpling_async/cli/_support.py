@@ -1,8 +1,8 @@
 """Shared pieces of the ``dumpling-async`` commands: exit statuses, stderr messages, the
 click options several commands take (connection: key, base URL, ``--simulate``; output;
-``--quiet``; logging's are in ``_log``), and running one API
-call (``run_one``) or a whole bulk or listing run (``run_job``) with the exit statuses and
-messages every command shares.
+``--quiet``; logging's are in ``_log``), and running one API call (``run_one``) or a
+whole bulk or listing run (``run_job``) with the exit statuses and messages every command
+shares.
 """
 
 from __future__ import annotations
