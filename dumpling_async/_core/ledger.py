@@ -27,7 +27,7 @@ class Reconciled:
 
     popped: int  # units shown back, oldest first
     popped_newest: float | None  # the stamp of the newest of them
-    split_group: int  # units sent within jitter of that one and still counted
+    split_group: int  # units sent within jitter of that one and proven still counted
     held: float | None  # the stamp of the oldest unit, if the answer shows it still counted
     proven: float | None  # the stamp of the oldest unit the answer shows still counted
     foreign: int  # units in use that this ledger never sent
@@ -145,9 +145,13 @@ class Ledger:
         if old > room:
             popped = old - room
             popped_newest = self._pop(popped)
-            if popped_newest is not None:
-                split = self._group(popped_newest, jitter)
             old = room
+            if popped_newest is not None:
+                # The rest of that group is seen still counted only as far as the answer
+                # proves it: units sent near this one may explain the count instead (a
+                # fixed window's new burst, all of the old ones back).
+                unproven = old - min(max(used - near, 0), old)
+                split = max(self._group(popped_newest, jitter) - unproven, 0)
         foreign = 0
         if fresh and old + near < used:
             foreign = used - old - near
