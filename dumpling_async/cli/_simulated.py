@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Coroutine
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Final, Literal
 
 if TYPE_CHECKING:  # imported when needed: aiohttp.web is slow to import
     from ..testing import FakeDumplingServer, RateLimitRule
@@ -22,8 +22,6 @@ if TYPE_CHECKING:  # imported when needed: aiohttp.web is slow to import
 __all__ = ["SIMULATED_LIMIT", "simulated_rule", "simulated_server"]
 
 SIMULATED_LIMIT: Final[tuple[int, float, Literal["sliding"]]] = (50, 1.0, "sliding")
-
-T = TypeVar("T")
 
 
 def simulated_rule() -> RateLimitRule:
@@ -33,12 +31,49 @@ def simulated_rule() -> RateLimitRule:
     return RateLimitRule(limit, window, algorithm)
 
 
-async def _started() -> FakeDumplingServer:
-    from ..testing import FakeDumplingServer
+class _ServerHost:
+    """Runs the fake server from start to close on a thread and event loop of its own;
+    the client only waits for it to be ready and tells it to stop, so a cancelled client
+    cannot leave it half started or half closed."""
 
-    server = FakeDumplingServer(rate_limit=simulated_rule())
-    await server.start()
-    return server
+    def __init__(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="dumpling-fake-server", daemon=True)
+        self.ready = threading.Event()
+        self.server: FakeDumplingServer | None = None
+        self.error: Exception | None = None
+        self._stopping = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+
+    def _run(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        from ..testing import FakeDumplingServer
+
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        server = FakeDumplingServer(rate_limit=simulated_rule())
+        try:
+            await server.start()
+        except Exception as exc:  # handed to the client, which raises it
+            self.error = exc
+            return
+        finally:
+            self.ready.set()
+        self.server = server
+        try:
+            if not self._stopping.is_set():  # set before the loop was seen: stop now
+                await self._stop.wait()
+        finally:
+            await server.close()
+
+    def stop(self) -> None:
+        """Close the server and end the thread (from the client's thread)."""
+        self._stopping.set()  # first: either this sees the loop or the loop sees this
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has already ended
+                loop.call_soon_threadsafe(stop.set)
 
 
 @contextlib.asynccontextmanager
@@ -48,21 +83,13 @@ async def simulated_server(enabled: bool) -> AsyncIterator[FakeDumplingServer | 
     if not enabled:
         yield None
         return
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="dumpling-fake-server", daemon=True)
-    thread.start()
-
-    async def on_server_loop(coro: Coroutine[Any, Any, T]) -> T:
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
-
+    host = _ServerHost()
+    host.thread.start()
     try:
-        server = await on_server_loop(_started())
-        try:
-            yield server
-        finally:
-            await on_server_loop(server.close())
+        await asyncio.to_thread(host.ready.wait)
+        if host.server is None:
+            raise host.error or RuntimeError("the fake server did not start")
+        yield host.server
     finally:
-        loop.call_soon_threadsafe(loop.stop)
-        await asyncio.to_thread(thread.join)
-        if not thread.is_alive():
-            loop.close()
+        host.stop()
+        await asyncio.to_thread(host.thread.join)

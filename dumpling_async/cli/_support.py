@@ -12,7 +12,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
+from typing import Any, Final, NoReturn, TypeVar
 
 import attrs
 import click
@@ -33,9 +33,6 @@ from .._errors import (
 from ._files import OutputError
 from ._signals import Interruptible
 from ._simulated import simulated_server
-
-if TYPE_CHECKING:  # imported when needed: aiohttp.web is slow to import
-    pass
 
 __all__ = [
     "COST_NAMES",
