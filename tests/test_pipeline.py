@@ -454,18 +454,20 @@ async def test_errors_before_sending_name_the_call_too() -> None:
     assert (closed.value.target, closed.value.handle) == ("later", "later")
 
 
-async def test_the_limiter_is_told_how_late_a_request_left() -> None:
-    """A request that leaves its client late (here the transport holds it 50 ms before it
-    goes out) reaches the limiter's answer as ``sent_late``, so the quota model can allow
-    for sends counted out of their order."""
+async def test_the_limiter_is_told_how_unevenly_a_request_left() -> None:
+    """A request held 50 ms while others leave every 10 ms reaches the limiter's answer
+    with that lag, less the longest spell when none left, as ``sent_late``; one held as
+    long while nothing else leaves (the whole client held) with none."""
 
     class LateTransport(MockTransport):
         async def post(self, url: URL, body: bytes, progress: Progress) -> Response:
-            await asyncio.sleep(0.05)  # the event loop busy elsewhere
-            progress.went_out, progress.left_at = True, time.monotonic()
+            handle = orjson.loads(body)["handle"]
+            held = 0.05 if handle == "slow" else int(handle[-1]) * 0.01
+            await asyncio.sleep(held)  # the event loop busy elsewhere
+            progress.leave()
             progress.status = 200
-            headers = CIMultiDict({"X-RateLimit-Limit": "10", "X-RateLimit-Remaining": "9"})
-            return Response(200, headers, orjson.dumps(fake_profile("someone")), None)
+            headers = CIMultiDict({"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "90"})
+            return Response(200, headers, orjson.dumps(fake_profile(handle)), None)
 
     told: list[ResponseInfo | None] = []
 
@@ -474,9 +476,13 @@ async def test_the_limiter_is_told_how_late_a_request_left() -> None:
             told.append(response)
             await super().settle(permit, response)
 
-    pipeline, _ = make_pipeline(scripted(ok()))
+    pipeline, _ = make_pipeline(scripted(ok()), concurrency=8, limiter=Recording())
     pipeline.transport = LateTransport(scripted(ok()))
-    pipeline.limiter = Recording()
-    await pipeline.call(*profile_call())
-    (info,) = told
-    assert info is not None and 0.045 <= info.sent_late < 1.0
+    handles = ["slow", "quick1", "quick2", "quick3", "quick4"]
+    await asyncio.gather(*(pipeline.call(*profile_call(handle)) for handle in handles))
+    slow = told[-1]  # the last to leave
+    assert slow is not None and 0.025 <= slow.sent_late < 1.0, told
+    told.clear()
+    await pipeline.call(*profile_call("slow"))
+    (alone,) = told
+    assert alone is not None and alone.sent_late == 0.0

@@ -30,6 +30,7 @@ from .._errors import (
 )
 from .budget import CreditBudget
 from .concurrency import Concurrency
+from .departures import Departures
 from .endpoints import Call, CreditCosts, Endpoint
 from .fate import Charge, charge_of, error_for_status, send_error
 from .headers import response_info
@@ -78,6 +79,7 @@ class Pipeline:
         self.transport = transport
         self.limiter = limiter
         self._departed = limiter.departed if isinstance(limiter, HearsDepartures) else None
+        self._departures = Departures()  # when requests left: how unevenly each was held
         self._lanes = limiter if _takes_turns(limiter) else None  # serves lanes, bounds waits
         self.budget = budget
         self.retry = retry
@@ -296,6 +298,13 @@ class Pipeline:
                     self._busy += 1
                     waiter.set_result(None)
 
+    def _left(self, permit: Permit, progress: Progress) -> None:
+        """A request left (the transport holds its connection): remember when, and tell
+        the limiter if it listens."""
+        self._departures.left(progress.left_at)
+        if self._departed is not None:
+            self._departed(permit)
+
     def _answered(self, status: int, info: ResponseInfo, started: float) -> None:
         """Size the slots from an answer: its time, and a refusal with quota left."""
         sizing = self.concurrency
@@ -370,8 +379,7 @@ class Pipeline:
             if reason is not None:
                 await self.limiter.settle(permit, _NOT_SENT)
                 raise reason
-            if self._departed is not None:
-                progress.on_leave = functools.partial(self._departed, permit)
+            progress.on_leave = functools.partial(self._left, permit, progress)
             info: ResponseInfo | None = None
             outcome: Response | SendFailed
             started = time.monotonic()
@@ -386,7 +394,8 @@ class Pipeline:
                         info = _NOT_SENT  # it cannot have been counted either
                 else:
                     left = progress.left_at
-                    late = left - started if left else 0.0  # how long our own loop held it
+                    # How much longer our own client held it than the others it sent then.
+                    late = self._departures.lag(started, left) if left else 0.0
                     info = response_info(outcome.status, outcome.headers, sent_late=late)
                     if self.concurrency.automatic:
                         self._answered(outcome.status, info, started)
