@@ -28,8 +28,9 @@ class ResponseInfo:
     # The reset was a time of day (a Unix time), so it counts from when the answer was
     # read, not from when the request was counted.
     reset_absolute: bool = False
-    # How long after its permit the request left this client (0: not measured): a busy
-    # event loop sends late, and a request that leaves late is counted late.
+    # How long after its permit the request left this client, less the longest spell in
+    # that wait when no other request left (0: not measured, or the whole client was
+    # held): a busy loop that serves some requests while it holds others sends unevenly.
     sent_late: float = 0.0
 
 

@@ -139,8 +139,8 @@ def response_info(
     status: int, headers: Mapping[str, str], *, wall: float | None = None, sent_late: float = 0.0
 ) -> ResponseInfo:
     """What the limiter learns from one response (*wall*: the time of day to read Unix
-    times against, now by default; *sent_late*: how long after its permit the request
-    left)."""
+    times against, now by default; *sent_late*: how long the request was held before it
+    left while other requests left, ``ResponseInfo.sent_late``)."""
     get = headers.get
     if (
         status == 200
