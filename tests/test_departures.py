@@ -27,8 +27,8 @@ def test_a_request_held_while_others_left_has_their_spread() -> None:
 
 
 def test_a_burst_held_by_a_stall_counts_only_its_own_spread() -> None:
-    """A burst ready at 0 and held by a 0.3 s stall leaves over 2 ms: its last one's lag
-    is those 2 ms, not the stall (nor the two that left before it began)."""
+    """A request ready at 0 and held through a 0.3 s stall while a burst left: its wait
+    less the stall, 3 ms, not 0.3 s."""
     departures = _left(0.0, 0.001, 0.3, 0.301, 0.302)
     assert departures.lag(0.0, 0.302) == pytest.approx(0.002 + 0.001, abs=1e-9)
 

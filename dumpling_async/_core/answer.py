@@ -82,10 +82,10 @@ class Word:
 @attrs.define
 class Lag:
     """How far apart two requests granted together may leave this client: each one's
-    delay from its permit to leaving, less the smallest delay seen lately (one on a new
-    connection leaves a handshake after one on a reused connection; a busy loop holds
-    some longer than others). The largest spread seen, halving every ``lag_half_life``
-    seconds; a lone request after a quiet spell sets the floor afresh, not the spread."""
+    ``sent_late`` (its wait less the spells when nothing else left, ``departures``; a
+    busy loop holds some longer than others), less the smallest seen lately that was
+    not 0. The largest spread seen, halving every ``lag_half_life`` seconds; a lone
+    request after a quiet spell sets the floor afresh, not the spread."""
 
     value: float = 0.0
     at: float = 0.0
