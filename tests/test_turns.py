@@ -73,12 +73,15 @@ def _bulk_sent_meanwhile(server: FakeDumplingServer, since: float, handle: str) 
 
 @pytest.mark.parametrize("priority", ["interactive", "bulk"])
 async def test_a_single_call_takes_the_next_unit_ahead_of_a_bulk_job(priority: str) -> None:
-    """While a bulk job waits on a bucket's refill (one unit per 50 ms, 32 waiting), a
-    single call goes with the next unit; asked as bulk, it queues behind the job."""
+    """While a bulk job waits on a bucket's refill (one unit per 50 ms), a single call
+    goes with the next unit; asked as bulk, it queues behind the job."""
     rule = RateLimitRule(20, 1.0, "token_bucket")
+    # Slots sized by the client, as by default: under a max_concurrency cap the bulk job's
+    # waiters hold every slot, and a single call first waits for one to free (up to a
+    # pacing step, one or two bulk sends) before it reaches the limiter's turns.
     async with (
         FakeDumplingServer(rate_limit=rule) as server,
-        AsyncDumplingClient(KEY, base_url=server.url, max_concurrency=32) as client,
+        AsyncDumplingClient(KEY, base_url=server.url) as client,
     ):
         # Enough for four calls behind the queue (about 4 x 32 bulk requests) after a
         # pacing reached late on a loaded machine: with 150, the fourth met an empty queue.
@@ -94,7 +97,7 @@ async def test_a_single_call_takes_the_next_unit_ahead_of_a_bulk_job(priority: s
     if priority == "interactive":
         assert max(overtaken) <= 2, overtaken  # the unit already promised, at most
     else:
-        assert min(overtaken) >= 8, overtaken  # behind the queue (about 30 measured)
+        assert min(overtaken) >= 8, overtaken  # behind the queue (15-20 measured)
 
 
 async def test_max_wait_raises_before_any_request_with_the_wait_then_imposed() -> None:
