@@ -83,7 +83,7 @@ async def test_a_single_call_takes_the_next_unit_ahead_of_a_bulk_job(priority: s
         FakeDumplingServer(rate_limit=rule) as server,
         AsyncDumplingClient(KEY, base_url=server.url) as client,
     ):
-        # Enough for four calls behind the queue (about 4 x 32 bulk requests) after a
+        # Enough for four calls behind the queue (about 4 x 20 bulk requests) after a
         # pacing reached late on a loaded machine: with 150, the fourth met an empty queue.
         job = asyncio.ensure_future(client.gather_profiles(f"user{i}" for i in range(220)))
         await _paced(client, job, waits=20)
